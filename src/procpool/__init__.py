@@ -1,0 +1,33 @@
+"""procpool: await CPU-bound work in other processes, as naturally as awaiting a socket."""
+
+from ._errors import InitializerError as InitializerError
+from ._errors import InvalidStateError as InvalidStateError
+from ._errors import PoolClosedError as PoolClosedError
+from ._errors import ProcpoolError as ProcpoolError
+from ._errors import RemoteError as RemoteError
+from ._errors import RemoteTraceback as RemoteTraceback
+from ._errors import SerializationError as SerializationError
+from ._errors import TaskCancelledError as TaskCancelledError
+from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._map import MapIterator as MapIterator
+from ._pool import Pool as Pool
+from ._pool import PoolOptions as PoolOptions
+from ._sizing import available_cpus as available_cpus
+from ._task import Task as Task
+
+__all__ = (
+    "InitializerError",
+    "InvalidStateError",
+    "MapIterator",
+    "Pool",
+    "PoolClosedError",
+    "PoolOptions",
+    "ProcpoolError",
+    "RemoteError",
+    "RemoteTraceback",
+    "SerializationError",
+    "Task",
+    "TaskCancelledError",
+    "WorkerCrashedError",
+    "available_cpus",
+)

@@ -1,0 +1,75 @@
+"""The exceptions procpool raises. Import-light: the worker imports this module too."""
+
+from __future__ import annotations
+
+
+class ProcpoolError(Exception):
+    """Base class of every error that procpool itself raises."""
+
+
+class PoolClosedError(ProcpoolError, RuntimeError):
+    """Work was submitted to a pool that is closing or closed."""
+
+
+class SerializationError(ProcpoolError, TypeError):
+    """A function, an argument or a result could not be pickled to cross between processes."""
+
+
+class InitializerError(ProcpoolError):
+    """A worker's ``initializer`` raised; the child's exception is chained as ``__cause__``."""
+
+
+class InvalidStateError(ProcpoolError, RuntimeError):
+    """A task's outcome was asked for before the task was done."""
+
+
+class TaskCancelledError(ProcpoolError):
+    """The task was cancelled (``Task.cancel()``) before it produced a result."""
+
+
+class WorkerCrashedError(ProcpoolError):
+    """The worker process died while running the task.
+
+    Only the task that was running fails; the pool starts a replacement worker.
+
+    Attributes:
+        pid: the worker's process id.
+        exitcode: the exit status (negative when a signal ended the process), or None.
+        signal_name: the name of the signal that killed it (``"SIGKILL"``), or None.
+        task: a short description of the task that was running.
+    """
+
+    def __init__(self, *, pid: int | None, exitcode: int | None, signal_name: str | None, task: str) -> None:
+        how = f"was killed by {signal_name}" if signal_name else f"exited with code {exitcode}"
+        super().__init__(f"worker process {pid} {how} while running {task}")
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal_name = signal_name
+        self.task = task
+
+
+class RemoteError(ProcpoolError):
+    """An exception raised in a worker that could not be rebuilt in the parent as its own type.
+
+    Attributes:
+        type_name: the qualified name of the original exception type.
+        message: ``str()`` of the original exception.
+        traceback_text: the child's formatted traceback.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+
+class RemoteTraceback(Exception):
+    """Carries the child's formatted traceback; set as ``__cause__`` of a re-raised child exception."""
+
+    def __init__(self, traceback_text: str) -> None:
+        super().__init__(traceback_text)
+        self.traceback_text = traceback_text
+
+    def __str__(self) -> str:
+        return f"\n\n[traceback in the worker process]\n{self.traceback_text}"

@@ -1,0 +1,408 @@
+"""`Pool`: the public facade over worker slots and their processes."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import itertools
+import math
+import multiprocessing
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, NoReturn, ParamSpec, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._errors import PoolClosedError
+from ._map import MapIterator
+from ._process import WorkerProcess
+from ._sizing import available_cpus, check_start_method
+from ._slot import WorkerSlot
+from ._task import Task
+from ._wire import dumps_for_transport
+from ._worker import ChunkRunner
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+
+_FUNCTION_IDS = 1024
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _FunctionIds:
+    """Content-addressed ids for pickled functions.
+
+    Equal pickles share an id, so a worker that already loaded a function is sent only its id,
+    while a function that changed (a closure over new values) gets a new id and is sent again.
+    """
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[bytes, int] = OrderedDict()
+        self._counter = itertools.count(1)
+
+    def id_for(self, fn_bytes: bytes) -> int:
+        fn_id = self._ids.get(fn_bytes)
+        if fn_id is None:
+            fn_id = self._ids[fn_bytes] = next(self._counter)
+            if len(self._ids) > _FUNCTION_IDS:
+                self._ids.popitem(last=False)
+        else:
+            self._ids.move_to_end(fn_bytes)
+        return fn_id
+
+
+def _describe(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if isinstance(fn, functools.partial):
+        name = f"partial({_describe(fn.func)})"
+    return str(name) if name else type(fn).__qualname__
+
+
+def _check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable (a function, lambda, method...), not {type(fn).__name__}: {fn!r:.80}")
+
+
+def _check_positive_int(name: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, not {value!r}")
+
+
+class _Verbs:
+    """The ways to send work to a pool; shared by `Pool` and the views from `Pool.options`."""
+
+    _pool: Pool
+    _kill_on_cancel: bool
+
+    @overload
+    def submit(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
+    @overload
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task[Any]:
+        """Submit ``fn(*args, **kwargs)`` and return its `Task` at once, without waiting.
+
+        ``fn`` may be any callable cloudpickle can carry, or an ``async def`` function, which the
+        worker runs on its own event loop. Must be called from the event loop's thread.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            SerializationError: ``fn`` or an argument cannot be pickled.
+            PoolClosedError: the pool is not open.
+        """
+        _check_callable(fn)
+        pool = self._pool
+        pool._check_open()
+        name = _describe(fn)
+        fn_bytes = dumps_for_transport(fn, f"the function {name}")
+        return pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel)
+
+    @overload
+    async def run(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    @overload
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a worker and return its result.
+
+        An exception raised by ``fn`` is raised here as the same type, with the child's traceback
+        as its ``__cause__``. If the worker dies, `WorkerCrashedError` is raised. If this call is
+        cancelled (``anyio.fail_after``, ``asyncio.timeout``...), a queued call never starts and a
+        running one has its worker killed (see ``kill_on_cancel``).
+        """
+        return await self.submit(fn, *args, **kwargs)
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[R]: ...
+    def map(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[Any]:
+        """``fn`` applied to the items of ``iterables`` (like builtin ``map``), as an async iterator.
+
+        Args:
+            fn: the function; called as ``fn(a, b, ...)`` with one item from each iterable.
+            iterables: sync or async iterables, possibly endless; the shortest ends the map.
+            ordered: yield results in input order (True) or as they complete (False).
+            chunksize: items sent to a worker in one task; raise it for many tiny items.
+            max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
+                inputs are pulled only as fast as results are consumed.
+        """
+        _check_callable(fn)
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        for iterable in iterables:
+            if not isinstance(iterable, (Iterable, AsyncIterable)):
+                raise TypeError(f"map() arguments must be iterables or async iterables, not {type(iterable).__name__}")
+        _check_positive_int("chunksize", chunksize, optional=False)
+        _check_positive_int("max_in_flight", max_in_flight, optional=True)
+        pool = self._pool
+        pool._check_open()
+        name = _describe(fn)
+        runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
+        kill_on_cancel = self._kill_on_cancel
+
+        def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
+            return pool._submit_pickled(runner_bytes, name, chunk, {}, kill_on_cancel)
+
+        return MapIterator(
+            submit_chunk,
+            iterables,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight or 2 * pool.workers,
+        )
+
+
+class PoolOptions(_Verbs):
+    """A view of a `Pool` whose ``run``/``submit``/``map`` use other per-call options."""
+
+    def __init__(self, pool: Pool, *, kill_on_cancel: bool) -> None:
+        self._pool = pool
+        self._kill_on_cancel = kill_on_cancel
+
+
+class Pool(_Verbs):
+    """A pool of worker processes that async code awaits like any other IO.
+
+    Use it as an async context manager: the workers are started and ready when ``async with``
+    returns, and stopped when it exits. Leaving the block normally waits for every submitted task;
+    leaving it by an exception cancels them.
+
+    Args:
+        workers: number of worker processes; None means the CPUs this process may use
+            (affinity mask and cgroup CPU quota).
+        initializer: called as ``initializer(*initargs)`` in each new worker before its first task.
+        initargs: arguments for ``initializer``.
+        max_tasks_per_worker: replace a worker after it has run this many tasks (None: never).
+        start_method: ``"forkserver"`` (the default on Linux) or ``"spawn"``.
+        kill_on_cancel: when a running task is cancelled, kill its worker (True, the default) or
+            let it finish and drop its result (False). ``Pool.options`` overrides it per call.
+        kill_grace: seconds a worker gets after SIGTERM before SIGKILL, and to exit on close.
+
+    Raises:
+        ValueError: an argument is out of range or an unknown start method is named.
+        TypeError: ``initializer`` is not callable.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        max_tasks_per_worker: int | None = None,
+        start_method: str | None = None,
+        kill_on_cancel: bool = True,
+        kill_grace: float = 0.5,
+    ) -> None:
+        _check_positive_int("workers", workers, optional=True)
+        _check_positive_int("max_tasks_per_worker", max_tasks_per_worker, optional=True)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
+        if not isinstance(kill_grace, (int, float)) or kill_grace < 0:
+            raise ValueError(f"kill_grace must be a number of seconds >= 0, not {kill_grace!r}")
+        self._pool = self
+        self._kill_on_cancel = bool(kill_on_cancel)
+        self.workers: int = workers if workers is not None else available_cpus()
+        self.start_method: str = check_start_method(start_method)
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._max_tasks_per_worker = max_tasks_per_worker
+        self._kill_grace = float(kill_grace)
+        self._state = _State.NEW
+        self._thread: int | None = None
+        self._task_ids = itertools.count(1)
+        self._function_ids = _FunctionIds()
+        self._outstanding: set[Task[Any]] = set()
+        self._queue: MemoryObjectSendStream[Task[Any]] | None = None
+        self._task_group: TaskGroup | None = None
+        self._slots_running = 0
+        self._stopped: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<procpool.Pool workers={self.workers} start_method={self.start_method!r} {self._state.value}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a procpool.Pool cannot be pickled or sent to a worker: it belongs to the process that "
+            "created it; send data to tasks and await the results in the parent"
+        )
+
+    def options(self, *, kill_on_cancel: bool) -> PoolOptions:
+        """A view of this pool whose ``run``/``submit``/``map`` use the given options.
+
+        Example: ``await pool.options(kill_on_cancel=False).run(fn)`` lets ``fn`` finish even if
+        the awaiting coroutine is cancelled.
+        """
+        return PoolOptions(self, kill_on_cancel=kill_on_cancel)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Pool:
+        if self._state is not _State.NEW:
+            raise RuntimeError("a Pool can be entered only once; create a new Pool")
+        self._state = _State.CLOSING  # not open for tasks until the workers are ready
+        self._thread = threading.get_ident()
+        context = multiprocessing.get_context(self.start_method)
+        setup = dumps_for_transport((self._initializer, self._initargs), "the initializer or its arguments")
+        spawn = functools.partial(WorkerProcess.spawn, context, setup)
+        try:
+            workers = await self._spawn_all(spawn)
+        except BaseException:
+            self._state = _State.CLOSED
+            raise
+        send, receive = anyio.create_memory_object_stream[Task[Any]](math.inf)
+        self._queue = send
+        self._stopped = anyio.Event()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        for worker in workers:
+            slot = WorkerSlot(
+                spawn,
+                receive.clone(),
+                max_tasks_per_worker=self._max_tasks_per_worker,
+                kill_grace=self._kill_grace,
+            )
+            self._slots_running += 1
+            self._task_group.start_soon(self._run_slot, slot, worker)
+        receive.close()
+        self._state = _State.OPEN
+        return self
+
+    async def _spawn_all(self, spawn: Callable[[], Coroutine[Any, Any, WorkerProcess]]) -> list[WorkerProcess]:
+        """Start every worker in parallel; if any fails, stop the others and raise its error."""
+        workers: list[WorkerProcess] = []
+        errors: list[Exception] = []
+
+        async def spawn_one() -> None:
+            try:
+                workers.append(await spawn())
+            except Exception as exc:
+                errors.append(exc)
+
+        try:
+            async with anyio.create_task_group() as task_group:
+                for _ in range(self.workers):
+                    task_group.start_soon(spawn_one)
+            if errors:
+                raise errors[0]
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for worker in workers:
+                    await worker.stop(0)
+            raise
+        return workers
+
+    async def _run_slot(self, slot: WorkerSlot, worker: WorkerProcess) -> None:
+        try:
+            await slot.run(worker)
+        finally:
+            self._slots_running -= 1
+            if self._slots_running == 0 and self._stopped is not None:
+                self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Close the pool: refuse new tasks, wait for the submitted ones, stop the workers.
+
+        Safe to call more than once; ``async with`` calls it on a normal exit.
+        """
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
+            return
+        self._stop_accepting()
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._task_group is not None
+        task_group, self._task_group = self._task_group, None
+        try:
+            if exc is None:
+                try:
+                    await self.aclose()
+                except BaseException as error:  # cancelled while waiting for the tasks
+                    self._abort()
+                    if not await task_group.__aexit__(type(error), error, error.__traceback__):
+                        raise
+                    return None
+                return await task_group.__aexit__(None, None, None)
+            self._abort()
+            return await task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._state = _State.CLOSED
+
+    def _stop_accepting(self) -> None:
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSING
+        if self._queue is not None:
+            self._queue.close()
+
+    def _abort(self) -> None:
+        """Cancel everything still outstanding, killing running tasks whatever their options."""
+        self._stop_accepting()
+        for task in list(self._outstanding):
+            task.kill_on_cancel = True
+            task.cancel()
+
+    # -- submission ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
+            raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "a Pool must be used from the thread running its event loop; from another thread, "
+                "use anyio.from_thread.run(pool.run, fn, ...)"
+            )
+
+    def _submit_pickled(
+        self, fn_bytes: bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kill_on_cancel: bool
+    ) -> Task[Any]:
+        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
+        task_id = next(self._task_ids)
+        call = (self._function_ids.id_for(fn_bytes), fn_bytes, args_bytes)
+        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel)
+        self._outstanding.add(task)
+        task._add_done_callback(self._outstanding.discard)
+        assert self._queue is not None
+        self._queue.send_nowait(task)
+        return task

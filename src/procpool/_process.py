@@ -1,0 +1,215 @@
+"""The parent's handle on one worker process: start, private channel, stop, exit status."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import socket
+import threading
+import weakref
+from collections import OrderedDict
+from multiprocessing.context import BaseContext
+from typing import Any
+
+import anyio
+
+from . import _wire, _worker
+from ._errors import InitializerError, WorkerCrashedError
+
+_READ_SIZE = 256 * 1024
+_FUNCTIONS_PER_WORKER = 128
+_EXIT_POLL_INTERVAL = 0.002
+
+# multiprocessing reaps finished children from inside Process.start() (and active_children()),
+# so starting a worker in one thread while reading another's exit status in the event loop could
+# race for the same status; this lock serialises our side of both.
+_mp_lock = threading.Lock()
+_live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
+
+
+def _start_locked(process: Any) -> None:
+    with _mp_lock:
+        process.start()
+
+
+class WorkerProcess:
+    """One worker process and the parent's end of its channel and lifeline."""
+
+    def __init__(self, process: Any, channel: socket.socket, lifeline: socket.socket) -> None:
+        self._process = process
+        self._channel = channel
+        self._lifeline = lifeline
+        self._frames = _wire.FrameBuffer()
+        self._pending: list[_wire.Frame] = []
+        self._known_functions: OrderedDict[int, None] = OrderedDict()
+        self._exitcode: int | None = None
+        self.pid: int = process.pid
+        self.tasks_run = 0
+        _live.add(self)
+
+    @classmethod
+    async def spawn(cls, context: BaseContext, setup: bytes) -> WorkerProcess:
+        """Start a worker and wait until it is ready for tasks (its initializer has run).
+
+        Raises:
+            InitializerError: the initializer raised; the child's exception is the cause.
+            WorkerCrashedError: the worker died before it was ready.
+        """
+        parent_channel, child_channel = socket.socketpair()
+        parent_lifeline, child_lifeline = socket.socketpair()
+        try:
+            process = context.Process(  # type: ignore[attr-defined]
+                target=_worker.main,
+                args=(child_channel, child_lifeline, setup),
+                name="procpool-worker",
+            )
+            await anyio.to_thread.run_sync(_start_locked, process)
+        except BaseException:
+            for sock in (parent_channel, parent_lifeline):
+                sock.close()
+            raise
+        finally:
+            child_channel.close()
+            child_lifeline.close()
+        parent_channel.setblocking(False)
+        worker = cls(process, parent_channel, parent_lifeline)
+        try:
+            frame = await worker.receive()
+            if frame is None:
+                await worker.wait_exit()
+                raise worker.crash_error("its start-up")
+            if frame.kind == _wire.INIT_FAILED:
+                raise InitializerError("the pool's initializer raised in a new worker") from (
+                    _wire.unpack_exception(frame.body)
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await worker.stop(grace=0)
+            raise
+        return worker
+
+    # -- the channel ---------------------------------------------------------------------------
+
+    async def send(self, buffers: list[bytes]) -> None:
+        for buffer in buffers:
+            view = memoryview(buffer)
+            while view:
+                try:
+                    sent = self._channel.send(view)
+                except BlockingIOError:
+                    await anyio.wait_writable(self._channel)
+                    continue
+                view = view[sent:]
+
+    async def send_call(self, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> None:
+        """Send a call, with the pickled function only if this worker does not cache it yet."""
+        known = self._known_functions
+        forget_id = 0
+        if fn_id in known:
+            known.move_to_end(fn_id)
+            fn_bytes = b""
+        else:
+            known[fn_id] = None
+            if len(known) > _FUNCTIONS_PER_WORKER:
+                forget_id, _ = known.popitem(last=False)
+        await self.send(_wire.encode_call(task_id, fn_id, forget_id, fn_bytes, args_bytes))
+
+    async def receive(self) -> _wire.Frame | None:
+        """The next frame from the worker; None once the channel is at end of file."""
+        while not self._pending:
+            try:
+                data = self._channel.recv(_READ_SIZE)
+            except BlockingIOError:
+                await anyio.wait_readable(self._channel)
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return None
+            self._pending.extend(self._frames.feed(data))
+        return self._pending.pop(0)
+
+    # -- the process ---------------------------------------------------------------------------
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._exitcode
+
+    def _signal(self, signum: signal.Signals) -> None:
+        if self._exitcode is not None:
+            return  # reaped: the pid may belong to another process by now
+        if signum == signal.SIGKILL:
+            self._process.kill()
+        else:
+            self._process.terminate()
+
+    async def wait_exit(self) -> int:
+        """Wait, without blocking the event loop, until the process has exited; its exit code."""
+        while self._exitcode is None:
+            await anyio.wait_readable(self._process.sentinel)
+            if _mp_lock.acquire(blocking=False):
+                try:
+                    code = self._process.exitcode
+                finally:
+                    _mp_lock.release()
+                if code is not None:
+                    self._exitcode = code
+                    self._release()
+                    break
+            await anyio.sleep(_EXIT_POLL_INTERVAL)
+        return self._exitcode
+
+    async def stop(self, grace: float) -> None:
+        """Stop the worker: end of file on its channel, then SIGTERM, then SIGKILL.
+
+        ``grace`` is how long each step may take. Returns once the process is gone.
+        """
+        self._close_channel()
+        if grace > 0:
+            with anyio.move_on_after(grace):
+                await self.wait_exit()
+                return
+        await self.terminate(grace)
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is gone."""
+        self._signal(signal.SIGTERM)
+        with anyio.move_on_after(grace):
+            await self.wait_exit()
+            return
+        self._signal(signal.SIGKILL)
+        await self.wait_exit()
+
+    def crash_error(self, task: str) -> WorkerCrashedError:
+        code = self._exitcode
+        signal_name = None
+        if code is not None and code < 0:
+            try:
+                signal_name = signal.Signals(-code).name
+            except ValueError:
+                signal_name = f"signal {-code}"
+        return WorkerCrashedError(pid=self.pid, exitcode=code, signal_name=signal_name, task=task)
+
+    def _close_channel(self) -> None:
+        self._channel.close()
+
+    def _release(self) -> None:
+        self._close_channel()
+        self._lifeline.close()
+        self._process.close()
+        _live.discard(self)
+
+    def kill_now(self) -> None:
+        """Synchronous last resort (interpreter exit): SIGKILL and reap."""
+        self._signal(signal.SIGKILL)
+        self._process.join(5)
+        if self._process.exitcode is not None:
+            self._release()
+
+
+@atexit.register
+def _kill_leftover_workers() -> None:
+    # A pool that was never closed must not make multiprocessing's own exit hook wait forever
+    # for its (non-daemonic) workers; this hook is registered after multiprocessing's, so it runs first.
+    for worker in list(_live):
+        worker.kill_now()

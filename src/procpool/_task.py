@@ -1,0 +1,164 @@
+"""`Task`: the handle of one submitted call: awaitable, cancellable, inspectable."""
+
+from __future__ import annotations
+
+import enum
+import pickle
+from collections.abc import Callable, Generator
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from ._errors import InvalidStateError, SerializationError, TaskCancelledError
+
+T = TypeVar("T")
+
+
+class _State(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class Task(Generic[T]):
+    """A call submitted to a `Pool`: await it for the result, or ``cancel()`` it.
+
+    Awaiting a task returns the function's result or raises the child's exception. If the
+    coroutine that awaits it is cancelled, the task is cancelled too; when the task was running
+    with ``kill_on_cancel``, the awaiting coroutine sees its cancellation only once the worker
+    process is gone.
+    """
+
+    def __init__(self, task_id: int, description: str, call: tuple[int, bytes, bytes], kill_on_cancel: bool) -> None:
+        self.id = task_id
+        self.description = description
+        self.kill_on_cancel = kill_on_cancel
+        self._state = _State.QUEUED
+        self._call: tuple[int, bytes, bytes] | None = call  # function id, pickled function, pickled arguments
+        self._result: T | None = None
+        self._exception: BaseException | None = None
+        self._cancelled = False
+        self._event = anyio.Event()
+        self._interrupt: Callable[[], None] | None = None
+        self._callbacks: list[Callable[[Task[Any]], None]] = []
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self._cancelled else self._state.value
+        return f"<procpool.Task {self.id} {self.description} {state}>"
+
+    # -- the public handle ---------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """True once the task has a result, an exception, or was cancelled."""
+        return self._state is _State.DONE
+
+    def cancelled(self) -> bool:
+        """True if the task ended by cancellation."""
+        return self._cancelled
+
+    def cancel(self) -> bool:
+        """Cancel the task. Returns False if it was already done.
+
+        A queued task never starts. A running task has its worker killed and replaced when the
+        task was submitted with ``kill_on_cancel=True`` (the default); otherwise it runs to its end
+        and its result is dropped. The task counts as done only once that has happened.
+        """
+        if self._state is _State.DONE:
+            return False
+        if self._state is _State.RUNNING and self.kill_on_cancel and self._interrupt is not None:
+            self._interrupt()  # the worker's slot kills the process, then calls _set_cancelled()
+        else:
+            self._set_cancelled()
+        return True
+
+    def result(self) -> T:
+        """The result of a done task; raises its exception, or `TaskCancelledError`.
+
+        Raises:
+            InvalidStateError: the task is not done yet.
+        """
+        exception = self.exception()
+        if exception is not None:
+            raise exception
+        return self._result  # type: ignore[return-value]
+
+    def exception(self) -> BaseException | None:
+        """The exception of a done task, or None if it succeeded.
+
+        Raises:
+            TaskCancelledError: the task was cancelled.
+            InvalidStateError: the task is not done yet.
+        """
+        if self._state is not _State.DONE:
+            raise InvalidStateError(f"{self!r} is not done yet: await it first")
+        if self._cancelled:
+            raise TaskCancelledError(f"{self!r} was cancelled")
+        return self._exception
+
+    async def wait(self) -> T:
+        """Wait for the task and return its result (the same as ``await task``)."""
+        if self._state is not _State.DONE:
+            try:
+                await self._event.wait()
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    self.cancel()
+                    await self._event.wait()
+                raise
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.wait().__await__()
+
+    # -- used by the pool ----------------------------------------------------------------------
+
+    async def _finished(self) -> None:
+        """Wait until done, without cancelling the task if the waiter is cancelled."""
+        await self._event.wait()
+
+    def _add_done_callback(self, callback: Callable[[Task[Any]], None]) -> None:
+        if self._state is _State.DONE:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def _start(self, interrupt: Callable[[], None]) -> tuple[int, bytes, bytes] | None:
+        """Mark the task running and hand over its call; None if it was cancelled while queued."""
+        call, self._call = self._call, None  # the pickled arguments are not kept once sent
+        if self._state is not _State.QUEUED:
+            return None
+        self._state = _State.RUNNING
+        self._interrupt = interrupt
+        return call
+
+    def _set_result_bytes(self, body: bytes) -> None:
+        if self._state is _State.DONE:
+            return  # cancelled without killing: the result is dropped
+        try:
+            result = pickle.loads(body)
+        except Exception as exc:
+            error = SerializationError(f"the result of {self.description} could not be unpickled: {exc!r}")
+            error.__cause__ = exc
+            self._set_exception(error)
+        else:
+            self._result = result
+            self._finish()
+
+    def _set_exception(self, exception: BaseException) -> None:
+        if self._state is not _State.DONE:
+            self._exception = exception
+            self._finish()
+
+    def _set_cancelled(self) -> None:
+        if self._state is not _State.DONE:
+            self._cancelled = True
+            self._finish()
+
+    def _finish(self) -> None:
+        self._state = _State.DONE
+        self._call = None
+        self._interrupt = None
+        self._event.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)

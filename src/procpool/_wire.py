@@ -1,0 +1,156 @@
+"""Wire format between the parent and a worker: length-prefixed frames and exception transport.
+
+Every frame is ``header + body``. The header carries the body length, the frame kind and the
+task id, so the parent routes a frame to its task before decoding the body: a body that fails
+to decode fails only its own task. Import-light (stdlib and cloudpickle): workers import it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+import traceback
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import cloudpickle  # type: ignore[import-untyped]
+
+from ._errors import RemoteError, RemoteTraceback, SerializationError
+
+HEADER = struct.Struct("<QBQ")  # body length, kind, task id
+CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
+
+# Parent -> worker.
+CALL = 1
+# Worker -> parent.
+READY = 2
+INIT_FAILED = 3
+RESULT = 4
+ERROR = 5
+
+_SMALL_FRAME = 64 * 1024
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class Frame(NamedTuple):
+    kind: int
+    task_id: int
+    body: bytes
+
+
+def dumps(obj: object) -> bytes:
+    """Pickle with cloudpickle, so lambdas, closures and ``__main__`` functions travel by value."""
+    data: bytes = cloudpickle.dumps(obj, protocol=_PROTOCOL)
+    return data
+
+
+def dumps_for_transport(obj: object, what: str) -> bytes:
+    """Like `dumps`, but a failure becomes a `SerializationError` that says what could not travel."""
+    try:
+        return dumps(obj)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
+            "pass plain data, or objects that cloudpickle supports"
+        ) from exc
+
+
+def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
+    """A frame as a list of buffers; small frames are joined so they go out in one system call."""
+    size = sum(len(p) for p in parts)
+    header = HEADER.pack(size, kind, task_id)
+    if size <= _SMALL_FRAME:
+        return [b"".join((header, *parts))]
+    return [header, *parts]
+
+
+def encode_call(task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
+    """A CALL frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``."""
+    prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
+    return encode(CALL, task_id, prefix, fn_bytes, args_bytes)
+
+
+class FrameBuffer:
+    """Collects bytes read from a non-blocking channel and splits them into frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[Frame]:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= HEADER.size:
+            size, kind, task_id = HEADER.unpack_from(buffer)
+            end = HEADER.size + size
+            if len(buffer) < end:
+                return
+            body = bytes(buffer[HEADER.size : end])
+            del buffer[:end]  # bytearray drops a prefix without moving the rest
+            yield Frame(kind, task_id, body)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes | None:
+    data = bytearray(size)
+    view = memoryview(data)
+    received = 0
+    while received < size:
+        n = sock.recv_into(view[received:])
+        if n == 0:
+            return None
+        received += n
+    return bytes(data)
+
+
+def read_frame(sock: socket.socket) -> Frame | None:
+    """Blocking read of one frame (the worker side); None at end of file."""
+    header = _recv_exactly(sock, HEADER.size)
+    if header is None:
+        return None
+    size, kind, task_id = HEADER.unpack(header)
+    body = _recv_exactly(sock, size) if size else b""
+    if body is None:
+        return None
+    return Frame(kind, task_id, body)
+
+
+def write_frame(sock: socket.socket, buffers: list[bytes]) -> None:
+    """Blocking write of one encoded frame (the worker side)."""
+    for buffer in buffers:
+        sock.sendall(buffer)
+
+
+def pack_exception(exc: BaseException) -> bytes:
+    """Everything the parent needs to re-raise ``exc``: the pickled exception when it pickles,
+    and its type name, message and formatted traceback in any case."""
+    try:
+        exc_bytes: bytes | None = dumps(exc)
+    except Exception:
+        exc_bytes = None
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() of the exception failed>"
+    cls = type(exc)
+    type_name = f"{cls.__module__}.{cls.__qualname__}"
+    tb_text = "".join(traceback.format_exception(exc))
+    return pickle.dumps((exc_bytes, type_name, message, tb_text), protocol=_PROTOCOL)
+
+
+def unpack_exception(body: bytes) -> BaseException:
+    """Rebuild an exception packed by `pack_exception`, with the child's traceback as its cause.
+
+    Only `Exception` subclasses are rebuilt as themselves: a child's `KeyboardInterrupt` or
+    `GeneratorExit` re-raised in the parent would act on the parent, so it arrives as `RemoteError`.
+    """
+    exc_bytes, type_name, message, tb_text = pickle.loads(body)
+    exc: Any = None
+    if exc_bytes is not None:
+        try:
+            exc = pickle.loads(exc_bytes)
+        except Exception:
+            exc = None
+    if not isinstance(exc, Exception):
+        exc = RemoteError(type_name, message, tb_text)
+    exc.__cause__ = RemoteTraceback(tb_text)
+    return exc  # type: ignore[no-any-return]
