@@ -357,16 +357,21 @@ class Pool(_Verbs):
             if exc is None:
                 try:
                     await self.aclose()
-                except BaseException as error:  # cancelled while waiting for the tasks
-                    self._abort()
-                    if not await task_group.__aexit__(type(error), error, error.__traceback__):
-                        raise
-                    return None
-                return await task_group.__aexit__(None, None, None)
-            self._abort()
-            return await task_group.__aexit__(exc_type, exc, tb)
+                except BaseException:  # cancelled while waiting for the tasks
+                    await self._tear_down(task_group)
+                    raise
+                await task_group.__aexit__(None, None, None)
+            else:
+                # The body's own exception goes on unchanged (never wrapped in an ExceptionGroup).
+                await self._tear_down(task_group)
         finally:
             self._state = _State.CLOSED
+        return None
+
+    async def _tear_down(self, task_group: TaskGroup) -> None:
+        self._abort()
+        task_group.cancel_scope.cancel()
+        await task_group.__aexit__(None, None, None)
 
     def _stop_accepting(self) -> None:
         if self._state is _State.OPEN:

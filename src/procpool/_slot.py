@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _wire
 from ._process import WorkerProcess
@@ -23,7 +23,7 @@ class WorkerSlot:
     def __init__(
         self,
         spawn: Callable[[], Awaitable[WorkerProcess]],
-        queue: ObjectReceiveStream[Task[Any]],
+        queue: MemoryObjectReceiveStream[Task[Any]],
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
@@ -49,6 +49,7 @@ class WorkerSlot:
                         continue
                 await self._run_task(self.worker, task)
         finally:
+            self._queue.close()
             with anyio.CancelScope(shield=True):
                 await self._retire()
 

@@ -1,0 +1,402 @@
+"""Core behaviour of procpool.Pool, under asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import psutil
+import pytest
+
+import procpool
+import workfns
+
+pytestmark = pytest.mark.anyio
+
+
+# -- what can be called ------------------------------------------------------------------------
+
+
+async def test_run_returns_result_and_passes_kwargs() -> None:
+    async with procpool.Pool(2) as pool:
+        assert await pool.run(workfns.square, 7) == 49
+        assert await pool.run(workfns.add, 1, b=2, scale=10) == 30
+
+
+async def test_lambda_closure_partial_bound_method_and_async_function() -> None:
+    offset = 5
+
+    def closure(x: int) -> int:
+        return x + offset
+
+    async with procpool.Pool(2) as pool:
+        assert await pool.run(lambda x: x * 3, 4) == 12
+        assert await pool.run(closure, 1) == 6
+        assert await pool.run(functools.partial(workfns.add, 2, scale=3), 1) == 9
+        assert await pool.run(workfns.Multiplier(4).times, 5) == 20
+        assert await pool.run(workfns.async_square, 6) == 36
+
+
+async def test_closure_over_changed_value_is_sent_again() -> None:
+    """The worker caches functions by their pickled content, so a changed closure is not stale."""
+    async with procpool.Pool(1) as pool:
+        results = []
+        for value in range(3):
+            results.append(await pool.run(lambda: value))  # noqa: B023 - the point of the test
+        assert results == [0, 1, 2]
+
+
+async def test_tasks_run_in_other_processes_at_the_same_time(tmp_path: Path) -> None:
+    async with procpool.Pool(2) as pool:
+        pids = {await pool.run(workfns.getpid) for _ in range(4)}
+        assert os.getpid() not in pids
+        # Each task waits for the other: only two workers running at once can both see it.
+        a = pool.submit(workfns.rendezvous, str(tmp_path), "a", "b", 10)
+        b = pool.submit(workfns.rendezvous, str(tmp_path), "b", "a", 10)
+        assert await a
+        assert await b
+
+
+# -- errors and crashes ------------------------------------------------------------------------
+
+
+async def test_child_exception_keeps_its_type_and_traceback() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(ValueError, match="nope") as info:
+            await pool.run(workfns.raise_value_error, "nope")
+        cause = info.value.__cause__
+        assert isinstance(cause, procpool.RemoteTraceback)
+        assert "raise_value_error" in cause.traceback_text
+        assert "workfns.py" in str(cause)
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "signal_name", "exitcode"),
+    [
+        pytest.param(workfns.exit_hard, (7,), None, 7, id="os._exit"),
+        pytest.param(workfns.kill_self, (), "SIGKILL", -signal.SIGKILL, id="sigkill"),
+        pytest.param(workfns.segfault, (), "SIGSEGV", -signal.SIGSEGV, id="segfault"),
+        pytest.param(workfns.call_sys_exit, (3,), None, 3, id="sys.exit"),
+    ],
+)
+async def test_crash_fails_only_its_task(fn: object, args: tuple[object, ...], signal_name: str, exitcode: int) -> None:
+    async with procpool.Pool(2) as pool:
+        innocent = pool.submit(workfns.sleep_and_return, 0.3, "innocent")
+        await anyio.sleep(0.05)
+        crashed_pid = None
+        with pytest.raises(procpool.WorkerCrashedError) as info:
+            await pool.run(fn, *args)  # type: ignore[operator]
+        error = info.value
+        crashed_pid = error.pid
+        assert error.signal_name == signal_name
+        assert error.exitcode == exitcode
+        assert getattr(fn, "__name__", "?") in error.task
+        assert await innocent == "innocent"
+        # The pool replaced the worker and goes on.
+        assert [await pool.run(workfns.square, i) for i in range(4)] == [0, 1, 4, 9]
+        assert crashed_pid not in {await pool.run(workfns.getpid) for _ in range(4)}
+
+
+async def test_unpicklable_argument_raises_at_call_site() -> None:
+    async with procpool.Pool(1) as pool:
+        import threading
+
+        with pytest.raises(procpool.SerializationError, match="argument"):
+            pool.submit(workfns.identity, threading.Lock())
+        assert await pool.run(workfns.square, 3) == 9
+
+
+async def test_unpicklable_result_fails_that_task() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(procpool.SerializationError, match="result"):
+            await pool.run(workfns.return_lock)
+        assert await pool.run(workfns.square, 3) == 9
+
+
+async def test_unpicklable_exception_arrives_as_remote_error() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(procpool.RemoteError) as info:
+            await pool.run(workfns.raise_unpicklable)
+        assert info.value.type_name == "workfns.UnpicklableError"
+        assert info.value.message == "carries a lock"
+        assert "raise_unpicklable" in info.value.traceback_text
+        assert await pool.run(workfns.square, 3) == 9
+
+
+async def test_exception_that_cannot_be_rebuilt_arrives_as_remote_error() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(procpool.RemoteError, match="NeedsTwoArgsError: a-b"):
+            await pool.run(workfns.raise_needs_two_args)
+        assert await pool.run(workfns.square, 3) == 9
+
+
+async def test_child_keyboard_interrupt_does_not_interrupt_the_parent() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(procpool.RemoteError, match="KeyboardInterrupt"):
+            await pool.run(workfns.raise_keyboard_interrupt)
+        assert await pool.run(workfns.square, 3) == 9
+
+
+# -- cancellation ------------------------------------------------------------------------------
+
+
+async def test_cancelled_queued_task_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    async with procpool.Pool(1) as pool:
+        blocker = pool.submit(workfns.sleep_and_return, 0.3)
+        with anyio.move_on_after(0.05):
+            await pool.run(workfns.touch_after, str(marker), 0)
+        await blocker
+        assert await pool.run(workfns.square, 2) == 4  # the queue moved past the cancelled task
+    assert not marker.exists()
+
+
+async def test_cancelled_running_task_kills_its_worker(tmp_path: Path) -> None:
+    marker = tmp_path / "running"
+    async with procpool.Pool(1) as pool:
+        with anyio.move_on_after(10) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pool.run, workfns.touch_after, str(marker), 30)
+                while not marker.exists() or not marker.read_text():
+                    await anyio.sleep(0.01)
+                pid = int(marker.read_text())
+                started = time.monotonic()
+                tg.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        # The awaiting coroutine saw its cancellation only once the worker was gone.
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        assert time.monotonic() - started < 1
+        assert await pool.run(workfns.square, 5) == 25
+    assert "done" not in marker.read_text()
+
+
+async def test_cancelled_running_task_finishes_without_kill_on_cancel(tmp_path: Path) -> None:
+    marker = tmp_path / "running"
+    async with procpool.Pool(1) as pool:
+        quiet = pool.options(kill_on_cancel=False)
+        with anyio.move_on_after(0.3) as scope:
+            await quiet.run(workfns.touch_after, str(marker), 0.6)
+        assert scope.cancelled_caught
+        pid = int(marker.read_text())
+        # It goes on, and the same worker takes the next task once it is done.
+        assert await pool.run(workfns.getpid) == pid
+        assert marker.read_text().endswith("done")
+
+
+async def test_pool_option_kill_on_cancel_false(tmp_path: Path) -> None:
+    marker = tmp_path / "running"
+    async with procpool.Pool(1, kill_on_cancel=False) as pool:
+        with anyio.fail_after(5), anyio.move_on_after(0.2):
+            await pool.run(workfns.touch_after, str(marker), 0.5)
+        await pool.run(workfns.square, 1)
+        assert marker.read_text().endswith("done")
+
+
+async def test_fail_after_raises_timeout() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(TimeoutError), anyio.fail_after(0.2):
+            await pool.run(workfns.sleep_and_return, 10)
+        assert await pool.run(workfns.square, 3) == 9
+
+
+async def test_task_handle() -> None:
+    async with procpool.Pool(1) as pool:
+        first = pool.submit(workfns.sleep_and_return, 0.2, "first")
+        queued = pool.submit(workfns.square, 3)
+        assert not first.done()
+        with pytest.raises(procpool.InvalidStateError):
+            first.result()
+        assert queued.cancel()
+        assert queued.done()
+        assert queued.cancelled()
+        assert not queued.cancel()
+        with pytest.raises(procpool.TaskCancelledError):
+            await queued
+        assert await first == "first"
+        assert first.done()
+        assert first.result() == "first"
+        assert first.exception() is None
+        failing = pool.submit(workfns.raise_value_error, "x")
+        with pytest.raises(ValueError, match="x"):
+            await failing
+        assert isinstance(failing.exception(), ValueError)
+
+
+async def test_task_cancel_kills_running_worker() -> None:
+    async with procpool.Pool(1) as pool:
+        pid = await pool.run(workfns.getpid)
+        task = pool.submit(workfns.sleep_and_return, 30)
+        await anyio.sleep(0.2)
+        assert task.cancel()
+        with anyio.fail_after(2), pytest.raises(procpool.TaskCancelledError):
+            await task
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+# -- map ---------------------------------------------------------------------------------------
+
+
+async def test_map_ordered_and_unordered() -> None:
+    async with procpool.Pool(2) as pool:
+        assert [y async for y in pool.map(workfns.square, range(20))] == [x * x for x in range(20)]
+        chunked = [y async for y in pool.map(workfns.add, range(10), range(10, 30), chunksize=3)]
+        assert chunked == [a + b for a, b in zip(range(10), range(10, 30), strict=False)]
+        delays = [0.3, 0.0, 0.0, 0.0]
+        unordered = [y async for y in pool.map(workfns.sleep_and_return, delays, range(4), ordered=False)]
+        assert sorted(unordered) == [0, 1, 2, 3]
+        assert unordered[0] != 0  # the slow first item did not hold the others back
+
+
+async def test_map_async_function_and_async_iterable() -> None:
+    async def numbers() -> object:
+        for i in range(6):
+            await anyio.lowlevel.checkpoint()
+            yield i
+
+    async with procpool.Pool(2) as pool:
+        results = [y async for y in pool.map(workfns.async_square, numbers(), chunksize=2)]  # type: ignore[arg-type]
+        assert results == [i * i for i in range(6)]
+
+
+async def test_map_pulls_lazily_from_an_endless_iterable() -> None:
+    pulled = 0
+
+    def endless() -> object:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield pulled
+
+    async with procpool.Pool(2) as pool:
+        async with pool.map(workfns.square, endless(), max_in_flight=3) as results:  # type: ignore[call-overload]
+            got = []
+            async for y in results:
+                got.append(y)
+                if len(got) == 5:
+                    break
+        assert got == [1, 4, 9, 16, 25]
+        assert pulled <= 5 + 3 + 1
+
+
+async def test_map_error_ends_iteration_and_cancels_the_rest(tmp_path: Path) -> None:
+    async with procpool.Pool(2) as pool:
+        with pytest.raises(ValueError, match="bad"):
+            async for _ in pool.map(workfns.raise_value_error, ["bad", "worse"]):
+                pass
+        assert await pool.run(workfns.square, 2) == 4
+
+
+async def test_map_rejects_bad_arguments() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(TypeError, match="at least one iterable"):
+            pool.map(workfns.square)
+        with pytest.raises(TypeError, match="iterables"):
+            pool.map(workfns.square, 3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="chunksize"):
+            pool.map(workfns.square, [1], chunksize=0)
+        with pytest.raises(ValueError, match="max_in_flight"):
+            pool.map(workfns.square, [1], max_in_flight=-1)
+
+
+# -- lifecycle and options ---------------------------------------------------------------------
+
+
+async def test_exit_waits_for_submitted_tasks() -> None:
+    async with procpool.Pool(2) as pool:
+        tasks = [pool.submit(workfns.sleep_and_return, 0.1, i) for i in range(4)]
+    assert [t.result() for t in tasks] == [0, 1, 2, 3]
+
+
+async def test_exit_by_exception_cancels_tasks() -> None:
+    with pytest.raises(LookupError):
+        async with procpool.Pool(1) as pool:
+            running = pool.submit(workfns.sleep_and_return, 30)
+            queued = pool.submit(workfns.square, 2)
+            await anyio.sleep(0.1)
+            raise LookupError
+    assert running.cancelled()
+    assert queued.cancelled()
+
+
+async def test_closed_pool_refuses_work() -> None:
+    pool = procpool.Pool(1)
+    with pytest.raises(procpool.PoolClosedError, match="not started"):
+        pool.submit(workfns.square, 1)
+    async with pool:
+        await pool.aclose()
+        await pool.aclose()
+        with pytest.raises(procpool.PoolClosedError, match="closed"):
+            await pool.run(workfns.square, 1)
+    with pytest.raises(RuntimeError, match="only once"):
+        async with pool:
+            pass
+
+
+async def test_max_tasks_per_worker_recycles_workers() -> None:
+    async with procpool.Pool(1, max_tasks_per_worker=2) as pool:
+        pids = [await pool.run(workfns.getpid) for _ in range(6)]
+    assert len(set(pids)) == 3
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+
+
+async def test_initializer_runs_in_each_worker() -> None:
+    async with procpool.Pool(2, initializer=workfns.set_state, initargs=("greeting", "hello")) as pool:
+        assert [await pool.run(workfns.get_state, "greeting") for _ in range(4)] == ["hello"] * 4
+
+
+async def test_initializer_failure_is_raised_on_entry() -> None:
+    with pytest.raises(procpool.InitializerError) as info:
+        async with procpool.Pool(2, initializer=workfns.fail_initializer):
+            pass
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert "initializer refused" in str(info.value.__cause__)
+
+
+async def test_spawn_start_method() -> None:
+    async with procpool.Pool(1, start_method="spawn") as pool:
+        assert await pool.run(lambda: 6 * 7) == 42
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, "2", True])
+def test_bad_worker_count(workers: object) -> None:
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        procpool.Pool(workers)  # type: ignore[arg-type]
+
+
+def test_bad_start_methods() -> None:
+    with pytest.raises(ValueError, match="unknown start_method"):
+        procpool.Pool(1, start_method="teleport")
+    with pytest.raises(ValueError, match="forkserver"):
+        procpool.Pool(1, start_method="fork")
+
+
+def test_bad_options() -> None:
+    with pytest.raises(TypeError, match="initializer"):
+        procpool.Pool(1, initializer=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_tasks_per_worker"):
+        procpool.Pool(1, max_tasks_per_worker=0)
+    with pytest.raises(ValueError, match="kill_grace"):
+        procpool.Pool(1, kill_grace=-1)
+
+
+def test_default_worker_count_is_usable_cpus() -> None:
+    pool = procpool.Pool()
+    assert pool.workers == procpool.available_cpus()
+    assert 1 <= pool.workers <= len(os.sched_getaffinity(0))
+
+
+async def test_non_callable_and_pool_pickling_are_refused() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(TypeError, match="must be a callable"):
+            pool.submit(42)  # type: ignore[call-overload]
+        with pytest.raises(procpool.SerializationError, match="cannot be pickled"):
+            await pool.run(workfns.identity, pool)
+        assert await pool.run(workfns.square, 2) == 2 * 2
