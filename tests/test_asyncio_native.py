@@ -1,0 +1,44 @@
+"""asyncio-native cancellation (``asyncio.timeout``, ``wait_for``, ``Task.cancel``) and gather."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import procpool
+import workfns
+
+
+@pytest.mark.asyncio
+async def test_asyncio_timeout_and_wait_for_cancel_the_call() -> None:
+    async with procpool.Pool(1) as pool:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await pool.run(workfns.sleep_and_return, 30)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.run(workfns.sleep_and_return, 30), 0.2)
+        assert await pool.run(workfns.square, 4) == 16
+
+
+@pytest.mark.asyncio
+async def test_cancelling_an_asyncio_task_cancels_the_call() -> None:
+    async with procpool.Pool(1) as pool:
+        pid = await pool.run(workfns.getpid)
+        waiter = asyncio.ensure_future(pool.run(workfns.sleep_and_return, 30))
+        await asyncio.sleep(0.2)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert await pool.run(workfns.getpid) != pid  # the worker was killed and replaced
+
+
+@pytest.mark.asyncio
+async def test_gather_mixes_io_and_cpu() -> None:
+    async def io(value: int) -> int:
+        await asyncio.sleep(0.01)
+        return value
+
+    async with procpool.Pool(2) as pool:
+        results = await asyncio.gather(io(1), pool.run(workfns.square, 3), io(2), pool.submit(workfns.square, 4))
+    assert results == [1, 9, 2, 16]

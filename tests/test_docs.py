@@ -1,0 +1,30 @@
+"""Every Python code block in the README and docs runs as a script, and succeeds."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _blocks() -> list[object]:
+    params = []
+    for document in DOCUMENTS:
+        for number, match in enumerate(_BLOCK.finditer(document.read_text()), 1):
+            params.append(pytest.param(match.group(1), id=f"{document.name}-{number}"))
+    return params
+
+
+@pytest.mark.parametrize("code", _blocks())
+def test_code_block_runs(code: str, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
