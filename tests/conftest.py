@@ -30,15 +30,18 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 
 
 def _own_children() -> list[psutil.Process]:
+    """Our live descendants, less multiprocessing's helpers (which are our direct children;
+    forkserver workers are the forkserver's children and keep its command line, so they count)."""
+    me = os.getpid()
     children = []
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process(me).children(recursive=True):
         try:
-            cmdline = " ".join(child.cmdline())
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
+            helper = child.ppid() == me and any(name in " ".join(child.cmdline()) for name in _SHARED_HELPERS)
         except psutil.NoSuchProcess:
             continue
-        if not any(helper in cmdline for helper in _SHARED_HELPERS):
+        if not helper:
             children.append(child)
     return children
 

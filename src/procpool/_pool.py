@@ -6,7 +6,6 @@ import enum
 import functools
 import itertools
 import math
-import multiprocessing
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
@@ -19,7 +18,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from ._errors import PoolClosedError
 from ._map import MapIterator
-from ._process import WorkerProcess
+from ._process import WorkerProcess, worker_context
 from ._sizing import available_cpus, check_start_method
 from ._slot import WorkerSlot
 from ._task import Task
@@ -278,7 +277,7 @@ class Pool(_Verbs):
             raise RuntimeError("a Pool can be entered only once; create a new Pool")
         self._state = _State.CLOSING  # not open for tasks until the workers are ready
         self._thread = threading.get_ident()
-        context = multiprocessing.get_context(self.start_method)
+        context = worker_context(self.start_method)
         setup = dumps_for_transport((self._initializer, self._initargs), "the initializer or its arguments")
         spawn = functools.partial(WorkerProcess.spawn, context, setup)
         try:

@@ -1,4 +1,5 @@
-"""The worker process's main loop. Import-light (stdlib, cloudpickle): workers start fast.
+"""The worker process's main loop. It uses only the stdlib, cloudpickle and `_wire`, so the same
+entry point can serve another way of starting processes.
 
 A worker reads CALL frames from its private channel, runs them one at a time and answers with a
 RESULT or ERROR frame. It exits when the channel reaches end of file (the pool closed it), and the

@@ -1,0 +1,27 @@
+"""The examples run as a user would run them, and report success."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_demo_quick_prints_the_table_and_all_results_are_correct() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    for column in ("wall", "speedup", "lag p50", "lag p99", "lag max", "correct"):
+        assert column in header
+    for method in ("blocking in the event loop", "run_in_executor(ProcessPool)", "procpool.Pool.run"):
+        row = next(line for line in lines if line.startswith(method))
+        assert row.rstrip().endswith("yes")

@@ -1,0 +1,255 @@
+"""Process hygiene: no worker outlives its owner, workers ignore Ctrl-C, ``__main__`` functions
+travel, and every way of leaving a pool stops its workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+import procpool
+import workfns
+
+TESTS = Path(__file__).resolve().parent
+SCRIPTS = TESTS / "scripts"
+START_METHODS = ["forkserver", "spawn"]
+
+# multiprocessing's per-interpreter helpers; the forkserver's own children (our workers) share its
+# command line, so helpers are recognised only among the direct children of this process.
+_HELPERS = ("multiprocessing.forkserver", "multiprocessing.resource_tracker")
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie has exited; only its exit status is left)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _survivors(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if _alive(p)]
+
+
+def _describe(processes: Iterable[psutil.Process]) -> list[str]:
+    described = []
+    for p in processes:
+        try:
+            described.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+        except psutil.Error:
+            described.append(f"{p.pid} (gone)")
+    return described
+
+
+def _workers() -> list[psutil.Process]:
+    """Live descendants of this process other than multiprocessing's forkserver and resource
+    tracker: the pool workers, whether children of the forkserver or (spawn) our own children."""
+    me = psutil.Process()
+    helpers = set()
+    for child in me.children():
+        try:
+            if any(helper in " ".join(child.cmdline()) for helper in _HELPERS):
+                helpers.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return [p for p in me.children(recursive=True) if p.pid not in helpers and _alive(p)]
+
+
+async def _wait_for_pid(path: Path, timeout: float = 10) -> int:
+    """The pid a task wrote into ``path`` (see ``workfns.touch_after``) once it has started."""
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                return int(path.read_text().split()[0])
+            except (OSError, IndexError, ValueError):
+                await anyio.sleep(0.01)
+
+
+def _script_env() -> dict[str, str]:
+    """Environment for a helper script: ``workfns`` importable, procpool as installed in the venv."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+# -- the owner dies ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_sigkilled_owner_leaves_no_process_behind(start_method: str, tmp_path: Path) -> None:
+    """SIGKILL gives the owner no chance to clean up: the lifeline must end a sleeping worker and
+    one stuck in C holding the GIL, and multiprocessing's helpers must exit too, within 2 s."""
+    stdout_path, stderr_path = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
+        script = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "busy_pool.py"), start_method, str(tmp_path)],
+            stdout=stdout,
+            stderr=stderr,
+            env=_script_env(),
+        )
+    descendants: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not stdout_path.read_text().startswith("workers "):
+            assert script.poll() is None, f"the script exited early: {stderr_path.read_text()}"
+            assert time.monotonic() < deadline, f"the script never reported its workers: {stderr_path.read_text()}"
+            time.sleep(0.01)
+        worker_pids = {int(pid) for pid in stdout_path.read_text().split()[1:3]}
+        descendants = psutil.Process(script.pid).children(recursive=True)
+        by_pid = {p.pid: p for p in descendants}
+        assert worker_pids <= by_pid.keys(), (worker_pids, _describe(descendants))
+        assert all(_alive(by_pid[pid]) for pid in worker_pids)
+        helpers = [p for p in descendants if p.ppid() == script.pid and p.pid not in worker_pids]
+        if start_method == "forkserver":
+            assert any("multiprocessing.forkserver" in " ".join(p.cmdline()) for p in helpers), _describe(helpers)
+        time.sleep(0.1)  # the spinner is now deep in sum(): only a signal's default action stops it
+
+        script.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert script.wait(5) == -signal.SIGKILL
+        while (survivors := _survivors(descendants)) and time.monotonic() < killed_at + 2:
+            time.sleep(0.01)
+        assert not survivors, f"alive 2 s after their owner was SIGKILLed: {_describe(survivors)}"
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.wait()
+        for process in _survivors(descendants):  # orphans: not our children, no fixture sees them
+            process.kill()
+    assert "Traceback" not in stderr_path.read_text()
+
+
+# -- __main__ functions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+def test_functions_and_lambdas_from_main_script(start_method: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "main_functions.py"), start_method],
+        capture_output=True,
+        text=True,
+        env=_script_env(),
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "function 101",
+        "lambda 42",
+        "async function 102",
+        "map function [100, 101, 102]",
+        "map lambda [0, -1, -2]",
+    ]
+
+
+# -- signals -------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_workers_ignore_sigint(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group; it is the owner's to handle, not the workers'."""
+    async with procpool.Pool(1) as pool:
+        pid = await pool.run(workfns.getpid)
+        os.kill(pid, signal.SIGINT)  # idle
+        path = tmp_path / "pid"
+        task = pool.submit(workfns.touch_after, str(path), 0.5)
+        assert await _wait_for_pid(path) == pid
+        os.kill(pid, signal.SIGINT)  # busy
+        with anyio.fail_after(3):
+            assert await task == pid
+        assert path.read_text() == f"{pid} done"
+        assert await pool.run(workfns.getpid) == pid  # the same worker, not a replacement
+
+
+# -- leaving the pool ----------------------------------------------------------------------------
+
+
+class _LeaveError(Exception):
+    pass
+
+
+@pytest.mark.anyio
+async def test_exit_by_exception_kills_running_workers(tmp_path: Path) -> None:
+    """A sleeping worker, one stuck in C and one ignoring SIGTERM are all gone when the block
+    exits, the queued task never runs, and the exception propagates as itself."""
+    error = _LeaveError("leaving")
+    started = time.monotonic()
+    with pytest.raises(_LeaveError) as info:
+        async with procpool.Pool(3, kill_grace=0.3) as pool:
+            paths = [tmp_path / name for name in ("sleeper", "spinner", "stubborn")]
+            tasks = [
+                pool.submit(workfns.touch_after, str(paths[0]), 30),
+                pool.submit(workfns.touch_then_spin, str(paths[1]), 10**11),
+                pool.submit(workfns.touch_then_sleep_ignoring_sigterm, str(paths[2]), 30),
+            ]
+            queued = pool.submit(workfns.square, 2)
+            processes = [psutil.Process(await _wait_for_pid(path)) for path in paths]
+            raise error
+    assert info.value is error
+    assert error.__context__ is None
+    assert error.__cause__ is None
+    assert time.monotonic() - started < 3
+    assert all(task.cancelled() for task in tasks)
+    assert queued.cancelled()
+    assert not _survivors(processes), _describe(_survivors(processes))
+    assert not _workers()
+    assert paths[0].read_text() == str(processes[0].pid)  # never reached " done"
+
+
+@pytest.mark.parametrize("start_method", START_METHODS)
+@pytest.mark.anyio
+async def test_workers_are_ready_on_entry(start_method: str) -> None:
+    """``async with`` returns with every worker started; they run run() and map() calls."""
+    async with procpool.Pool(2, start_method=start_method) as pool:
+        workers = _workers()
+        assert len(workers) == 2, _describe(workers)
+        pids = {p.pid for p in workers}
+        assert await pool.run(workfns.square, 7) == 49
+        assert await pool.run(lambda x: x - 1, 7) == 6
+        assert [y async for y in pool.map(workfns.square, range(6))] == [0, 1, 4, 9, 16, 25]
+        assert sorted([y async for y in pool.map(workfns.add, range(4), range(4), ordered=False)]) == [0, 2, 4, 6]
+        seen = {await pool.run(workfns.getpid) for _ in range(6)}
+        assert seen <= pids
+        assert {p.pid for p in _workers()} == pids  # no worker was replaced
+    assert not _survivors(workers)
+
+
+@pytest.mark.anyio
+async def test_normal_exit_stops_every_worker() -> None:
+    async with procpool.Pool(2) as pool:
+        workers = _workers()
+        assert len(workers) == 2
+        tasks = [pool.submit(workfns.sleep_and_return, 0.1, i) for i in range(4)]
+    # Stopped when the block exits, not just eventually.
+    assert not _survivors(workers), _describe(_survivors(workers))
+    assert not _workers()
+    assert [task.result() for task in tasks] == [0, 1, 2, 3]
+
+
+@pytest.mark.anyio
+async def test_aclose_is_idempotent_and_the_block_still_exits() -> None:
+    async with procpool.Pool(2) as pool:
+        workers = _workers()
+        task = pool.submit(workfns.sleep_and_return, 0.2, "finished")
+        await pool.aclose()
+        assert task.result() == "finished"  # aclose waited for it
+        assert not _survivors(workers), _describe(_survivors(workers))
+        await pool.aclose()
+        async with anyio.create_task_group() as tg:  # concurrent calls return too
+            tg.start_soon(pool.aclose)
+            tg.start_soon(pool.aclose)
+        with pytest.raises(procpool.PoolClosedError):
+            pool.submit(workfns.square, 1)
+        with pytest.raises(procpool.PoolClosedError):
+            await pool.run(workfns.square, 1)
+    await pool.aclose()
+    assert not _workers()
