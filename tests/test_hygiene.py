@@ -253,3 +253,31 @@ async def test_aclose_is_idempotent_and_the_block_still_exits() -> None:
             await pool.run(workfns.square, 1)
     await pool.aclose()
     assert not _workers()
+
+
+def test_unclosed_pool_does_not_hang_interpreter_exit() -> None:
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "scripts" / "unclosed_pool.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_script_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert pids
+    time.sleep(0.2)
+    assert not _survivors(psutil.Process(pid) for pid in pids if psutil.pid_exists(pid))
+
+
+@pytest.mark.anyio
+async def test_pool_refuses_use_from_another_thread() -> None:
+    async with procpool.Pool(1) as pool:
+
+        def submit_from_thread() -> None:
+            pool.submit(workfns.square, 2)
+
+        with pytest.raises(RuntimeError, match="thread running its event loop"):
+            await anyio.to_thread.run_sync(submit_from_thread)
+        assert await pool.run(workfns.square, 2) == 4
