@@ -400,3 +400,19 @@ async def test_non_callable_and_pool_pickling_are_refused() -> None:
         with pytest.raises(procpool.SerializationError, match="cannot be pickled"):
             await pool.run(workfns.identity, pool)
         assert await pool.run(workfns.square, 2) == 2 * 2
+
+
+async def test_queued_counts_tasks_waiting_for_a_worker() -> None:
+    async with procpool.Pool(1) as pool:
+        assert pool.queued == 0
+        running = pool.submit(workfns.sleep_and_return, 0.3)
+        waiting = [pool.submit(workfns.square, i) for i in range(3)]
+        assert pool.queued == 4
+        with anyio.fail_after(5):
+            while pool.queued != 3:  # until the first one starts
+                await anyio.sleep(0.01)
+        waiting[0].cancel()
+        assert pool.queued == 2
+        await running
+        assert [await t for t in waiting[1:]] == [1, 4]
+        assert pool.queued == 0

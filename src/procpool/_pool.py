@@ -248,6 +248,7 @@ class Pool(_Verbs):
         self._task_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
         self._outstanding: set[Task[Any]] = set()
+        self._queued = 0
         self._queue: MemoryObjectSendStream[Task[Any]] | None = None
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
@@ -261,6 +262,14 @@ class Pool(_Verbs):
             "a procpool.Pool cannot be pickled or sent to a worker: it belongs to the process that "
             "created it; send data to tasks and await the results in the parent"
         )
+
+    @property
+    def queued(self) -> int:
+        """How many submitted tasks are waiting for a worker (not yet started, not cancelled)."""
+        return self._queued
+
+    def _left_queue(self) -> None:
+        self._queued -= 1
 
     def options(self, *, kill_on_cancel: bool) -> PoolOptions:
         """A view of this pool whose ``run``/``submit``/``map`` use the given options.
@@ -404,7 +413,8 @@ class Pool(_Verbs):
         args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
         task_id = next(self._task_ids)
         call = (self._function_ids.id_for(fn_bytes), fn_bytes, args_bytes)
-        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel)
+        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, self._left_queue)
+        self._queued += 1
         self._outstanding.add(task)
         task._add_done_callback(self._outstanding.discard)
         assert self._queue is not None

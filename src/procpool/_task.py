@@ -29,7 +29,14 @@ class Task(Generic[T]):
     process is gone.
     """
 
-    def __init__(self, task_id: int, description: str, call: tuple[int, bytes, bytes], kill_on_cancel: bool) -> None:
+    def __init__(
+        self,
+        task_id: int,
+        description: str,
+        call: tuple[int, bytes, bytes],
+        kill_on_cancel: bool,
+        on_leave_queue: Callable[[], None] | None = None,
+    ) -> None:
         self.id = task_id
         self.description = description
         self.kill_on_cancel = kill_on_cancel
@@ -41,6 +48,7 @@ class Task(Generic[T]):
         self._event = anyio.Event()
         self._interrupt: Callable[[], None] | None = None
         self._callbacks: list[Callable[[Task[Any]], None]] = []
+        self._on_leave_queue = on_leave_queue
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -127,6 +135,7 @@ class Task(Generic[T]):
         call, self._call = self._call, None  # the pickled arguments are not kept once sent
         if self._state is not _State.QUEUED:
             return None
+        self._leave_queue()
         self._state = _State.RUNNING
         self._interrupt = interrupt
         return call
@@ -154,7 +163,13 @@ class Task(Generic[T]):
             self._cancelled = True
             self._finish()
 
+    def _leave_queue(self) -> None:
+        if self._on_leave_queue is not None:
+            self._on_leave_queue()
+            self._on_leave_queue = None
+
     def _finish(self) -> None:
+        self._leave_queue()
         self._state = _State.DONE
         self._call = None
         self._interrupt = None
