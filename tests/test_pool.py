@@ -416,3 +416,26 @@ async def test_queued_counts_tasks_waiting_for_a_worker() -> None:
         await running
         assert [await t for t in waiting[1:]] == [1, 4]
         assert pool.queued == 0
+
+
+async def test_map_and_starmap_can_be_awaited_for_a_list() -> None:
+    async with procpool.Pool(2) as pool:
+        assert await pool.map(workfns.square, range(5)) == [0, 1, 4, 9, 16]
+        assert await pool.starmap(workfns.add, [(1, 2), (3, 4)]) == [3, 7]
+        pairs = [(i, i) for i in range(7)]
+        assert sorted(await pool.starmap(workfns.mul, pairs, ordered=False, chunksize=3)) == [i * i for i in range(7)]
+        assert [y async for y in pool.starmap(workfns.add, iter([(1,), (2, 3)]))] == [1, 5]
+        with pytest.raises(TypeError):
+            await pool.starmap(workfns.add, [1, 2])  # items must be argument tuples
+
+
+async def test_as_completed_yields_tasks_in_completion_order() -> None:
+    async with procpool.Pool(2) as pool:
+        slow = pool.submit(workfns.sleep_and_return, 0.5, "slow")
+        fast = pool.submit(workfns.sleep_and_return, 0.0, "fast")
+        failing = pool.submit(workfns.raise_value_error, "bad")
+        order = [task async for task in procpool.as_completed([slow, fast, failing, fast])]
+        assert order[-1] is slow
+        assert set(order) == {slow, fast, failing}
+        assert len(order) == 3
+        assert isinstance(failing.exception(), ValueError)

@@ -1,5 +1,8 @@
 """procpool: await CPU-bound work in other processes, as naturally as awaiting a socket."""
 
+from ._default import configure_default_pool as configure_default_pool
+from ._default import default_pool as default_pool
+from ._default import run_sync as run_sync
 from ._errors import InitializerError as InitializerError
 from ._errors import InvalidStateError as InvalidStateError
 from ._errors import PoolClosedError as PoolClosedError
@@ -9,7 +12,9 @@ from ._errors import RemoteTraceback as RemoteTraceback
 from ._errors import SerializationError as SerializationError
 from ._errors import TaskCancelledError as TaskCancelledError
 from ._errors import WorkerCrashedError as WorkerCrashedError
+from ._executor import PoolExecutor as PoolExecutor
 from ._map import MapIterator as MapIterator
+from ._map import as_completed as as_completed
 from ._pool import Pool as Pool
 from ._pool import PoolOptions as PoolOptions
 from ._sizing import available_cpus as available_cpus
@@ -21,6 +26,7 @@ __all__ = (
     "MapIterator",
     "Pool",
     "PoolClosedError",
+    "PoolExecutor",
     "PoolOptions",
     "ProcpoolError",
     "RemoteError",
@@ -29,5 +35,9 @@ __all__ = (
     "Task",
     "TaskCancelledError",
     "WorkerCrashedError",
+    "as_completed",
     "available_cpus",
+    "configure_default_pool",
+    "default_pool",
+    "run_sync",
 )

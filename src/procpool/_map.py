@@ -1,9 +1,9 @@
-"""`MapIterator`: the lazy, bounded async iterator behind ``Pool.map``."""
+"""`MapIterator`, the lazy, bounded async iterator behind ``Pool.map``, and `as_completed`."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -12,9 +12,53 @@ import anyio
 from ._task import Task
 
 R = TypeVar("R")
+T = TypeVar("T")
 _END = object()
 
 SubmitChunk = Callable[[tuple[tuple[Any, ...], ...]], "Task[list[R]]"]
+
+
+class _Completions(Generic[T]):
+    """Tasks in the order they complete."""
+
+    def __init__(self) -> None:
+        self._done: deque[Task[T]] = deque()
+        self._wakeup = anyio.Event()
+
+    def watch(self, task: Task[T]) -> None:
+        task._add_done_callback(self._on_done)
+
+    def _on_done(self, task: Task[T]) -> None:
+        self._done.append(task)
+        self._wakeup.set()
+
+    async def next(self) -> Task[T]:
+        while not self._done:
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        return self._done.popleft()
+
+    def clear(self) -> None:
+        self._done.clear()
+
+
+async def as_completed(tasks: Iterable[Task[T]]) -> AsyncIterator[Task[T]]:
+    """Yield the given tasks as they complete (succeeded, failed or cancelled).
+
+    Example::
+
+        async for task in procpool.as_completed(tasks):
+            print(task.result())
+
+    Args:
+        tasks: tasks from ``Pool.submit``; duplicates are yielded once.
+    """
+    pending = set(tasks)
+    completions: _Completions[T] = _Completions()
+    for task in pending:
+        completions.watch(task)
+    for _ in range(len(pending)):
+        yield await completions.next()
 
 
 class MapIterator(Generic[R]):
@@ -25,6 +69,8 @@ class MapIterator(Generic[R]):
     iteration with that error. Leaving the iteration early, by ``break`` inside
     ``async with pool.map(...) as results:`` or by ``aclose()``, cancels the chunks still in
     flight; so does garbage collection of an abandoned iterator.
+
+    Awaiting it collects every result into a list: ``squares = await pool.map(square, range(10))``.
     """
 
     def __init__(
@@ -32,6 +78,7 @@ class MapIterator(Generic[R]):
         submit_chunk: SubmitChunk[R],
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         *,
+        star: bool,
         ordered: bool,
         chunksize: int,
         max_in_flight: int,
@@ -40,18 +87,24 @@ class MapIterator(Generic[R]):
         self._sources: list[Iterator[Any] | AsyncIterator[Any]] = [
             aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
         ]
+        self._star = star  # each item of the one iterable is the whole argument tuple
         self._ordered = ordered
         self._chunksize = chunksize
         self._max_in_flight = max_in_flight
         self._in_flight: deque[Task[list[R]]] = deque()
-        self._completed: deque[Task[list[R]]] = deque()
-        self._wakeup = anyio.Event()
+        self._completions: _Completions[list[R]] = _Completions()
         self._results: deque[R] = deque()
         self._exhausted = not self._sources
         self._closed = False
 
     def __aiter__(self) -> MapIterator[R]:
         return self
+
+    def __await__(self) -> Generator[Any, None, list[R]]:
+        return self._collect().__await__()
+
+    async def _collect(self) -> list[R]:
+        return [item async for item in self]
 
     async def __anext__(self) -> R:
         try:
@@ -82,7 +135,7 @@ class MapIterator(Generic[R]):
         self._closed = self._exhausted = True
         tasks = list(self._in_flight)
         self._in_flight.clear()
-        self._completed.clear()
+        self._completions.clear()
         self._results.clear()
         for task in tasks:
             task.cancel()
@@ -109,23 +162,19 @@ class MapIterator(Generic[R]):
                 task = self._submit_chunk(tuple(chunk))
                 self._in_flight.append(task)
                 if not self._ordered:
-                    task._add_done_callback(self._on_done)
+                    self._completions.watch(task)
 
     async def _pull(self, count: int) -> list[tuple[Any, ...]]:
         chunk: list[tuple[Any, ...]] = []
         while len(chunk) < count:
-            args = []
+            args: list[Any] = []
             for source in self._sources:
                 item = await anext(source, _END) if isinstance(source, AsyncIterator) else next(source, _END)
                 if item is _END:  # like zip(), the shortest iterable ends the map
                     return chunk
                 args.append(item)
-            chunk.append(tuple(args))
+            chunk.append(tuple(args[0]) if self._star else tuple(args))
         return chunk
-
-    def _on_done(self, task: Task[list[R]]) -> None:
-        self._completed.append(task)
-        self._wakeup.set()
 
     async def _next_done(self) -> Task[list[R]]:
         if self._ordered:
@@ -133,9 +182,6 @@ class MapIterator(Generic[R]):
             await task._finished()
             self._in_flight.popleft()
             return task
-        while not self._completed:
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-        task = self._completed.popleft()
+        task = await self._completions.next()
         self._in_flight.remove(task)
         return task

@@ -13,10 +13,12 @@ from types import TracebackType
 from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._errors import PoolClosedError
+from ._executor import PoolExecutor
 from ._map import MapIterator
 from ._process import WorkerProcess, worker_context
 from ._sizing import available_cpus, check_start_method
@@ -151,7 +153,8 @@ class _Verbs:
         chunksize: int = 1,
         max_in_flight: int | None = None,
     ) -> MapIterator[Any]:
-        """``fn`` applied to the items of ``iterables`` (like builtin ``map``), as an async iterator.
+        """``fn`` applied to the items of ``iterables`` (like builtin ``map``), as an async iterator;
+        await it instead to collect the results into a list.
 
         Args:
             fn: the function; called as ``fn(a, b, ...)`` with one item from each iterable.
@@ -161,12 +164,62 @@ class _Verbs:
             max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
                 inputs are pulled only as fast as results are consumed.
         """
-        _check_callable(fn)
         if not iterables:
             raise TypeError("map() needs at least one iterable")
+        return self._map(fn, iterables, star=False, ordered=ordered, chunksize=chunksize, max_in_flight=max_in_flight)
+
+    @overload
+    def starmap(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[R]: ...
+    @overload
+    def starmap(
+        self,
+        fn: Callable[..., R],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[R]: ...
+    def starmap(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+    ) -> MapIterator[Any]:
+        """``fn(*args)`` for each ``args`` in ``iterable`` (like ``itertools.starmap``).
+
+        The same as `map` in every other way: iterate it with ``async for``, or await it for a list.
+        """
+        return self._map(fn, (iterable,), star=True, ordered=ordered, chunksize=chunksize, max_in_flight=max_in_flight)
+
+    def _map(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
+        *,
+        star: bool,
+        ordered: bool,
+        chunksize: int,
+        max_in_flight: int | None,
+    ) -> MapIterator[Any]:
+        _check_callable(fn)
         for iterable in iterables:
             if not isinstance(iterable, (Iterable, AsyncIterable)):
-                raise TypeError(f"map() arguments must be iterables or async iterables, not {type(iterable).__name__}")
+                raise TypeError(f"expected iterables or async iterables, not {type(iterable).__name__}")
         _check_positive_int("chunksize", chunksize, optional=False)
         _check_positive_int("max_in_flight", max_in_flight, optional=True)
         pool = self._pool
@@ -176,11 +229,12 @@ class _Verbs:
         kill_on_cancel = self._kill_on_cancel
 
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
-            return pool._submit_pickled(runner_bytes, name, chunk, {}, kill_on_cancel)
+            return pool._submit_pickled(runner_bytes, name, (chunk,), {}, kill_on_cancel)
 
         return MapIterator(
             submit_chunk,
             iterables,
+            star=star,
             ordered=ordered,
             chunksize=chunksize,
             max_in_flight=max_in_flight or 2 * pool.workers,
@@ -245,6 +299,7 @@ class Pool(_Verbs):
         self._kill_grace = float(kill_grace)
         self._state = _State.NEW
         self._thread: int | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
         self._task_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
         self._outstanding: set[Task[Any]] = set()
@@ -253,6 +308,7 @@ class Pool(_Verbs):
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
         self._stopped: anyio.Event | None = None
+        self._executor: PoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"<procpool.Pool workers={self.workers} start_method={self.start_method!r} {self._state.value}>"
@@ -267,6 +323,21 @@ class Pool(_Verbs):
     def queued(self) -> int:
         """How many submitted tasks are waiting for a worker (not yet started, not cancelled)."""
         return self._queued
+
+    @property
+    def executor(self) -> PoolExecutor:
+        """A `concurrent.futures.Executor` backed by this pool's workers, usable from any thread.
+
+        Example: ``await loop.run_in_executor(pool.executor, fn, x)``.
+
+        Raises:
+            PoolClosedError: the pool is not started yet.
+        """
+        if self._executor is None:
+            if self._thread is None or self._token is None:
+                raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
+            self._executor = PoolExecutor(self, self._token, self._thread)
+        return self._executor
 
     def _left_queue(self) -> None:
         self._queued -= 1
@@ -286,6 +357,7 @@ class Pool(_Verbs):
             raise RuntimeError("a Pool can be entered only once; create a new Pool")
         self._state = _State.CLOSING  # not open for tasks until the workers are ready
         self._thread = threading.get_ident()
+        self._token = anyio.lowlevel.current_token()
         context = worker_context(self.start_method)
         setup = dumps_for_transport((self._initializer, self._initargs), "the initializer or its arguments")
         spawn = functools.partial(WorkerProcess.spawn, context, setup)

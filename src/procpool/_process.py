@@ -14,6 +14,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from . import _wire, _worker
 from ._errors import InitializerError, WorkerCrashedError
@@ -59,6 +60,7 @@ class WorkerProcess:
         self._pending: list[_wire.Frame] = []
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
+        self._released = False
         self.pid: int = process.pid
         self.tasks_run = 0
         _live.add(self)
@@ -79,7 +81,10 @@ class WorkerProcess:
                 args=(child_channel, child_lifeline, setup),
                 name="procpool-worker",
             )
-            await anyio.to_thread.run_sync(_start_locked, process)
+            # Shielded: a cancellation arriving just after the start would leave a process that
+            # nobody stops; it is delivered at the next checkpoint, which stops the worker.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_start_locked, process)
         except BaseException:
             for sock in (parent_channel, parent_lifeline):
                 sock.close()
@@ -90,6 +95,7 @@ class WorkerProcess:
         parent_channel.setblocking(False)
         worker = cls(process, parent_channel, parent_lifeline)
         try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker.receive()
             if frame is None:
                 await worker.wait_exit()
@@ -181,20 +187,30 @@ class WorkerProcess:
         ``grace`` is how long each step may take. Returns once the process is gone.
         """
         self._close_channel()
-        if grace > 0:
-            with anyio.move_on_after(grace):
-                await self.wait_exit()
-                return
-        await self.terminate(grace)
+        try:
+            if grace > 0:
+                with anyio.move_on_after(grace):
+                    await self.wait_exit()
+                    return
+            await self.terminate(grace)
+        except BaseException:
+            self.kill_now()
+            raise
 
     async def terminate(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is gone."""
-        self._signal(signal.SIGTERM)
-        with anyio.move_on_after(grace):
+        try:
+            self._signal(signal.SIGTERM)
+            with anyio.move_on_after(grace):
+                await self.wait_exit()
+                return
+            self._signal(signal.SIGKILL)
             await self.wait_exit()
-            return
-        self._signal(signal.SIGKILL)
-        await self.wait_exit()
+        except BaseException:
+            # Interrupted even inside a shielded scope: asyncio's own Task.cancel() (as
+            # asyncio.run sends every task at shutdown) passes through anyio's shields.
+            self.kill_now()
+            raise
 
     def crash_error(self, task: str) -> WorkerCrashedError:
         code = self._exitcode
@@ -210,16 +226,27 @@ class WorkerProcess:
         self._channel.close()
 
     def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         self._close_channel()
         self._lifeline.close()
         self._process.close()
         _live.discard(self)
 
     def kill_now(self) -> None:
-        """Synchronous last resort (interpreter exit): SIGKILL and reap."""
+        """Synchronous last resort (cleanup interrupted, interpreter exit): SIGKILL and reap.
+
+        Blocks for the few milliseconds a SIGKILLed process takes to go.
+        """
+        if self._released:
+            return
         self._signal(signal.SIGKILL)
-        self._process.join(5)
-        if self._process.exitcode is not None:
+        with _mp_lock:
+            self._process.join(5)
+            code = self._process.exitcode
+        if code is not None:
+            self._exitcode = code
             self._release()
 
 

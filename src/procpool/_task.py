@@ -49,6 +49,7 @@ class Task(Generic[T]):
         self._interrupt: Callable[[], None] | None = None
         self._callbacks: list[Callable[[Task[Any]], None]] = []
         self._on_leave_queue = on_leave_queue
+        self._start_gate: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -124,6 +125,10 @@ class Task(Generic[T]):
         """Wait until done, without cancelling the task if the waiter is cancelled."""
         await self._event.wait()
 
+    def _set_start_gate(self, gate: Callable[[], bool]) -> None:
+        """``gate()`` is asked once, as the task is about to start; False cancels it instead."""
+        self._start_gate = gate
+
     def _add_done_callback(self, callback: Callable[[Task[Any]], None]) -> None:
         if self._state is _State.DONE:
             callback(self)
@@ -134,6 +139,9 @@ class Task(Generic[T]):
         """Mark the task running and hand over its call; None if it was cancelled while queued."""
         call, self._call = self._call, None  # the pickled arguments are not kept once sent
         if self._state is not _State.QUEUED:
+            return None
+        if self._start_gate is not None and not self._start_gate():
+            self._set_cancelled()  # vetoed: its concurrent.futures.Future was cancelled meanwhile
             return None
         self._leave_queue()
         self._state = _State.RUNNING

@@ -22,12 +22,12 @@ from . import _wire
 
 
 class ChunkRunner:
-    """Runs ``fn`` over a chunk of argument tuples in one task (used by ``Pool.map``)."""
+    """Runs ``fn`` over a chunk of argument tuples in one task (``Pool.map``, ``Executor.map``)."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
 
-    def __call__(self, *chunk: tuple[Any, ...]) -> Any:
+    def __call__(self, chunk: tuple[tuple[Any, ...], ...]) -> Any:
         if inspect.iscoroutinefunction(self.fn):
             return self._run_async(chunk)
         return [self.fn(*args) for args in chunk]
