@@ -147,3 +147,61 @@ def mul(x: int, y: int) -> int:
 
 def capture(*args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return args, kwargs
+
+
+def thread_and_pid() -> tuple[int, int]:
+    """The thread and process that run the call (InlinePool runs calls in this process)."""
+    return threading.get_ident(), os.getpid()
+
+
+async def async_sleep_and_return(seconds: float, value: Any = None) -> Any:
+    await asyncio.sleep(seconds)
+    return value
+
+
+def count_up(n: int, log: str | None = None) -> Any:
+    """Yield 0..n-1, appending each produced number to ``log``; 'closed' when the generator ends."""
+    try:
+        for i in range(n):
+            if log:
+                with open(log, "a") as f:
+                    f.write(f"{i}\n")
+            yield i
+    finally:
+        if log:
+            with open(log, "a") as f:
+                f.write("closed\n")
+
+
+async def async_count_up(n: int) -> Any:
+    for i in range(n):
+        await asyncio.sleep(0.001)
+        yield i
+
+
+def numbers_list(n: int) -> list[int]:
+    return list(range(n))
+
+
+def fail_after_items(n: int) -> Any:
+    yield from range(n)
+    raise ValueError(f"failed after {n}")
+
+
+def yield_then_sleep(seconds: float, log: str) -> Any:
+    try:
+        yield os.getpid()
+        time.sleep(seconds)
+        yield "late"
+    finally:
+        with open(log, "a") as f:
+            f.write("closed\n")
+
+
+def yield_then_die() -> Any:
+    yield 1
+    os._exit(9)
+
+
+def yield_lock() -> Any:
+    yield threading.Lock()

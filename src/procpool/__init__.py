@@ -18,6 +18,7 @@ from ._map import as_completed as as_completed
 from ._pool import Pool as Pool
 from ._pool import PoolOptions as PoolOptions
 from ._sizing import available_cpus as available_cpus
+from ._stream import StreamIterator as StreamIterator
 from ._task import Task as Task
 
 __all__ = (
@@ -32,6 +33,7 @@ __all__ = (
     "RemoteError",
     "RemoteTraceback",
     "SerializationError",
+    "StreamIterator",
     "Task",
     "TaskCancelledError",
     "WorkerCrashedError",

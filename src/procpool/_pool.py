@@ -23,6 +23,7 @@ from ._map import MapIterator
 from ._process import WorkerProcess, worker_context
 from ._sizing import available_cpus, check_start_method
 from ._slot import WorkerSlot
+from ._stream import StreamIterator, StreamLink
 from ._task import Task
 from ._wire import dumps_for_transport
 from ._worker import ChunkRunner
@@ -123,6 +124,34 @@ class _Verbs:
         running one has its worker killed (see ``kill_on_cancel``).
         """
         return await self.submit(fn, *args, **kwargs)
+
+    @overload
+    def stream(self, fn: Callable[P, AsyncIterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
+    @overload
+    def stream(self, fn: Callable[P, Iterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
+    def stream(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> StreamIterator[Any]:
+        """Run the generator ``fn(*args, **kwargs)`` in a worker and receive its items as they come.
+
+        ``fn`` may be a generator function, an async generator function, or any function that
+        returns an iterable. The worker runs ahead of the consumer by at most a few items (it waits
+        for the parent to take them); leaving the loop early, with ``async with`` or `aclose`, closes
+        the generator in the worker so its ``finally`` blocks run, and frees the worker. Awaiting
+        the stream collects its items into a list.
+
+        Example::
+
+            async with pool.stream(read_records, path) as records:
+                async for record in records:
+                    ...
+        """
+        _check_callable(fn)
+        pool = self._pool
+        pool._check_open()
+        name = _describe(fn)
+        fn_bytes = dumps_for_transport(fn, f"the function {name}")
+        link = StreamLink()
+        task = pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel, stream=link)
+        return StreamIterator(task, link, pool._kill_grace)
 
     @overload
     def map(
@@ -480,12 +509,20 @@ class Pool(_Verbs):
             )
 
     def _submit_pickled(
-        self, fn_bytes: bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kill_on_cancel: bool
+        self,
+        fn_bytes: bytes,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kill_on_cancel: bool,
+        stream: StreamLink | None = None,
     ) -> Task[Any]:
         args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
         task_id = next(self._task_ids)
         call = (self._function_ids.id_for(fn_bytes), fn_bytes, args_bytes)
-        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, self._left_queue)
+        task: Task[Any] = Task(
+            task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, self._left_queue, stream=stream
+        )
         self._queued += 1
         self._outstanding.add(task)
         task._add_done_callback(self._outstanding.discard)

@@ -123,7 +123,7 @@ class WorkerProcess:
                     continue
                 view = view[sent:]
 
-    async def send_call(self, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> None:
+    async def send_call(self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> None:
         """Send a call, with the pickled function only if this worker does not cache it yet."""
         known = self._known_functions
         forget_id = 0
@@ -134,7 +134,7 @@ class WorkerProcess:
             known[fn_id] = None
             if len(known) > _FUNCTIONS_PER_WORKER:
                 forget_id, _ = known.popitem(last=False)
-        await self.send(_wire.encode_call(task_id, fn_id, forget_id, fn_bytes, args_bytes))
+        await self.send(_wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes))
 
     async def receive(self) -> _wire.Frame | None:
         """The next frame from the worker; None once the channel is at end of file."""

@@ -76,18 +76,27 @@ class WorkerSlot:
         call = task._start(interrupt.cancel)
         if call is None:
             return True
+        link = task._stream
         frame: _wire.Frame | None = None
         try:
             with interrupt:
-                await worker.send_call(task.id, *call)
-                while (frame := await worker.receive()) is not None and frame.task_id != task.id:
-                    pass  # never happens with one task per worker; ignored defensively
+                await worker.send_call(_wire.CALL if link is None else _wire.STREAM, task.id, *call)
+                if link is not None:
+                    await link.attach(task.id, worker.send)
+                while (frame := await worker.receive()) is not None:
+                    if frame.kind == _wire.ITEM and link is not None:
+                        link.deliver(frame.body)
+                    elif frame.task_id == task.id:
+                        break
         except BaseException:
             # The pool is being torn down around this task: kill, then let the error go on.
             with anyio.CancelScope(shield=True):
                 await worker.terminate(self._kill_grace)
             task._set_cancelled()
             raise
+        finally:
+            if link is not None:
+                link.detach()
         if interrupt.cancel_called:  # Task.cancel() with kill_on_cancel
             await worker.terminate(self._kill_grace)
             task._set_cancelled()

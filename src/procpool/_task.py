@@ -5,11 +5,14 @@ from __future__ import annotations
 import enum
 import pickle
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
 from ._errors import InvalidStateError, SerializationError, TaskCancelledError
+
+if TYPE_CHECKING:
+    from ._stream import StreamLink
 
 T = TypeVar("T")
 
@@ -36,6 +39,7 @@ class Task(Generic[T]):
         call: tuple[int, bytes, bytes],
         kill_on_cancel: bool,
         on_leave_queue: Callable[[], None] | None = None,
+        stream: StreamLink | None = None,
     ) -> None:
         self.id = task_id
         self.description = description
@@ -50,6 +54,7 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[Any]], None]] = []
         self._on_leave_queue = on_leave_queue
         self._start_gate: Callable[[], bool] | None = None
+        self._stream = stream  # set for a `Pool.stream` task: where its items go
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -60,6 +65,10 @@ class Task(Generic[T]):
     def done(self) -> bool:
         """True once the task has a result, an exception, or was cancelled."""
         return self._state is _State.DONE
+
+    def running(self) -> bool:
+        """True while the task runs in a worker."""
+        return self._state is _State.RUNNING
 
     def cancelled(self) -> bool:
         """True if the task ended by cancellation."""

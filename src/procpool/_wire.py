@@ -20,14 +20,19 @@ from ._errors import RemoteError, RemoteTraceback, SerializationError
 
 HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
+CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
 
 # Parent -> worker.
 CALL = 1
+STREAM = 6  # like CALL, for a function that returns an iterator: its items come back one by one
+CREDIT = 7
+CLOSE = 8  # stop the stream: close the generator in the worker
 # Worker -> parent.
 READY = 2
 INIT_FAILED = 3
-RESULT = 4
+RESULT = 4  # also ends a stream
 ERROR = 5
+ITEM = 9
 
 _SMALL_FRAME = 64 * 1024
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -65,10 +70,14 @@ def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
     return [header, *parts]
 
 
-def encode_call(task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
-    """A CALL frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``."""
+def encode_call(kind: int, task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
+    """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``."""
     prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
-    return encode(CALL, task_id, prefix, fn_bytes, args_bytes)
+    return encode(kind, task_id, prefix, fn_bytes, args_bytes)
+
+
+def encode_credit(task_id: int, count: int) -> list[bytes]:
+    return encode(CREDIT, task_id, CREDIT_BODY.pack(count))
 
 
 class FrameBuffer:

@@ -13,12 +13,15 @@ import fcntl
 import inspect
 import os
 import pickle
+import select
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from . import _wire
+
+_END = object()
 
 
 class ChunkRunner:
@@ -80,7 +83,7 @@ class _Worker:
             self.runner = asyncio.Runner(loop_factory=_new_event_loop)
         return self.runner.run(_as_coroutine(awaitable))
 
-    def call(self, body: bytes) -> bytes:
+    def load_call(self, body: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         fn_id, forget_id, fn_len = _wire.CALL_PREFIX.unpack_from(body)
         self.functions.pop(forget_id, None)
         start = _wire.CALL_PREFIX.size
@@ -88,15 +91,66 @@ class _Worker:
             self.functions[fn_id] = body[start : start + fn_len]
         fn = self.function(fn_id)
         args, kwargs = pickle.loads(body[start + fn_len :])
+        return fn, args, kwargs
+
+    def call(self, body: bytes) -> bytes:
+        fn, args, kwargs = self.load_call(body)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = self.await_result(result)
-        return _wire.dumps_for_transport(result, f"the result of {getattr(fn, '__qualname__', fn)!r}")
+        return _wire.dumps_for_transport(result, f"the result of {_name(fn)}")
+
+    def stream(self, task_id: int, body: bytes) -> bytes:
+        """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
+        never more than the parent granted; the generator is closed however the stream ends."""
+        fn, args, kwargs = self.load_call(body)
+        items = fn(*args, **kwargs)
+        next_item, close = self.item_source(items)
+        credit = 0
+        try:
+            while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not _END:
+                self.send(_wire.ITEM, task_id, _wire.dumps_for_transport(item, f"an item of {_name(fn)}"))
+                credit -= 1
+        finally:
+            if close is not None:
+                close()
+        return _wire.dumps(None)
+
+    def item_source(self, items: Any) -> tuple[Callable[[], Any], Callable[[], object] | None]:
+        """How to take the next item (`_END` at the end) and how to close the source, if it can be."""
+        if isinstance(items, AsyncIterator):
+            aiterator = items
+
+            def next_async_item() -> Any:
+                return self.await_result(anext(aiterator, _END))
+
+            def close_async() -> object:
+                return self.await_result(aiterator.aclose())  # type: ignore[attr-defined]
+
+            return next_async_item, close_async if inspect.isasyncgen(aiterator) else None
+        iterator = iter(items)
+        return (lambda: next(iterator, _END)), iterator.close if inspect.isgenerator(iterator) else None
+
+    def take_control(self, credit: int) -> int:
+        """Read the parent's CREDIT and CLOSE frames: waits while ``credit`` is 0, else only
+        drains what has arrived. Returns the credit, or 0 when the stream must stop."""
+        while credit == 0 or select.select([self.channel], [], [], 0)[0]:
+            frame = _wire.read_frame(self.channel)
+            if frame is None or frame.kind == _wire.CLOSE:
+                return 0
+            if frame.kind == _wire.CREDIT:
+                credit += _wire.CREDIT_BODY.unpack(frame.body)[0]
+        return credit
 
     def serve(self) -> None:
         while (frame := _wire.read_frame(self.channel)) is not None:
+            if frame.kind not in (_wire.CALL, _wire.STREAM):
+                continue  # a stream's late CREDIT or CLOSE, sent as the stream ended
             try:
-                payload = self.call(frame.body)
+                if frame.kind == _wire.STREAM:
+                    payload = self.stream(frame.task_id, frame.body)
+                else:
+                    payload = self.call(frame.body)
             except SystemExit:
                 raise  # sys.exit() in a task ends this worker, as it would end any process
             except BaseException as exc:
@@ -107,6 +161,10 @@ class _Worker:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return repr(getattr(fn, "__qualname__", fn))
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:

@@ -1,0 +1,152 @@
+"""`StreamIterator`: the items of a generator running in a worker, as an async iterator.
+
+Flow control is credit-based: the worker may send only as many items as the parent has granted,
+and the parent grants more as the consumer takes items, so at most `WINDOW` items wait in the
+parent however slow the consumer is. Closing the iterator early sends CLOSE; the worker closes its
+generator (its ``finally`` blocks run) and the worker is free for the next task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
+
+from . import _wire
+from ._task import Task
+
+T = TypeVar("T")
+
+WINDOW = 8  # items the worker may send ahead of the consumer
+
+Send = Callable[[list[bytes]], Awaitable[None]]
+
+
+class StreamLink:
+    """The parent's side of one stream, shared by the worker slot and the consumer."""
+
+    def __init__(self) -> None:
+        self.items: deque[bytes] = deque()
+        self._wakeup = anyio.Event()
+        self._send: Send | None = None
+        self._task_id = 0
+        self._attached = anyio.Event()
+        self._taken_since_grant = 0
+
+    # -- the slot's side -----------------------------------------------------------------------
+
+    async def attach(self, task_id: int, send: Send) -> None:
+        """The stream started on a worker: grant the first window of items."""
+        await send(_wire.encode_credit(task_id, WINDOW))
+        self._task_id, self._send = task_id, send
+        self._attached.set()
+
+    def deliver(self, body: bytes) -> None:
+        self.items.append(body)
+        self.wake()
+
+    def detach(self) -> None:
+        """The stream ended (or its worker is gone): nothing more is sent to the worker."""
+        self._send = None
+        self._attached.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    # -- the consumer's side -------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        self._wakeup = anyio.Event()
+        await self._wakeup.wait()
+
+    async def took_item(self) -> None:
+        self._taken_since_grant += 1
+        if self._taken_since_grant >= WINDOW // 2:  # grant in batches: fewer frames
+            await self._write(_wire.encode_credit(self._task_id, self._taken_since_grant))
+            self._taken_since_grant = 0
+
+    async def close(self) -> None:
+        await self._attached.wait()
+        await self._write(_wire.encode(_wire.CLOSE, self._task_id))
+
+    async def _write(self, frame: list[bytes]) -> None:
+        if self._send is not None:
+            with contextlib.suppress(OSError):  # the worker is gone; its slot reports that via the task
+                await self._send(frame)
+
+
+class StreamIterator(Generic[T]):
+    """The items a generator yields in a worker (``Pool.stream``), as an async iterator.
+
+    Use it in ``async with`` (or call `aclose`) to close the generator in the worker as soon as
+    you leave the loop; an error raised by the generator is raised here, after the items before it.
+    If the iteration is cancelled, the generator is asked to close and the worker is killed if it
+    has not done so within the pool's ``kill_grace`` (unless ``kill_on_cancel=False``).
+    """
+
+    def __init__(self, task: Task[None], link: StreamLink, kill_grace: float) -> None:
+        self._task = task
+        self._link = link
+        self._kill_grace = kill_grace
+        task._add_done_callback(lambda _: link.wake())
+
+    def __aiter__(self) -> StreamIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            while not self._link.items:
+                if self._task.done():
+                    self._task.result()  # raises the generator's error, if any
+                    raise StopAsyncIteration
+                await self._link.wait()
+            body = self._link.items.popleft()
+            await self._link.took_item()
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._close(self._kill_grace)
+            raise
+        item: T = pickle.loads(body)
+        return item
+
+    async def __aenter__(self) -> StreamIterator[T]:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the generator in the worker (its ``finally`` blocks run) and drop unread items."""
+        await self._close(None)
+
+    def __await__(self) -> Generator[Any, None, list[T]]:
+        return self._collect().__await__()
+
+    async def _collect(self) -> list[T]:
+        return [item async for item in self]
+
+    async def _close(self, kill_after: float | None) -> None:
+        task = self._task
+        self._link.items.clear()
+        if task.done():
+            return
+        if not task.running():
+            task.cancel()  # still queued: it never starts
+            return
+        with anyio.move_on_after(kill_after if task.kill_on_cancel else None):
+            await self._link.close()
+            await task._finished()
+        if not task.done():
+            task.cancel()  # kills the worker
+            await task._finished()
+
+    def __del__(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
