@@ -439,3 +439,55 @@ async def test_as_completed_yields_tasks_in_completion_order() -> None:
         assert set(order) == {slow, fast, failing}
         assert len(order) == 3
         assert isinstance(failing.exception(), ValueError)
+
+
+# -- tasks sent ahead of the running one -------------------------------------------------------
+
+
+async def _warm_up_tiny_tasks(pool: procpool.Pool) -> None:
+    """Run enough tiny tasks that the pool sends several at a time to each worker."""
+    await pool.map(workfns.square, range(200))
+
+
+async def test_cancelled_task_sent_ahead_never_runs(tmp_path: Path) -> None:
+    async with procpool.Pool(1) as pool:
+        await _warm_up_tiny_tasks(pool)
+        blocker = pool.submit(workfns.sleep_and_return, 0.5, "blocker")
+        markers = [tmp_path / f"ran-{i}" for i in range(4)]
+        followers = [pool.submit(workfns.touch_after, str(marker), 0) for marker in markers]
+        await anyio.sleep(0.1)  # the blocker runs; the followers wait behind it, in the worker
+        assert followers[0].running()
+        assert followers[0].cancel()
+        with pytest.raises(procpool.TaskCancelledError):
+            await followers[0]
+        assert await blocker == "blocker"
+        for follower in followers[1:]:
+            await follower
+    assert [marker.exists() for marker in markers] == [False, True, True, True]
+
+
+async def test_crash_sends_waiting_tasks_to_another_worker() -> None:
+    async with procpool.Pool(1) as pool:
+        await _warm_up_tiny_tasks(pool)
+        crashing = pool.submit(workfns.sleep_then_kill_self, 0.3)
+        followers = [pool.submit(workfns.square, i) for i in range(20)]
+        await anyio.sleep(0.1)
+        assert followers[0].running()  # sent to the worker, behind the task that will crash it
+        with pytest.raises(procpool.WorkerCrashedError):
+            await crashing
+        assert [await task for task in followers] == [i * i for i in range(20)]
+
+
+async def test_killing_a_cancelled_task_keeps_the_waiting_ones() -> None:
+    async with procpool.Pool(1) as pool:
+        await _warm_up_tiny_tasks(pool)
+        pid = await pool.run(workfns.getpid)
+        running = pool.submit(workfns.sleep_and_return, 30)
+        followers = [pool.submit(workfns.square, i) for i in range(10)]
+        await anyio.sleep(0.2)
+        assert followers[0].running()
+        assert running.cancel()
+        with pytest.raises(procpool.TaskCancelledError):
+            await running
+        assert [await task for task in followers] == [i * i for i in range(10)]
+        assert await pool.run(workfns.getpid) != pid

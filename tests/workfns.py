@@ -205,3 +205,107 @@ def yield_then_die() -> Any:
 
 def yield_lock() -> Any:
     yield threading.Lock()
+
+
+# -- IPC objects (procpool.Queue, Pipe, locks...): these only call their methods ------------------
+
+
+def ipc_put_range(queue: Any, start: int, stop: int, delay: float = 0.0) -> None:
+    """Put start..stop-1 on ``queue``, optionally pausing between items."""
+    for i in range(start, stop):
+        queue.put(i)
+        if delay:
+            time.sleep(delay)
+
+
+def ipc_double_until_closed(source: Any, sink: Any) -> int:
+    """Put 2*x on ``sink`` for each x taken from ``source`` until it is closed; how many."""
+    count = 0
+    for item in source:
+        sink.put(2 * item)
+        count += 1
+    return count
+
+
+def ipc_get_then_report(queue: Any, report: Any) -> None:
+    """Block on ``queue.get()`` and report what happened (the item, or the error's type name)."""
+    try:
+        report.put(("item", queue.get(timeout=10)))
+    except Exception as exc:
+        report.put(("error", type(exc).__name__))
+
+
+def ipc_put_then_report(queue: Any, item: Any, report: Any) -> None:
+    try:
+        queue.put(item, timeout=10)
+        report.put(("put", item))
+    except Exception as exc:
+        report.put(("error", type(exc).__name__))
+
+
+def ipc_echo(conn: Any) -> None:
+    """Send back ("echo", message) for each message until the end of file."""
+    for message in conn:
+        conn.send(("echo", message))
+    conn.close()
+
+
+def ipc_send_range(conn: Any, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        conn.send(i)
+    conn.close()
+
+
+def ipc_locked_appends(lock: Any, log: str, rounds: int) -> None:
+    """Append "<pid> in" and "<pid> out" lines to ``log`` under ``lock``, ``rounds`` times."""
+    for _ in range(rounds):
+        with lock:
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} in\n")
+            time.sleep(0.002)
+            with open(log, "a") as f:
+                f.write(f"{os.getpid()} out\n")
+
+
+def ipc_hold_semaphore(semaphore: Any, report: Any, seconds: float) -> None:
+    with semaphore:
+        report.put(os.getpid())
+        time.sleep(seconds)
+
+
+def ipc_wait_event(event: Any, report: Any) -> None:
+    report.put(("ready", os.getpid()))
+    report.put(("woken", event.wait(10)))
+
+
+def ipc_condition_waiter(condition: Any, flag: Any, report: Any) -> None:
+    """Wait on ``condition`` until ``flag`` (an Event) is set; report the outcome."""
+    with condition:
+        report.put("waiting")
+        report.put(("done", condition.wait_for(flag.is_set, 10)))
+
+
+def ipc_barrier_wait(barrier: Any, report: Any) -> None:
+    try:
+        report.put(("index", barrier.wait(10)))
+    except threading.BrokenBarrierError:
+        report.put(("broken", None))
+
+
+def ipc_shared_writes(shared_dict: Any, shared_list: Any, count: int) -> int:
+    """Plain access through multiprocessing's proxies: what a child does with shared state."""
+    for i in range(count):
+        shared_dict[f"{os.getpid()}-{i}"] = i
+        shared_list.append(i)
+    return os.getpid()
+
+
+def ipc_increment(shared_dict: Any, lock: Any, key: str, times: int) -> None:
+    for _ in range(times):
+        with lock:
+            shared_dict[key] = shared_dict.get(key, 0) + 1
+
+
+def sleep_then_kill_self(seconds: float) -> None:
+    time.sleep(seconds)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
@@ -15,8 +14,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 
+from ._backlog import Backlog
 from ._errors import PoolClosedError
 from ._executor import PoolExecutor
 from ._map import MapIterator
@@ -25,7 +24,7 @@ from ._sizing import available_cpus, check_start_method
 from ._slot import WorkerSlot
 from ._stream import StreamIterator, StreamLink
 from ._task import Task
-from ._wire import dumps_for_transport
+from ._wire import dumps_for_transport, dumps_function
 from ._worker import ChunkRunner
 
 P = ParamSpec("P")
@@ -108,7 +107,7 @@ class _Verbs:
         pool = self._pool
         pool._check_open()
         name = _describe(fn)
-        fn_bytes = dumps_for_transport(fn, f"the function {name}")
+        fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function)
         return pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel)
 
     @overload
@@ -148,7 +147,7 @@ class _Verbs:
         pool = self._pool
         pool._check_open()
         name = _describe(fn)
-        fn_bytes = dumps_for_transport(fn, f"the function {name}")
+        fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function)
         link = StreamLink()
         task = pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel, stream=link)
         return StreamIterator(task, link, pool._kill_grace)
@@ -332,8 +331,7 @@ class Pool(_Verbs):
         self._task_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
         self._outstanding: set[Task[Any]] = set()
-        self._queued = 0
-        self._queue: MemoryObjectSendStream[Task[Any]] | None = None
+        self._backlog = Backlog()
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
         self._stopped: anyio.Event | None = None
@@ -351,7 +349,7 @@ class Pool(_Verbs):
     @property
     def queued(self) -> int:
         """How many submitted tasks are waiting for a worker (not yet started, not cancelled)."""
-        return self._queued
+        return len(self._backlog)
 
     @property
     def executor(self) -> PoolExecutor:
@@ -367,9 +365,6 @@ class Pool(_Verbs):
                 raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
             self._executor = PoolExecutor(self, self._token, self._thread)
         return self._executor
-
-    def _left_queue(self) -> None:
-        self._queued -= 1
 
     def options(self, *, kill_on_cancel: bool) -> PoolOptions:
         """A view of this pool whose ``run``/``submit``/``map`` use the given options.
@@ -395,21 +390,18 @@ class Pool(_Verbs):
         except BaseException:
             self._state = _State.CLOSED
             raise
-        send, receive = anyio.create_memory_object_stream[Task[Any]](math.inf)
-        self._queue = send
         self._stopped = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for worker in workers:
             slot = WorkerSlot(
                 spawn,
-                receive.clone(),
+                self._backlog,
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self._kill_grace,
             )
             self._slots_running += 1
             self._task_group.start_soon(self._run_slot, slot, worker)
-        receive.close()
         self._state = _State.OPEN
         return self
 
@@ -485,8 +477,7 @@ class Pool(_Verbs):
     def _stop_accepting(self) -> None:
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
-        if self._queue is not None:
-            self._queue.close()
+        self._backlog.close()
 
     def _abort(self) -> None:
         """Cancel everything still outstanding, killing running tasks whatever their options."""
@@ -520,12 +511,9 @@ class Pool(_Verbs):
         args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
         task_id = next(self._task_ids)
         call = (self._function_ids.id_for(fn_bytes), fn_bytes, args_bytes)
-        task: Task[Any] = Task(
-            task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, self._left_queue, stream=stream
-        )
-        self._queued += 1
+        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, stream=stream)
+        task._withdraw = self._backlog.discard
         self._outstanding.add(task)
         task._add_done_callback(self._outstanding.discard)
-        assert self._queue is not None
-        self._queue.send_nowait(task)
+        self._backlog.put(task)
         return task

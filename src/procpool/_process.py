@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import select
 import signal
 import socket
 import threading
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -57,12 +58,13 @@ class WorkerProcess:
         self._channel = channel
         self._lifeline = lifeline
         self._frames = _wire.FrameBuffer()
-        self._pending: list[_wire.Frame] = []
+        self._pending: deque[_wire.Frame] = deque()
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
         self._released = False
         self.pid: int = process.pid
         self.tasks_run = 0
+        self.dispatched = 0
         _live.add(self)
 
     @classmethod
@@ -113,6 +115,8 @@ class WorkerProcess:
     # -- the channel ---------------------------------------------------------------------------
 
     async def send(self, buffers: list[bytes]) -> None:
+        """Write frames to the worker. If it has died, the frames are dropped: its death is
+        handled where it shows, as end of file on the read side."""
         for buffer in buffers:
             view = memoryview(buffer)
             while view:
@@ -121,10 +125,12 @@ class WorkerProcess:
                 except BlockingIOError:
                     await anyio.wait_writable(self._channel)
                     continue
+                except (BrokenPipeError, ConnectionResetError):
+                    return
                 view = view[sent:]
 
-    async def send_call(self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> None:
-        """Send a call, with the pickled function only if this worker does not cache it yet."""
+    def encode_call(self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
+        """A call frame for this worker, with the pickled function only if it does not cache it yet."""
         known = self._known_functions
         forget_id = 0
         if fn_id in known:
@@ -134,7 +140,7 @@ class WorkerProcess:
             known[fn_id] = None
             if len(known) > _FUNCTIONS_PER_WORKER:
                 forget_id, _ = known.popitem(last=False)
-        await self.send(_wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes))
+        return _wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
 
     async def receive(self) -> _wire.Frame | None:
         """The next frame from the worker; None once the channel is at end of file."""
@@ -149,13 +155,21 @@ class WorkerProcess:
             if not data:
                 return None
             self._pending.extend(self._frames.feed(data))
-        return self._pending.pop(0)
+        return self._pending.popleft()
+
+    def receive_buffered(self) -> _wire.Frame | None:
+        """The next frame already read, if any: several often come in one read."""
+        return self._pending.popleft() if self._pending else None
 
     # -- the process ---------------------------------------------------------------------------
 
     @property
     def exitcode(self) -> int | None:
         return self._exitcode
+
+    def has_exited(self) -> bool:
+        """Whether the process has ended (checked without waiting)."""
+        return self._exitcode is not None or bool(select.select([self._process.sentinel], [], [], 0)[0])
 
     def _signal(self, signum: signal.Signals) -> None:
         if self._exitcode is not None:

@@ -1,65 +1,254 @@
-"""One worker slot: pulls tasks from the pool's queue and runs them on its worker process.
+"""One worker slot: feeds its worker process from the pool's backlog and settles its tasks.
 
-Each slot owns at most one worker process at a time and one task on it. Scheduling is pull-based:
-an idle slot takes the next task from the pool's FIFO queue, so no central scheduler has to track
-who is idle. The slot is also the only reader of its worker's channel, so a frame always reaches
-the task that is running there, and a dead worker fails only that task.
+Each slot owns at most one worker process at a time and is the only reader and writer of its
+channel, so every frame reaches the task it names and a dead worker fails only the task it was
+running. Scheduling is pull-based: an idle slot waits on the backlog; a busy one tops its worker
+up without waiting. To keep a worker busy through the round trip, a slot sends tasks ahead of the
+one running, as many as take about `_PREFETCH_BUDGET` seconds by the recent average (at least
+one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task, so an idle
+worker never waits for long while another has work queued.
+A task sent ahead but not started is skipped if cancelled (CANCEL), and goes back to the front of
+the backlog if its worker dies.
 """
 
 from __future__ import annotations
 
+import functools
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _wire
+from ._backlog import Backlog, BacklogClosed
 from ._process import WorkerProcess
 from ._task import Task
+
+_PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a round trip
+_MAX_AHEAD = 64
+_SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
+_SMOOTHING = 0.2  # weight of the newest sample in the average task time
 
 
 class WorkerSlot:
     def __init__(
         self,
         spawn: Callable[[], Awaitable[WorkerProcess]],
-        queue: MemoryObjectReceiveStream[Task[Any]],
+        backlog: Backlog,
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
     ) -> None:
         self._spawn = spawn
-        self._queue = queue
+        self._backlog = backlog
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
         self.worker: WorkerProcess | None = None
+        self._inflight: OrderedDict[int, Task[Any]] = OrderedDict()  # sent to the worker, in order
+        self._cancels: list[Task[Any]] = []
+        self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
+        self._wait: anyio.CancelScope | None = None
+        self._task_time: float | None = None
+        self._head_since = 0.0
 
     async def run(self, worker: WorkerProcess | None) -> None:
-        """Serve tasks until the queue is closed and drained; then stop the worker."""
+        """Serve tasks until the backlog is closed and drained; then stop the worker."""
         self.worker = worker
         try:
-            async for task in self._queue:
-                if task.done():
-                    continue  # cancelled while queued: it never starts
-                if self.worker is None:
+            while True:
+                if not self._inflight:
                     try:
-                        self.worker = await self._spawn()
-                    except Exception as exc:
-                        task._set_exception(exc)
-                        continue
-                await self._run_task(self.worker, task)
+                        task = await self._backlog.get()
+                    except BacklogClosed:
+                        return
+                    if await self._ready_worker(task):
+                        await self._send([task, *self._tasks_ahead(task, 1)])
+                if self._inflight:
+                    await self._serve_once()
         finally:
-            self._queue.close()
             with anyio.CancelScope(shield=True):
-                await self._retire()
+                await self._shut_down()
 
-    async def _run_task(self, worker: WorkerProcess, task: Task[Any]) -> None:
-        if await self._execute(worker, task):
-            worker.tasks_run += 1
-            if self._max_tasks is None or worker.tasks_run < self._max_tasks:
-                return
-        # Replace the worker now, before the next task arrives (warm replacement).
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def _ready_worker(self, task: Task[Any]) -> bool:
+        """Make sure a live worker is there for ``task``; if none can be started, fail the task."""
+        if self.worker is not None and not self.worker.has_exited():
+            return True
         await self._retire()
+        try:
+            self.worker = await self._spawn()
+        except Exception as exc:
+            task._set_exception(exc)
+            return False
+        return True
+
+    async def _send(self, tasks: list[Task[Any]]) -> None:
+        worker = self.worker
+        assert worker is not None
+        frames: list[bytes] = []
+        started: list[Task[Any]] = []
+        for task in tasks:
+            call = task._start(functools.partial(self._request_cancel, task))
+            if call is None:
+                continue  # cancelled meanwhile
+            if not self._inflight:
+                self._head_since = time.perf_counter()
+            self._inflight[task.id] = task
+            worker.dispatched += 1
+            kind = _wire.CALL if task._stream is None else _wire.STREAM
+            frames += worker.encode_call(kind, task.id, *call)
+            started.append(task)
+        if frames:
+            await worker.send(frames)
+        for task in started:
+            if task._stream is not None:
+                await task._stream.attach(task.id, worker.send)
+
+    async def _top_up(self) -> None:
+        """Send more tasks ahead of the running one, up to what the recent task time calls for."""
+        if self._inflight:
+            batch = self._tasks_ahead(next(iter(self._inflight.values())), len(self._inflight))
+            if batch:
+                await self._send(batch)
+
+    def _tasks_ahead(self, head: Task[Any], in_flight: int) -> list[Task[Any]]:
+        """Tasks to send behind ``head`` when ``in_flight`` are already on their way."""
+        worker = self.worker
+        if worker is None or head._stream is not None or self._task_time is None:
+            return []
+        limit = min(1 + int(_PREFETCH_BUDGET / max(self._task_time, 1e-7)), _MAX_AHEAD)
+        if self._task_time < _SHORT_TASK:
+            limit = max(limit, 2)  # one task ahead hides the round trip at little risk of imbalance
+        if in_flight > limit // 2:
+            return []  # top up in batches: one write (and one wake-up of the worker) for several
+        room = min(limit - in_flight, self._backlog.spare)
+        if self._max_tasks is not None:
+            room = min(room, self._max_tasks - worker.dispatched - in_flight)
+        batch: list[Task[Any]] = []
+        while len(batch) < room and (task := self._backlog.peek()) is not None and task._stream is None:
+            self._backlog.get_nowait()
+            batch.append(task)
+        return batch
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _serve_once(self) -> None:
+        worker = self.worker
+        assert worker is not None
+        died = False
+        with anyio.CancelScope() as self._wait:  # Task.cancel() interrupts the wait
+            frame = await worker.receive()
+            if frame is None:
+                died = True
+            else:
+                self._settle(worker, frame)
+                while (frame := worker.receive_buffered()) is not None:
+                    self._settle(worker, frame)
+        self._wait = None
+        if died:
+            await self._worker_died()
+            return
+        if await self._handle_cancels():
+            return
+        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks and not self._inflight:
+            await self._replace()  # recycle: it has run its share
+            return
+        await self._top_up()
+
+    def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
+        task = self._inflight.get(frame.task_id)
+        if task is None:
+            return  # a late frame of a task already settled
+        if frame.kind == _wire.ITEM:
+            if task._stream is not None:
+                task._stream.deliver(frame.body)
+            return
+        del self._inflight[frame.task_id]
+        if frame.kind == _wire.CANCELLED or frame.task_id in self._cancelling:
+            self._cancelling.discard(frame.task_id)
+            task._set_cancelled()
+            return
+        worker.tasks_run += 1
+        now = time.perf_counter()
+        sample, self._head_since = now - self._head_since, now
+        self._task_time = (
+            sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
+        )
+        if frame.kind == _wire.RESULT:
+            task._set_result_bytes(frame.body)
+        else:
+            task._set_exception(_wire.unpack_exception(frame.body))
+
+    # -- cancellation, crashes, replacement ---------------------------------------------------
+
+    def _request_cancel(self, task: Task[Any]) -> None:
+        """Called by `Task.cancel` on a task this slot has sent to its worker."""
+        self._cancels.append(task)
+        if self._wait is not None:
+            self._wait.cancel()
+
+    async def _handle_cancels(self) -> bool:
+        """Act on cancellations; True if the worker was killed (and replaced)."""
+        cancels, self._cancels = self._cancels, []
+        skip: list[bytes] = []
+        for task in cancels:
+            if task.id in self._inflight and task.id not in self._cancelling:
+                self._cancelling.add(task.id)
+                skip += _wire.encode(_wire.CANCEL, task.id)
+        if skip and self.worker is not None:
+            await self.worker.send(skip)
+        if not self._inflight:
+            return False
+        head_id, head = next(iter(self._inflight.items()))
+        # The head is running (or about to): skipping is no longer possible, killing is.
+        if head_id in self._cancelling and head.kill_on_cancel and not head.done():
+            await self._kill(head)
+            return True
+        return False
+
+    async def _kill(self, head: Task[Any]) -> None:
+        worker = self.worker
+        assert worker is not None
+        await worker.terminate(self._kill_grace)
+        self._inflight.pop(head.id)
+        head._set_cancelled()
+        self._give_back_unstarted()
+        await self._replace()
+
+    async def _worker_died(self) -> None:
+        worker = self.worker
+        assert worker is not None
+        await worker.wait_exit()
+        head_id, head = self._inflight.popitem(last=False)
+        if head_id in self._cancelling:
+            head._set_cancelled()
+        else:
+            head._set_exception(worker.crash_error(head.description))
+        self._give_back_unstarted()
+        await self._replace()
+
+    def _give_back_unstarted(self) -> None:
+        """The worker is gone: tasks it had not started go back to the front of the backlog."""
+        self._cancelling.update(task.id for task in self._cancels)
+        self._cancels.clear()
+        requeue = []
+        for task_id, task in self._inflight.items():
+            if task_id in self._cancelling:
+                task._set_cancelled()
+            else:
+                task._requeue()
+                requeue.append(task)
+        self._inflight.clear()
+        self._cancelling.clear()
+        self._backlog.put_front(requeue)
+
+    async def _replace(self) -> None:
+        """Stop the worker (if still there) and start a replacement now, before it is needed."""
+        await self._retire()
+        self._task_time = None
         try:
             self.worker = await self._spawn()
         except Exception:
@@ -70,43 +259,11 @@ class WorkerSlot:
         if worker is not None:
             await worker.stop(self._kill_grace)
 
-    async def _execute(self, worker: WorkerProcess, task: Task[Any]) -> bool:
-        """Run one task; True if the worker can take another."""
-        interrupt = anyio.CancelScope()
-        call = task._start(interrupt.cancel)
-        if call is None:
-            return True
-        link = task._stream
-        frame: _wire.Frame | None = None
-        try:
-            with interrupt:
-                await worker.send_call(_wire.CALL if link is None else _wire.STREAM, task.id, *call)
-                if link is not None:
-                    await link.attach(task.id, worker.send)
-                while (frame := await worker.receive()) is not None:
-                    if frame.kind == _wire.ITEM and link is not None:
-                        link.deliver(frame.body)
-                    elif frame.task_id == task.id:
-                        break
-        except BaseException:
-            # The pool is being torn down around this task: kill, then let the error go on.
-            with anyio.CancelScope(shield=True):
-                await worker.terminate(self._kill_grace)
+    async def _shut_down(self) -> None:
+        """Normal end: stop the idle worker. Torn down mid-task: kill it and cancel what it had."""
+        if self._inflight and self.worker is not None:
+            await self.worker.terminate(self._kill_grace)
+        for task in self._inflight.values():
             task._set_cancelled()
-            raise
-        finally:
-            if link is not None:
-                link.detach()
-        if interrupt.cancel_called:  # Task.cancel() with kill_on_cancel
-            await worker.terminate(self._kill_grace)
-            task._set_cancelled()
-            return False
-        if frame is None:  # end of file: the worker died mid-task
-            await worker.wait_exit()
-            task._set_exception(worker.crash_error(task.description))
-            return False
-        if frame.kind == _wire.RESULT:
-            task._set_result_bytes(frame.body)
-        else:
-            task._set_exception(_wire.unpack_exception(frame.body))
-        return True
+        self._inflight.clear()
+        await self._retire()

@@ -51,9 +51,10 @@ class StreamLink:
         self.wake()
 
     def detach(self) -> None:
-        """The stream ended (or its worker is gone): nothing more is sent to the worker."""
+        """The stream's task is done: nothing more is sent to the worker; the consumer wakes."""
         self._send = None
         self._attached.set()
+        self.wake()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -93,7 +94,7 @@ class StreamIterator(Generic[T]):
         self._task = task
         self._link = link
         self._kill_grace = kill_grace
-        task._add_done_callback(lambda _: link.wake())
+        task._add_done_callback(lambda _: link.detach())
 
     def __aiter__(self) -> StreamIterator[T]:
         return self

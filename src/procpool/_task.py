@@ -54,6 +54,7 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[Any]], None]] = []
         self._on_leave_queue = on_leave_queue
         self._start_gate: Callable[[], bool] | None = None
+        self._withdraw: Callable[[Task[Any]], None] | None = None  # takes a cancelled task out of its queue
         self._stream = stream  # set for a `Pool.stream` task: where its items go
 
     def __repr__(self) -> str:
@@ -83,10 +84,15 @@ class Task(Generic[T]):
         """
         if self._state is _State.DONE:
             return False
-        if self._state is _State.RUNNING and self.kill_on_cancel and self._interrupt is not None:
-            self._interrupt()  # the worker's slot kills the process, then calls _set_cancelled()
-        else:
+        interrupt = self._interrupt if self._state is _State.RUNNING else None
+        if interrupt is None or not self.kill_on_cancel:
+            if self._state is _State.QUEUED and self._withdraw is not None:
+                self._withdraw(self)
             self._set_cancelled()
+        if interrupt is not None:
+            # The worker's slot stops it: if the worker has not started it yet, it is told to skip
+            # it; if it runs and kill_on_cancel is set, the worker is killed, then the task is done.
+            interrupt()
         return True
 
     def result(self) -> T:
@@ -145,9 +151,13 @@ class Task(Generic[T]):
             self._callbacks.append(callback)
 
     def _start(self, interrupt: Callable[[], None]) -> tuple[int, bytes, bytes] | None:
-        """Mark the task running and hand over its call; None if it was cancelled while queued."""
-        call, self._call = self._call, None  # the pickled arguments are not kept once sent
-        if self._state is not _State.QUEUED:
+        """Mark the task running and hand over its call; None if it was cancelled while queued.
+
+        The call is kept until the task is done, so a task that a dead worker never started can
+        be sent again (`_requeue`).
+        """
+        call = self._call
+        if self._state is not _State.QUEUED or call is None:
             return None
         if self._start_gate is not None and not self._start_gate():
             self._set_cancelled()  # vetoed: its concurrent.futures.Future was cancelled meanwhile
@@ -156,6 +166,12 @@ class Task(Generic[T]):
         self._state = _State.RUNNING
         self._interrupt = interrupt
         return call
+
+    def _requeue(self) -> None:
+        """Back to the queue: it was sent to a worker that died or was killed before starting it."""
+        if self._state is _State.RUNNING:
+            self._state = _State.QUEUED
+            self._interrupt = None
 
     def _set_result_bytes(self, body: bytes) -> None:
         if self._state is _State.DONE:

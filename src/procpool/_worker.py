@@ -16,12 +16,18 @@ import pickle
 import select
 import signal
 import socket
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from . import _wire
 
 _END = object()
+_READ_SIZE = 256 * 1024
+_BATCH_TASK_TIME = 50e-6
+_BATCH_SIZE = 64
+_SMOOTHING = 0.2
 
 
 class ChunkRunner:
@@ -59,14 +65,64 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+class _Inbox:
+    """Frames from the parent, read in large chunks: one system call brings many small tasks."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.frames: deque[_wire.Frame] = deque()
+        self.closed = False  # the parent closed the channel
+        self._buffer = _wire.FrameBuffer()
+        self._cancels = False
+
+    def fill(self, *, wait: bool) -> None:
+        """Read what has arrived; with ``wait``, wait for something first."""
+        if self.closed or (not wait and not select.select([self.channel], [], [], 0)[0]):
+            return
+        data = self.channel.recv(_READ_SIZE)
+        if not data:
+            self.closed = True
+        for frame in self._buffer.feed(data):
+            self._cancels = self._cancels or frame.kind == _wire.CANCEL
+            self.frames.append(frame)
+
+    def next_task(self, skipped: Callable[[_wire.Frame], None]) -> _wire.Frame | None:
+        """The next CALL or STREAM frame, if one has arrived. Tasks the parent cancelled before
+        they started are dropped, and reported through ``skipped``."""
+        if self._cancels:
+            self._drop_cancelled(skipped)
+        while self.frames:
+            frame = self.frames.popleft()
+            if frame.kind in (_wire.CALL, _wire.STREAM):
+                return frame
+            # Otherwise a stream's CREDIT or CLOSE that crossed its end: nothing to do.
+        return None
+
+    def _drop_cancelled(self, skipped: Callable[[_wire.Frame], None]) -> None:
+        self._cancels = False
+        cancelled = {frame.task_id for frame in self.frames if frame.kind == _wire.CANCEL}
+        kept: deque[_wire.Frame] = deque()
+        for frame in self.frames:
+            if frame.kind == _wire.CANCEL:
+                continue
+            if frame.task_id in cancelled and frame.kind in (_wire.CALL, _wire.STREAM):
+                skipped(frame)
+                continue
+            kept.append(frame)
+        self.frames = kept
+
+
 class _Worker:
     def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
+        self.inbox = _Inbox(channel)
         self.functions: dict[int, Callable[..., Any] | bytes] = {}
         self.runner: asyncio.Runner | None = None
+        self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
+        self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
-        _wire.write_frame(self.channel, _wire.encode(kind, task_id, body))
+        _wire.write_frames(self.channel, _wire.encode(kind, task_id, body))
 
     def function(self, fn_id: int) -> Callable[..., Any]:
         fn = self.functions[fn_id]
@@ -83,14 +139,20 @@ class _Worker:
             self.runner = asyncio.Runner(loop_factory=_new_event_loop)
         return self.runner.run(_as_coroutine(awaitable))
 
-    def load_call(self, body: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    def register(self, body: bytes) -> tuple[int, int]:
+        """Update the function cache as a call frame says; the function's id and where its
+        pickled arguments start."""
         fn_id, forget_id, fn_len = _wire.CALL_PREFIX.unpack_from(body)
         self.functions.pop(forget_id, None)
         start = _wire.CALL_PREFIX.size
         if fn_len:
             self.functions[fn_id] = body[start : start + fn_len]
+        return fn_id, start + fn_len
+
+    def load_call(self, body: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        fn_id, args_start = self.register(body)
         fn = self.function(fn_id)
-        args, kwargs = pickle.loads(body[start + fn_len :])
+        args, kwargs = pickle.loads(body[args_start:])
         return fn, args, kwargs
 
     def call(self, body: bytes) -> bytes:
@@ -133,30 +195,63 @@ class _Worker:
 
     def take_control(self, credit: int) -> int:
         """Read the parent's CREDIT and CLOSE frames: waits while ``credit`` is 0, else only
-        drains what has arrived. Returns the credit, or 0 when the stream must stop."""
-        while credit == 0 or select.select([self.channel], [], [], 0)[0]:
-            frame = _wire.read_frame(self.channel)
-            if frame is None or frame.kind == _wire.CLOSE:
+        takes what has arrived. Returns the credit, or 0 when the stream must stop.
+
+        The parent sends no other task to a worker while it streams, so no other frame comes."""
+        inbox = self.inbox
+        inbox.fill(wait=credit == 0 and not inbox.frames)
+        while inbox.frames or credit == 0:
+            if inbox.closed and not inbox.frames:
+                return 0
+            if not inbox.frames:
+                inbox.fill(wait=True)
+                continue
+            frame = inbox.frames.popleft()
+            if frame.kind == _wire.CLOSE:
                 return 0
             if frame.kind == _wire.CREDIT:
                 credit += _wire.CREDIT_BODY.unpack(frame.body)[0]
         return credit
 
+    def skipped(self, frame: _wire.Frame) -> None:
+        self.register(frame.body)  # the parent counts on the function it carried being cached
+        self.flush()
+        self.send(_wire.CANCELLED, frame.task_id)
+
     def serve(self) -> None:
-        while (frame := _wire.read_frame(self.channel)) is not None:
-            if frame.kind not in (_wire.CALL, _wire.STREAM):
-                continue  # a stream's late CREDIT or CLOSE, sent as the stream ended
+        inbox = self.inbox
+        while True:
+            inbox.fill(wait=False)  # a CANCEL for the next task may have come meanwhile
+            frame = inbox.next_task(self.skipped)
+            if frame is None:
+                self.flush()
+                if inbox.closed:
+                    return
+                inbox.fill(wait=True)
+                continue
+            started = time.perf_counter()
             try:
                 if frame.kind == _wire.STREAM:
-                    payload = self.stream(frame.task_id, frame.body)
+                    self.flush()
+                    outcome = _wire.RESULT, self.stream(frame.task_id, frame.body)
                 else:
-                    payload = self.call(frame.body)
+                    outcome = _wire.RESULT, self.call(frame.body)
             except SystemExit:
+                self.flush()
                 raise  # sys.exit() in a task ends this worker, as it would end any process
             except BaseException as exc:
-                self.send(_wire.ERROR, frame.task_id, _wire.pack_exception(exc))
-            else:
-                self.send(_wire.RESULT, frame.task_id, payload)
+                outcome = _wire.ERROR, _wire.pack_exception(exc)
+            self.unsent += _wire.encode(outcome[0], frame.task_id, outcome[1])
+            self.task_time += _SMOOTHING * (time.perf_counter() - started - self.task_time)
+            # Results of tiny tasks go back together while more tasks are already here: the
+            # next one delays them by about as long as these took. Anything else goes at once.
+            if not inbox.frames or self.task_time > _BATCH_TASK_TIME or len(self.unsent) >= _BATCH_SIZE:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.unsent:
+            _wire.write_frames(self.channel, self.unsent)
+            self.unsent.clear()
 
     def close(self) -> None:
         if self.runner is not None:
