@@ -309,3 +309,11 @@ def ipc_increment(shared_dict: Any, lock: Any, key: str, times: int) -> None:
 def sleep_then_kill_self(seconds: float) -> None:
     time.sleep(seconds)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def echo_after_spin(value: int, spins: int = 2000) -> int:
+    """Return ``value`` after a little CPU work, so a kill often lands mid-task."""
+    total = 0
+    for i in range(spins):
+        total += i
+    return value
