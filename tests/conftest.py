@@ -86,3 +86,16 @@ def _no_leaks() -> Iterator[None]:
         child.kill()
     assert not children, f"child processes left behind: {[c.pid for c in children]}"
     assert not new_fds, f"file descriptors left open: {new_fds}"
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a Dask LocalCluster (2 worker processes, 1 thread each) shared by the tests.
+
+    It runs detached, outside this process's tree, like a real cluster: the leak check stays strict
+    for everything procpool starts. Session-scoped, so it starts before any test's leak snapshot.
+    """
+    import dask_cluster
+
+    with dask_cluster.running(tmp_path_factory.mktemp("dask") / "cluster.log") as address:
+        yield address

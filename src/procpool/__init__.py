@@ -1,5 +1,6 @@
 """procpool: await CPU-bound work in other processes, as naturally as awaiting a socket."""
 
+from ._dask import DaskPool as DaskPool
 from ._default import configure_default_pool as configure_default_pool
 from ._default import default_pool as default_pool
 from ._default import run_sync as run_sync
@@ -22,6 +23,7 @@ from ._stream import StreamIterator as StreamIterator
 from ._task import Task as Task
 
 __all__ = (
+    "DaskPool",
     "InitializerError",
     "InvalidStateError",
     "MapIterator",

@@ -1,0 +1,364 @@
+"""`DaskPool`: the `Pool` surface (``run``, ``submit``, ``map``, `Task`) on a Dask distributed cluster.
+
+Importing this module does not import Dask: `DaskPool` imports ``distributed`` when it is created.
+Each call travels as two pickled byte strings to `_dask_worker.run_call` on a Dask worker, so it
+reaches the cluster exactly as it would reach a procpool worker, and comes back the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import _dask_worker
+from ._errors import PoolClosedError, WorkerCrashedError
+from ._pool import _check_positive_int, _State, _Verbs
+from ._sizing import available_cpus
+from ._task import Task
+from ._wire import dumps_for_transport, unpack_exception
+
+if TYPE_CHECKING:
+    from distributed import Client, Future, KilledWorker, LocalCluster
+    from distributed.security import Security
+
+# A task's call goes to Dask, not through the task (which only carries the outcome back).
+_NO_CALL = (0, b"", b"")
+
+
+class _ClusterLike(Protocol):
+    """Any Dask cluster object: ``LocalCluster``, dask-jobqueue, dask-kubernetes, dask-cloudprovider..."""
+
+    @property
+    def scheduler_address(self) -> str: ...
+
+
+def _require_distributed() -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("procpool.DaskPool needs Dask distributed: pip install 'procpool[dask]'") from exc
+
+
+def _require_asyncio() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        # Dask's asynchronous Client is built on asyncio (tornado) and refuses any other loop.
+        raise RuntimeError(
+            "procpool.DaskPool needs an asyncio event loop (asyncio or uvloop), because Dask's client runs on "
+            "asyncio; under trio use procpool.Pool, or run the part of the program that uses Dask with asyncio"
+        ) from None
+
+
+def _scheduler_of(target: str | _ClusterLike | Client) -> tuple[str, Security | None]:
+    """The scheduler address and security settings of what the user gave to `DaskPool`."""
+    from distributed import Client
+
+    if isinstance(target, str):
+        return target, None
+    if isinstance(target, Client):
+        if target.scheduler is None:
+            raise ValueError("the Client given to DaskPool is not connected yet: await it (or pass its address) first")
+        return str(target.scheduler.address), target.security
+    return target.scheduler_address, getattr(target, "security", None)
+
+
+def _worker_lost(error: KilledWorker, task: str) -> WorkerCrashedError:
+    worker = error.last_worker
+    address = getattr(worker, "address", "?")
+    crashed = WorkerCrashedError(pid=getattr(worker, "pid", None), exitcode=None, signal_name=None, task=task)
+    # WorkerCrashedError words its message for a local worker's exit status, which Dask does not report.
+    crashed.args = (
+        f"Dask worker {address} died while running {task} (Dask gave up after "
+        f"{error.allowed_failures + 1} attempt(s); the cluster's nanny restarts lost workers)",
+    )
+    crashed.__cause__ = error
+    return crashed
+
+
+class DaskPool(_Verbs):
+    """The same async API as `Pool` (``run``, ``submit``, ``map``, `Task`), on a Dask distributed cluster.
+
+    Use it as an async context manager, under asyncio or uvloop (not trio: Dask's client runs on
+    asyncio). On entry it connects an asynchronous client of its own, bound to the running loop, to
+    the cluster's scheduler; on exit it closes only that client (and the ``LocalCluster`` it started,
+    if any), never a cluster or client you gave it. Leaving the block normally waits for every
+    submitted task; leaving it by an exception cancels them.
+
+    What differs from `Pool`: a cancelled task (``task.cancel()``, a timeout, leaving the block by
+    an exception) is dropped by Dask if it has not started, but a running one cannot be stopped:
+    it runs to its end on its Dask worker and its result is dropped, as with
+    ``kill_on_cancel=False``. Dask does not tell a client when a task starts, so `queued` counts
+    every submitted task that has not finished. A worker that dies fails its task with
+    `WorkerCrashedError` once Dask gives up retrying it on other workers (the scheduler's
+    ``distributed.scheduler.allowed-failures``, 3 by default). Each task costs a round trip
+    through the scheduler (milliseconds; see docs/scaling.md): use ``map(..., chunksize=...)`` for
+    many small tasks.
+
+    The Dask workers need procpool installed, and whatever modules the tasks import; functions
+    and lambdas defined in ``__main__`` travel by value, as with `Pool`.
+
+    Args:
+        address: the cluster: a scheduler address (``"tcp://10.0.0.5:8786"``), a Dask cluster
+            object (``LocalCluster``, dask-jobqueue, dask-kubernetes...), or a ``distributed.Client``
+            (its scheduler and security settings are used). None starts a ``LocalCluster`` on this
+            machine for the pool's lifetime: worker processes of one thread each, listening on
+            127.0.0.1 only (its HTTP endpoint on a free port).
+        workers: with ``address=None``, the number of worker processes of that ``LocalCluster``
+            (default: the CPUs this process may use).
+
+    Raises:
+        ImportError: Dask distributed is not installed (``pip install 'procpool[dask]'``).
+        TypeError: ``address`` is not one of the kinds above.
+        ValueError: ``workers`` is not a positive integer, or is given with an ``address``.
+    """
+
+    def __init__(self, address: str | _ClusterLike | Client | None = None, *, workers: int | None = None) -> None:
+        _require_distributed()
+        from distributed import Client
+
+        _check_positive_int("workers", workers, optional=True)
+        if address is not None and workers is not None:
+            raise ValueError(
+                "workers sizes only the LocalCluster that DaskPool starts when given no address; "
+                "size a cluster you connect to with its own tools"
+            )
+        # A cluster object is recognised by its class: reading the property may fail before it starts.
+        if not (address is None or isinstance(address, (str, Client)) or hasattr(type(address), "scheduler_address")):
+            raise TypeError(
+                "address must be a Dask scheduler address ('tcp://host:8786'), a Dask cluster object, "
+                f"a distributed.Client, or None for a LocalCluster, not {type(address).__name__}"
+            )
+        # `_Verbs` (run/submit/map/starmap) is typed for `Pool`; those verbs use only `workers`,
+        # `_check_open` and `_submit_pickled`, which DaskPool provides with the same signatures
+        # (`stream`, which needs more, is overridden below).
+        self._pool = self  # type: ignore[assignment]
+        self._kill_on_cancel = False
+        self._address = address
+        self.workers: int = (workers or available_cpus()) if address is None else 0
+        self._state = _State.NEW
+        self._thread: int | None = None
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
+        self._task_group: TaskGroup | None = None
+        self._task_ids = itertools.count(1)
+        self._outstanding: set[Task[Any]] = set()  # tasks whose Dask future is still held
+        self._drained: anyio.Event | None = None  # set when the last of them is released, for aclose()
+        self._queued = 0
+
+    def __repr__(self) -> str:
+        where = "LocalCluster" if self._address is None else self._address
+        return f"<procpool.DaskPool {where!s:.60} workers={self.workers} {self._state.value}>"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(
+            "a procpool.DaskPool cannot be pickled or sent to a worker: it belongs to the process that "
+            "created it; send data to tasks and await the results in the parent"
+        )
+
+    @property
+    def queued(self) -> int:
+        """How many submitted tasks have not finished: Dask does not report when a task starts, so
+        unlike `Pool.queued` this counts the tasks running on the cluster too."""
+        return self._queued
+
+    def _left_queue(self) -> None:
+        self._queued -= 1
+
+    def options(self, *, kill_on_cancel: bool) -> DaskPool:
+        """This pool, for code written for `Pool.options`: only ``kill_on_cancel=False`` applies.
+
+        A Dask worker cannot stop a running task, so DaskPool always lets it finish and drops its
+        result, which is what ``kill_on_cancel=False`` asks for.
+
+        Raises:
+            ValueError: ``kill_on_cancel=True`` was asked for.
+        """
+        if kill_on_cancel:
+            raise ValueError(
+                "DaskPool cannot kill a running task: a Dask worker cannot stop it, so cancelled tasks that "
+                "have started always run to their end (kill_on_cancel=False); use procpool.Pool to kill them"
+            )
+        return self
+
+    def stream(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> NoReturn:
+        """Not available on Dask: a Dask task returns one result, it cannot send items as it makes them.
+
+        Raises:
+            NotImplementedError: always.
+        """
+        raise NotImplementedError(
+            "DaskPool cannot stream a generator's items as they come: a Dask task returns one result; "
+            "return a list from pool.run, split the work with pool.map, or use procpool.Pool.stream"
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> DaskPool:
+        if self._state is not _State.NEW:
+            raise RuntimeError("a DaskPool can be entered only once; create a new DaskPool")
+        _require_asyncio()
+        self._state = _State.CLOSING  # not open for tasks until connected
+        self._thread = threading.get_ident()
+        try:
+            client = await self._connect()
+            nthreads = await client.nthreads()
+        except BaseException:
+            await self._disconnect()
+            self._state = _State.CLOSED
+            raise
+        # What the cluster runs at once now (it may grow or shrink); map's default backpressure.
+        self.workers = max(1, sum(nthreads.values()))
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._state = _State.OPEN
+        return self
+
+    async def _connect(self) -> Client:
+        from distributed import Client, LocalCluster
+
+        if self._address is None:
+            # Kept before it is awaited, so that a failed or cancelled start is still closed.
+            self._cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",  # not None: the scheduler would still serve HTTP on 8787, maybe taken
+                asynchronous=True,
+            )
+            await self._cluster
+            address, security = _scheduler_of(self._cluster)
+        else:
+            address, security = _scheduler_of(self._address)
+        # Our own asynchronous client, bound to this loop; never the default client of the process,
+        # so the user's own Dask calls are not routed through it.
+        self._client = Client(address, asynchronous=True, security=security, set_as_default=False)
+        await self._client
+        return self._client
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        with anyio.CancelScope(shield=True):
+            try:
+                if client is not None:
+                    await client.close()
+            finally:
+                if cluster is not None:
+                    closing = cluster.close()
+                    assert closing is not None  # an asynchronous cluster's close() is awaitable
+                    await closing
+
+    async def aclose(self) -> None:
+        """Close the pool: refuse new tasks, wait for the submitted ones, disconnect from the cluster
+        (and stop the ``LocalCluster`` the pool started, if any).
+
+        Safe to call more than once; ``async with`` calls it on a normal exit.
+        """
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
+            return
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSING
+        while self._outstanding:
+            self._drained = anyio.Event()
+            await self._drained.wait()
+        await self._disconnect()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None
+        try:
+            if exc is None:
+                try:
+                    await self.aclose()
+                except BaseException:  # cancelled while waiting for the tasks
+                    await self._tear_down(task_group)
+                    raise
+                await task_group.__aexit__(None, None, None)
+            else:
+                # The body's own exception goes on unchanged (never wrapped in an ExceptionGroup).
+                await self._tear_down(task_group)
+        finally:
+            self._state = _State.CLOSED
+        return None
+
+    async def _tear_down(self, task_group: TaskGroup) -> None:
+        """Cancel every outstanding task, stop their drivers, disconnect."""
+        self._state = _State.CLOSING
+        for task in list(self._outstanding):
+            task.cancel()
+        task_group.cancel_scope.cancel()
+        try:
+            await task_group.__aexit__(None, None, None)
+        finally:
+            await self._disconnect()
+
+    # -- submission ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            if self._state is _State.NEW:
+                raise PoolClosedError("the pool is not started: use it as `async with procpool.DaskPool(...) as pool:`")
+            raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "a DaskPool must be used from the thread running its event loop; from another thread, "
+                "use anyio.from_thread.run(pool.run, fn, ...)"
+            )
+
+    def _submit_pickled(
+        self, fn_bytes: bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kill_on_cancel: bool
+    ) -> Task[Any]:
+        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
+        assert self._client is not None
+        assert self._task_group is not None
+        task_id = next(self._task_ids)
+        # Only our two byte strings meet Dask's submit keywords; a unique key and pure=False keep
+        # Dask from merging identical calls into one.
+        future = self._client.submit(
+            _dask_worker.run_call, fn_bytes, args_bytes, key=f"{name}-{uuid.uuid4().hex}", pure=False
+        )
+        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", _NO_CALL, kill_on_cancel, self._left_queue)
+        self._queued += 1
+        self._outstanding.add(task)
+        self._task_group.start_soon(self._drive, task, future)
+        return task
+
+    async def _drive(self, task: Task[Any], future: Future[tuple[str, bytes]]) -> None:
+        """Wait for one task's Dask future and hand its outcome to the task."""
+        from distributed import KilledWorker
+
+        try:
+            with anyio.CancelScope() as waiting:
+                # Cancelled by its caller, queued or running alike: stop waiting. Releasing the
+                # future (below) makes Dask drop the call if it has not started yet.
+                task._add_done_callback(lambda _: waiting.cancel())
+                try:
+                    kind, body = await future
+                except KilledWorker as exc:
+                    task._set_exception(_worker_lost(exc, task.description))
+                except Exception as exc:  # the scheduler is gone, the task could not be loaded...
+                    task._set_exception(exc)
+                else:
+                    if kind == _dask_worker.OK:
+                        task._set_result_bytes(body)
+                    else:
+                        task._set_exception(unpack_exception(body))
+        finally:
+            future.release()
+            task._set_cancelled()  # a no-op if it is done; else the pool is being torn down around it
+            self._outstanding.discard(task)
+            if not self._outstanding and self._drained is not None:
+                self._drained.set()
