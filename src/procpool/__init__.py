@@ -1,5 +1,7 @@
 """procpool: await CPU-bound work in other processes, as naturally as awaiting a socket."""
 
+from ._barrier import Barrier as Barrier
+from ._barrier import BrokenBarrierError as BrokenBarrierError
 from ._dask import DaskPool as DaskPool
 from ._default import configure_default_pool as configure_default_pool
 from ._default import default_pool as default_pool
@@ -14,27 +16,55 @@ from ._errors import SerializationError as SerializationError
 from ._errors import TaskCancelledError as TaskCancelledError
 from ._errors import WorkerCrashedError as WorkerCrashedError
 from ._executor import PoolExecutor as PoolExecutor
+from ._ipc_process import Process as Process
 from ._map import MapIterator as MapIterator
 from ._map import as_completed as as_completed
+from ._pipe import Connection as Connection
+from ._pipe import Pipe as Pipe
 from ._pool import Pool as Pool
 from ._pool import PoolOptions as PoolOptions
+from ._queue import Queue as Queue
+from ._queue import QueueClosedError as QueueClosedError
+from ._shared import Manager as Manager
+from ._shared import SharedDict as SharedDict
+from ._shared import SharedList as SharedList
 from ._sizing import available_cpus as available_cpus
 from ._stream import StreamIterator as StreamIterator
+from ._sync import BoundedSemaphore as BoundedSemaphore
+from ._sync import Condition as Condition
+from ._sync import Event as Event
+from ._sync import Lock as Lock
+from ._sync import Semaphore as Semaphore
 from ._task import Task as Task
 
 __all__ = (
+    "Barrier",
+    "BoundedSemaphore",
+    "BrokenBarrierError",
+    "Condition",
+    "Connection",
     "DaskPool",
+    "Event",
     "InitializerError",
     "InvalidStateError",
+    "Lock",
+    "Manager",
     "MapIterator",
+    "Pipe",
     "Pool",
     "PoolClosedError",
     "PoolExecutor",
     "PoolOptions",
+    "Process",
     "ProcpoolError",
+    "Queue",
+    "QueueClosedError",
     "RemoteError",
     "RemoteTraceback",
+    "Semaphore",
     "SerializationError",
+    "SharedDict",
+    "SharedList",
     "StreamIterator",
     "Task",
     "TaskCancelledError",

@@ -1,0 +1,230 @@
+"""`Queue`: a multi-producer, multi-consumer FIFO between processes, awaitable in async code.
+
+Items travel as whole messages on one ``SOCK_SEQPACKET`` socket pair (see `_message`): any number
+of processes put on one end and get from the other without a lock. A pipe of tokens counts the
+free slots: ``put`` takes one, ``get`` gives one back, so ``maxsize`` bounds the queue and
+``qsize()`` is the tokens missing. ``close()`` shuts the socket down for every process at once: puts
+fail, gets drain what is left and then see the end.
+
+Unlike ``multiprocessing.Queue`` there is no feeder thread: ``put`` sends the item itself (so an
+item is in the queue when ``put`` returns, and nothing is left to flush at exit), and a get that
+is cancelled while it waits has taken nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import queue
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Generic, TypeVar
+
+from ._errors import ProcpoolError
+from ._fdshare import Handles
+from ._message import END, WOULD_BLOCK, dumps, send_op, socket_pair, try_receive
+from ._waiting import (
+    Op,
+    Port,
+    Wait,
+    bytes_readable,
+    deadline_for,
+    dual,
+    give_tokens,
+    run_async,
+    run_blocking,
+    take_token_op,
+    token_pipe,
+)
+
+T = TypeVar("T")
+
+
+class QueueClosedError(ProcpoolError):
+    """The queue is closed: ``put`` is refused, and ``get`` has no item left to return."""
+
+
+class Queue(Generic[T]):
+    """A queue shared by processes: blocking in synchronous code, awaitable in async code.
+
+    Create it in the parent and pass it to children (``procpool.Process`` arguments, pool tasks,
+    other queues). In synchronous code (a child) its methods block, as ``multiprocessing.Queue``'s
+    do; under an event loop, ``put``/``get`` return awaitables that never block the loop and use
+    no thread, and ``async for item in queue`` runs until the queue is closed and drained.
+
+    Args:
+        maxsize: how many items the queue holds before ``put`` waits; 0 for as many as the
+            operating system's socket buffer holds (thousands of small items on Linux).
+
+    Raises:
+        ValueError: ``maxsize`` is negative or larger than this system allows.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 0:
+            raise ValueError(f"maxsize must be an integer >= 0 (0: unbounded), not {maxsize!r}")
+        reader, writer = socket_pair()
+        try:
+            slots_read, slots_write, slots = token_pipe(maxsize or None, "maxsize")
+        except BaseException:
+            reader.close()
+            writer.close()
+            raise
+        self._setup(Handles([reader, writer], [slots_read, slots_write]), maxsize, slots)
+
+    def _setup(self, handles: Handles, maxsize: int, slots: int) -> None:
+        self._handles = handles
+        self._reader, self._writer = handles.sockets
+        self._slots_read, self._slots_write = handles.fds
+        self._maxsize = maxsize
+        self._slots = slots
+        self._reader_port = Port(self._reader.fileno())
+        self._writer_port = Port(self._writer.fileno())
+        self._slots_port = Port(self._slots_read)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self._handles, self._maxsize, self._slots)
+
+    def __repr__(self) -> str:
+        return f"<procpool.Queue maxsize={self._maxsize}>"
+
+    @property
+    def maxsize(self) -> int:
+        """The bound given at creation (0: unbounded)."""
+        return self._maxsize
+
+    # -- put -----------------------------------------------------------------------------------
+
+    def put(self, obj: T, block: bool = True, timeout: float | None = None) -> Any:
+        """Put ``obj`` at the end of the queue, waiting for a free slot if it is full.
+
+        Under an event loop this returns an awaitable: ``await queue.put(obj)``.
+
+        Args:
+            obj: any object that pickle (or cloudpickle) can carry.
+            block: wait for room (True) or raise `queue.Full` at once (False).
+            timeout: with ``block``, raise `queue.Full` after this many seconds (None: no limit).
+
+        Raises:
+            queue.Full: no room within the time allowed.
+            QueueClosedError: the queue is closed.
+            SerializationError: ``obj`` cannot be pickled.
+        """
+        return dual(self._put(dumps(obj), deadline_for(block, timeout)))
+
+    def put_nowait(self, obj: T) -> None:
+        """Put ``obj`` if there is room right now (never waits, in sync and async code alike).
+
+        Raises:
+            queue.Full: the queue is full.
+            QueueClosedError: the queue is closed.
+            SerializationError: ``obj`` cannot be pickled.
+        """
+        run_blocking(self._put(dumps(obj), time.monotonic()))
+
+    def _put(self, data: bytes, deadline: float | None) -> Op[None]:
+        if not (yield from take_token_op(self._slots_port, deadline)):
+            raise queue.Full
+        try:
+            sent = yield from send_op(self._writer, self._writer_port, data, deadline)
+        except BrokenPipeError:
+            give_tokens(self._slots_write)
+            raise QueueClosedError("put() on a closed queue") from None
+        except BaseException:  # cancelled while waiting for room: the item was not sent
+            give_tokens(self._slots_write)
+            raise
+        if not sent:
+            give_tokens(self._slots_write)
+            raise queue.Full
+
+    # -- get -----------------------------------------------------------------------------------
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Remove and return the first item, waiting for one if the queue is empty.
+
+        Under an event loop this returns an awaitable: ``await queue.get()``. If that await is
+        cancelled, no item was taken.
+
+        Args:
+            block: wait for an item (True) or raise `queue.Empty` at once (False).
+            timeout: with ``block``, raise `queue.Empty` after this many seconds (None: no limit).
+
+        Raises:
+            queue.Empty: no item within the time allowed.
+            QueueClosedError: the queue is closed and empty.
+        """
+        return dual(self._get(deadline_for(block, timeout)))
+
+    def get_nowait(self) -> Any:
+        """Remove and return the first item if there is one (never waits, in sync and async code).
+
+        Raises:
+            queue.Empty: the queue is empty.
+            QueueClosedError: the queue is closed and empty.
+        """
+        return run_blocking(self._get(time.monotonic()))
+
+    def _get(self, deadline: float | None) -> Op[Any]:
+        while True:
+            data = try_receive(self._reader)
+            if data is WOULD_BLOCK:
+                if not (yield Wait(self._reader_port, deadline=deadline)):
+                    raise queue.Empty
+                continue
+            if data is END:
+                raise QueueClosedError("the queue is closed and has no item left")
+            give_tokens(self._slots_write)
+            # Taken and unpickled with no wait in between: a cancellation cannot lose it.
+            return pickle.loads(data)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            item: T = await run_async(self._get(None))
+        except QueueClosedError:
+            raise StopAsyncIteration from None
+        return item
+
+    def __iter__(self) -> Iterator[T]:
+        """Blocking iteration (in synchronous code): the items until the queue is closed and drained."""
+        while True:
+            try:
+                yield run_blocking(self._get(None))
+            except QueueClosedError:
+                return
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def qsize(self) -> int:
+        """The approximate number of items in the queue (others may put or get meanwhile)."""
+        return max(0, self._slots - bytes_readable(self._slots_read))
+
+    def empty(self) -> bool:
+        """Whether the queue holds no item right now (approximate, like `qsize`)."""
+        return bytes_readable(self._reader.fileno()) == 0
+
+    def full(self) -> bool:
+        """Whether a bounded queue has no free slot right now (approximate, like `qsize`)."""
+        return self._maxsize > 0 and bytes_readable(self._slots_read) == 0
+
+    def close(self) -> None:
+        """Close the queue for every process: ``put`` now raises `QueueClosedError` everywhere,
+        and ``get`` returns the items already in the queue, then raises it (``async for`` and
+        ``for`` loops end). Idempotent.
+
+        The descriptors stay open in this process until the queue is garbage-collected, so
+        consumers here can still drain it.
+        """
+        with contextlib.suppress(OSError):  # already shut down
+            self._writer.shutdown(socket.SHUT_RDWR)
+        # Wake producers that wait for a free slot: they take one and find the queue closed.
+        give_tokens(self._slots_write, self._slots)
+
+
+def _rebuild(handles: Handles, maxsize: int, slots: int) -> Queue[Any]:
+    rebuilt: Queue[Any] = Queue.__new__(Queue)
+    rebuilt._setup(handles, maxsize, slots)
+    return rebuilt
