@@ -25,3 +25,18 @@ def test_demo_quick_prints_the_table_and_all_results_are_correct() -> None:
     for method in ("blocking in the event loop", "run_in_executor(ProcessPool)", "procpool.Pool.run"):
         row = next(line for line in lines if line.startswith(method))
         assert row.rstrip().endswith("yes")
+
+
+def test_streamed_example_stops_the_generator_when_the_consumer_has_enough() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "streamed.py"), "--limit", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "worker: generator closed after scanning up to" in done.stdout
+    assert "the first primes: [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]" in done.stdout
+    last = int(done.stdout.rsplit("the last:", 1)[1])
+    assert last == 27449  # the 3000th prime
