@@ -40,8 +40,14 @@ class WorkerCrashedError(ProcpoolError):
     """
 
     def __init__(self, *, pid: int | None, exitcode: int | None, signal_name: str | None, task: str) -> None:
-        how = f"was killed by {signal_name}" if signal_name else f"exited with code {exitcode}"
-        super().__init__(f"worker process {pid} {how} while running {task}")
+        if signal_name:
+            how = f"was killed by {signal_name}"
+        elif exitcode is not None:
+            how = f"exited with code {exitcode}"
+        else:
+            how = "was lost"
+        who = f"worker process {pid}" if pid is not None else "a worker process"
+        super().__init__(f"{who} {how} while running {task}")
         self.pid = pid
         self.exitcode = exitcode
         self.signal_name = signal_name
