@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
 from types import TracebackType
@@ -88,6 +89,10 @@ class MapIterator(Generic[R]):
             aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
         ]
         self._star = star  # each item of the one iterable is the whole argument tuple
+        self._sync_arguments: Iterator[Any] | None = None
+        sync_sources = [source for source in self._sources if isinstance(source, Iterator)]
+        if sync_sources and len(sync_sources) == len(self._sources):
+            self._sync_arguments = sync_sources[0] if star else zip(*sync_sources, strict=False)
         self._ordered = ordered
         self._chunksize = chunksize
         self._max_in_flight = max_in_flight
@@ -104,14 +109,28 @@ class MapIterator(Generic[R]):
         return self._collect().__await__()
 
     async def _collect(self) -> list[R]:
-        return [item async for item in self]
-
-    async def __anext__(self) -> R:
+        collected = list(self._results)
+        self._results.clear()
         try:
-            return await self._next()
+            while (chunk := await self._next_chunk()) is not None:
+                collected += chunk  # whole chunks: no per-item await
         except BaseException:
             await self.aclose()
             raise
+        return collected
+
+    async def __anext__(self) -> R:
+        if self._results:  # the common case with chunks: no further await needed
+            return self._results.popleft()
+        try:
+            chunk = await self._next_chunk()
+        except BaseException:
+            await self.aclose()
+            raise
+        if chunk is None:
+            raise StopAsyncIteration
+        self._results.extend(chunk)
+        return self._results.popleft()
 
     async def __aenter__(self) -> MapIterator[R]:
         return self
@@ -141,17 +160,18 @@ class MapIterator(Generic[R]):
             task.cancel()
         return tasks
 
-    async def _next(self) -> R:
-        while not self._results:
+    async def _next_chunk(self) -> list[R] | None:
+        """The results of the next chunk (in order, or as completed); None at the end."""
+        while True:
             if self._closed:
-                raise StopAsyncIteration
+                return None
             await self._fill()
             if not self._in_flight:
                 self._closed = True
-                raise StopAsyncIteration
-            task = await self._next_done()
-            self._results.extend(task.result())
-        return self._results.popleft()
+                return None
+            chunk = (await self._next_done()).result()
+            if chunk:
+                return chunk
 
     async def _fill(self) -> None:
         while not self._exhausted and len(self._in_flight) < self._max_in_flight:
@@ -165,6 +185,9 @@ class MapIterator(Generic[R]):
                     self._completions.watch(task)
 
     async def _pull(self, count: int) -> list[tuple[Any, ...]]:
+        if self._sync_arguments is not None:  # plain iterables: sliced at C speed
+            taken = itertools.islice(self._sync_arguments, count)
+            return list(map(tuple, taken)) if self._star else list(taken)
         chunk: list[tuple[Any, ...]] = []
         while len(chunk) < count:
             args: list[Any] = []

@@ -20,7 +20,6 @@ import anyio.lowlevel
 from . import _wire, _worker
 from ._errors import InitializerError, WorkerCrashedError
 
-_READ_SIZE = 256 * 1024
 _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
 
@@ -146,15 +145,15 @@ class WorkerProcess:
         """The next frame from the worker; None once the channel is at end of file."""
         while not self._pending:
             try:
-                data = self._channel.recv(_READ_SIZE)
+                frames = self._frames.read(self._channel)
             except BlockingIOError:
                 await anyio.wait_readable(self._channel)
                 continue
             except ConnectionResetError:
-                data = b""
-            if not data:
+                frames = None
+            if frames is None:
                 return None
-            self._pending.extend(self._frames.feed(data))
+            self._pending.extend(frames)
         return self._pending.popleft()
 
     def receive_buffered(self) -> _wire.Frame | None:

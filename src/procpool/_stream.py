@@ -31,7 +31,7 @@ class StreamLink:
     """The parent's side of one stream, shared by the worker slot and the consumer."""
 
     def __init__(self) -> None:
-        self.items: deque[bytes] = deque()
+        self.items: deque[_wire.Body] = deque()
         self._wakeup = anyio.Event()
         self._send: Send | None = None
         self._task_id = 0
@@ -46,7 +46,7 @@ class StreamLink:
         self._task_id, self._send = task_id, send
         self._attached.set()
 
-    def deliver(self, body: bytes) -> None:
+    def deliver(self, body: _wire.Body) -> None:
         self.items.append(body)
         self.wake()
 

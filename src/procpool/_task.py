@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 
 from ._errors import InvalidStateError, SerializationError, TaskCancelledError
+from ._wire import Body
 
 if TYPE_CHECKING:
     from ._stream import StreamLink
@@ -173,7 +174,7 @@ class Task(Generic[T]):
             self._state = _State.QUEUED
             self._interrupt = None
 
-    def _set_result_bytes(self, body: bytes) -> None:
+    def _set_result_bytes(self, body: Body) -> None:
         if self._state is _State.DONE:
             return  # cancelled without killing: the result is dropped
         try:

@@ -15,7 +15,7 @@ import sys
 import traceback
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import cloudpickle  # type: ignore[import-untyped]
@@ -42,29 +42,33 @@ CANCELLED = 11  # the task was skipped, as asked
 
 _SMALL_FRAME = 64 * 1024
 _JOIN_LIMIT = 256 * 1024
+_READ_SIZE = 256 * 1024
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+Body = bytes | bytearray  # a large frame's body stays in the buffer it was read into
 
 
 class Frame(NamedTuple):
     kind: int
     task_id: int
-    body: bytes
+    body: Body
 
 
-_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
-_SMALL_CONTAINER = 16
+_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
+_PLAIN_DEPTH = 4
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 
 
 def dumps(obj: object) -> bytes:
     """Pickle with cloudpickle, so lambdas, closures and ``__main__`` functions travel by value.
 
-    Small plain data (numbers, strings, and small tuples, lists and dicts of them) holds nothing
-    cloudpickle would treat differently, so it takes the standard pickler, which is several times
-    faster for the tiny arguments and results of tiny tasks.
+    Plain data (numbers, strings, bytes, numpy arrays of numbers, and tuples, lists and dicts of
+    them) holds nothing cloudpickle treats differently, so it takes the standard pickler, which is
+    several times faster for the small arguments of tiny tasks and for map's large chunks.
     """
     data: bytes
-    if _is_plain(obj, 3):
+    if _is_plain(obj, _PLAIN_DEPTH):
         data = pickle.dumps(obj, protocol=_PROTOCOL)
     else:
         data = cloudpickle.dumps(obj, protocol=_PROTOCOL)
@@ -75,16 +79,16 @@ def _is_plain(obj: object, depth: int) -> bool:
     kind = type(obj)
     if kind in _PLAIN_TYPES:
         return True
+    if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
+        return not obj.dtype.hasobject  # type: ignore[attr-defined]
     if not depth:
         return False
     if kind is tuple or kind is list:
         items: Any = obj
-        return len(items) <= _SMALL_CONTAINER and all(_is_plain(item, depth - 1) for item in items)
+        return all(_is_plain(item, depth - 1) for item in items)
     if kind is dict:
         mapping: Any = obj
-        return len(mapping) <= _SMALL_CONTAINER and all(
-            type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1) for key, value in mapping.items()
-        )
+        return all(type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1) for key, value in mapping.items())
     return False
 
 
@@ -155,22 +159,60 @@ def encode_credit(task_id: int, count: int) -> list[bytes]:
 
 
 class FrameBuffer:
-    """Collects bytes read from a non-blocking channel and splits them into frames."""
+    """Reads frames from a channel, many at a time.
+
+    Small frames come in large reads and are split out; the body of a large frame is read
+    straight into a buffer of its size, so a large payload is copied once on its way in.
+    """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._large: bytearray | None = None  # the body being read straight in
+        self._large_filled = 0
+        self._large_header = (0, 0)  # its kind and task id
 
-    def feed(self, data: bytes) -> Iterator[Frame]:
+    def read(self, sock: socket.socket) -> list[Frame] | None:
+        """The frames completed by one read (maybe none yet); None at end of file.
+
+        Raises:
+            BlockingIOError: a non-blocking ``sock`` has nothing to read.
+        """
+        large = self._large
+        if large is not None:
+            with memoryview(large) as view:
+                count = sock.recv_into(view[self._large_filled :])
+            if not count:
+                return None
+            self._large_filled += count
+            if self._large_filled < len(large):
+                return []
+            self._large = None
+            return [Frame(*self._large_header, large)]
+        data = sock.recv(_READ_SIZE)
+        if not data:
+            return None
+        return self._split(data)
+
+    def _split(self, data: bytes) -> list[Frame]:
         buffer = self._buffer
         buffer += data
+        frames = []
         while len(buffer) >= HEADER.size:
             size, kind, task_id = HEADER.unpack_from(buffer)
             end = HEADER.size + size
             if len(buffer) < end:
-                return
-            body = bytes(buffer[HEADER.size : end])
+                if size > _READ_SIZE:  # large: read the rest of its body straight into place
+                    self._large = bytearray(size)
+                    self._large[: len(buffer) - HEADER.size] = memoryview(buffer)[HEADER.size :]
+                    self._large_filled = len(buffer) - HEADER.size
+                    self._large_header = (kind, task_id)
+                    buffer.clear()
+                break
+            with memoryview(buffer) as view:
+                body = bytes(view[HEADER.size : end])
             del buffer[:end]  # bytearray drops a prefix without moving the rest
-            yield Frame(kind, task_id, body)
+            frames.append(Frame(kind, task_id, body))
+        return frames
 
 
 def write_frames(sock: socket.socket, buffers: list[bytes]) -> None:
@@ -200,7 +242,7 @@ def pack_exception(exc: BaseException) -> bytes:
     return pickle.dumps((exc_bytes, type_name, message, tb_text), protocol=_PROTOCOL)
 
 
-def unpack_exception(body: bytes) -> BaseException:
+def unpack_exception(body: Body) -> BaseException:
     """Rebuild an exception packed by `pack_exception`, with the child's traceback as its cause.
 
     Only `Exception` subclasses are rebuilt as themselves: a child's `KeyboardInterrupt` or

@@ -24,7 +24,6 @@ from typing import Any
 from . import _wire
 
 _END = object()
-_READ_SIZE = 256 * 1024
 _BATCH_TASK_TIME = 50e-6
 _BATCH_SIZE = 64
 _SMOOTHING = 0.2
@@ -79,10 +78,11 @@ class _Inbox:
         """Read what has arrived; with ``wait``, wait for something first."""
         if self.closed or (not wait and not select.select([self.channel], [], [], 0)[0]):
             return
-        data = self.channel.recv(_READ_SIZE)
-        if not data:
+        frames = self._buffer.read(self.channel)
+        if frames is None:
             self.closed = True
-        for frame in self._buffer.feed(data):
+            return
+        for frame in frames:
             self._cancels = self._cancels or frame.kind == _wire.CANCEL
             self.frames.append(frame)
 
@@ -139,30 +139,30 @@ class _Worker:
             self.runner = asyncio.Runner(loop_factory=_new_event_loop)
         return self.runner.run(_as_coroutine(awaitable))
 
-    def register(self, body: bytes) -> tuple[int, int]:
+    def register(self, body: _wire.Body) -> tuple[int, int]:
         """Update the function cache as a call frame says; the function's id and where its
         pickled arguments start."""
         fn_id, forget_id, fn_len = _wire.CALL_PREFIX.unpack_from(body)
         self.functions.pop(forget_id, None)
         start = _wire.CALL_PREFIX.size
         if fn_len:
-            self.functions[fn_id] = body[start : start + fn_len]
+            self.functions[fn_id] = bytes(body[start : start + fn_len])
         return fn_id, start + fn_len
 
-    def load_call(self, body: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    def load_call(self, body: _wire.Body) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         fn_id, args_start = self.register(body)
         fn = self.function(fn_id)
         args, kwargs = pickle.loads(body[args_start:])
         return fn, args, kwargs
 
-    def call(self, body: bytes) -> bytes:
+    def call(self, body: _wire.Body) -> bytes:
         fn, args, kwargs = self.load_call(body)
         result = fn(*args, **kwargs)
         if inspect.isawaitable(result):
             result = self.await_result(result)
         return _wire.dumps_for_transport(result, f"the result of {_name(fn)}")
 
-    def stream(self, task_id: int, body: bytes) -> bytes:
+    def stream(self, task_id: int, body: _wire.Body) -> bytes:
         """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
         never more than the parent granted; the generator is closed however the stream ends."""
         fn, args, kwargs = self.load_call(body)
