@@ -31,3 +31,17 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
+
+# The peers benchmark (benchmarks/run.py): `make bench` (~15 min) rewrites docs/benchmarks.md and
+# docs/img/; `make bench-quick` (~1 min) only prints and saves to benchmarks/results/.
+.PHONY: bench bench-quick
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run --mode full --update-docs --command "make bench"
+
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.run --mode quick --command "make bench-quick"

@@ -1,0 +1,194 @@
+"""What one run measures: the sizes of each mode and the cells (scenario x peer x event loop)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from .peers import PEERS
+
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes of one mode.
+
+    Attributes:
+        repeats: how many times every cell runs (each time in a fresh interpreter).
+        loops: the event loops measured (where a scenario and a peer run on them).
+        calls: A: at most this many timed round trips per cell...
+        call_budget_s: ...or fewer once this many seconds have passed (slow peers).
+        warmup_calls: A: untimed round trips first.
+        tasks: B: tasks per cell.
+        in_flight: B and E: calls outstanding at once.
+        cpu_tasks: C and I: tasks in the CPU batch.
+        cpu_task_s: C and I: seconds of pure-Python work per task (calibrated once per run).
+        payload_mb: D: payload size in MB (10**6 bytes).
+        transfers: D: timed transfers per cell.
+        heartbeat_s: E: seconds the heartbeat is measured under load.
+        map_items: H: items mapped.
+        map_chunksize: H: items per chunk, the same for every map.
+    """
+
+    repeats: int
+    loops: tuple[str, ...]
+    calls: int
+    call_budget_s: float
+    warmup_calls: int
+    tasks: int
+    in_flight: int
+    cpu_tasks: int
+    cpu_task_s: float
+    payload_mb: float
+    transfers: int
+    heartbeat_s: float
+    map_items: int
+    map_chunksize: int
+
+
+MODES: dict[str, Sizes] = {
+    "full": Sizes(
+        repeats=5,
+        loops=("asyncio", "uvloop", "trio"),
+        calls=1000,
+        call_budget_s=1.0,
+        warmup_calls=100,
+        tasks=20_000,
+        in_flight=1000,
+        cpu_tasks=16,
+        cpu_task_s=0.1,
+        payload_mb=50,
+        transfers=5,
+        heartbeat_s=2.0,
+        map_items=1_000_000,
+        map_chunksize=2000,
+    ),
+    "quick": Sizes(
+        repeats=1,
+        loops=("asyncio", "trio"),  # uvloop left out to stay near a minute: it shares asyncio's code paths
+        calls=300,
+        call_budget_s=0.15,
+        warmup_calls=30,
+        tasks=3000,
+        in_flight=1000,
+        cpu_tasks=16,
+        cpu_task_s=0.015,
+        payload_mb=10,
+        transfers=3,
+        heartbeat_s=0.3,
+        map_items=200_000,
+        map_chunksize=2000,
+    ),
+    # For the test that keeps the harness from rotting: seconds, not figures.
+    "smoke": Sizes(
+        repeats=1,
+        loops=("asyncio",),
+        calls=30,
+        call_budget_s=0.1,
+        warmup_calls=5,
+        tasks=200,
+        in_flight=50,
+        cpu_tasks=4,
+        cpu_task_s=0.005,
+        payload_mb=1,
+        transfers=1,
+        heartbeat_s=0.1,
+        map_items=5000,
+        map_chunksize=100,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario: its title and the event loops it runs on."""
+
+    title: str
+    loops: tuple[str, ...]
+
+
+ALL = ("asyncio", "uvloop", "trio")
+NO_UVLOOP = ("asyncio", "trio")
+
+SCENARIOS: dict[str, Scenario] = {
+    "A": Scenario("awaited round trip of identity", ALL),
+    "B": Scenario("tiny tasks, many in flight", ALL),
+    "C": Scenario("pure-Python CPU batch, speedup over serial", NO_UVLOOP),
+    "D-array": Scenario("large float64 array to a child, sum() back", NO_UVLOOP),
+    "D-bytes": Scenario("large bytes to a child, len() back", NO_UVLOOP),
+    "E": Scenario("heartbeat lag under B-style load", ALL),
+    "F": Scenario("pool start until every worker is warm, and shutdown", NO_UVLOOP),
+    "H": Scenario("map over many tiny items", ("asyncio",)),
+    "I": Scenario("the CPU batch on 1 worker: scaling, and idle worker memory", NO_UVLOOP),
+}
+
+SERIAL = "serial"  # C's baseline: the batch run in the cell's own process
+NO_LOOP = "none"
+
+# H's peers: procpool's async map and the synchronous maps of the others (see scenarios/mapping.py).
+MAP_PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "procpool": ("procpool map", ("procpool",)),
+    "mp-imap": ("multiprocessing imap", ()),
+    "mpire": ("mpire imap", ("mpire",)),
+    "ppe-map": ("stdlib PPE map", ()),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a scenario, a peer, an event loop and a number of workers."""
+
+    scenario: str
+    peer: str
+    loop: str
+    workers: int = WORKERS
+
+
+def installed(modules: tuple[str, ...]) -> bool:
+    """Whether every module in ``modules`` can be imported."""
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+def loop_available(loop: str) -> bool:
+    """Whether the event loop ``loop`` can run here."""
+    return loop != "uvloop" or installed(("uvloop",))
+
+
+def cells(scenarios: list[str], peers: list[str], loops: list[str]) -> list[Cell]:
+    """Every cell of the given scenarios, for the given peers and loops that are installed here.
+
+    Raises:
+        ValueError: an unknown scenario, peer or loop is named.
+    """
+    _check_names("scenario", scenarios, SCENARIOS)
+    _check_names("peer", peers, {**PEERS, **MAP_PEERS, SERIAL: None})
+    _check_names("loop", loops, ALL)
+    planned: list[Cell] = []
+    for scenario in scenarios:
+        if scenario == "H":
+            planned += [
+                Cell("H", name, "asyncio" if name == "procpool" else NO_LOOP)
+                for name, (_, requires) in MAP_PEERS.items()
+                if name in peers and installed(requires)
+            ]
+            continue
+        if scenario == "C" and SERIAL in peers:
+            planned.append(Cell("C", SERIAL, NO_LOOP))
+        workers = 1 if scenario == "I" else WORKERS
+        for name, info in PEERS.items():
+            if name not in peers or not installed(info.requires):
+                continue
+            planned += [
+                Cell(scenario, name, loop, workers)
+                for loop in SCENARIOS[scenario].loops
+                if loop in info.loops and loop in loops and loop_available(loop)
+            ]
+    return planned
+
+
+def _check_names(kind: str, names: list[str], known: Collection[str]) -> None:
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind} {', '.join(unknown)}: choose from {', '.join(known)}")

@@ -1,0 +1,130 @@
+"""The targets of issue 5, checked against one run's medians."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .metrics import Row, best_peer, format_ratio, format_value, row_for
+from .peers import PEERS
+from .plan import MAP_PEERS, NO_LOOP
+from .summary import Summary, median
+
+
+@dataclass(frozen=True)
+class Target:
+    """procpool's figure on one loop compared with the raw pipe, the best peer or a fixed limit.
+
+    Attributes:
+        text: the target as the issue states it.
+        row: the figure compared.
+        loop: procpool's event loop.
+        against: ``"rawpipe"``, ``"peers"`` (the best of them) or ``""`` (``limit`` is an absolute value).
+        limit: the largest (``at_most``) or smallest allowed ratio, or value when ``against`` is empty.
+        at_most: whether the ratio (or value) must stay at or below ``limit``.
+        peer_loop: the loop of the cells compared with (default: ``loop``).
+    """
+
+    text: str
+    row: Row
+    loop: str
+    against: str
+    limit: float
+    at_most: bool
+    peer_loop: str | None = None
+
+
+_A = row_for("A", "latency_us")
+_B = row_for("B", "tasks_per_s")
+_C = row_for("C", "speedup")
+_D_ARRAY = row_for("D-array", "mb_per_s")
+_D_BYTES = row_for("D-bytes", "mb_per_s")
+_E = row_for("E", "lag_p99_ms")
+_F_WARM = row_for("F", "warm_ms")
+_F_STOP = row_for("F", "shutdown_ms")
+_H = row_for("H", "items_per_s")
+
+TARGETS = (
+    Target("A (asyncio): median ≤ 1.2x the raw pipe", _A, "asyncio", "rawpipe", 1.2, True),
+    Target("A (asyncio): median ≤ 0.75x the best peer", _A, "asyncio", "peers", 0.75, True),
+    Target("A (uvloop): median ≤ 1.2x the raw pipe", _A, "uvloop", "rawpipe", 1.2, True),
+    Target("A (uvloop): median ≤ 0.75x the best peer", _A, "uvloop", "peers", 0.75, True),
+    Target("B (asyncio): ≥ 2x the best peer", _B, "asyncio", "peers", 2.0, False),
+    Target("B (asyncio): ≥ 0.5x the raw pipe", _B, "asyncio", "rawpipe", 0.5, False),
+    Target("B (uvloop): ≥ 2x the best peer", _B, "uvloop", "peers", 2.0, False),
+    Target("B (uvloop): ≥ 0.5x the raw pipe", _B, "uvloop", "rawpipe", 0.5, False),
+    Target("B (trio): ≥ 2x the best peer", _B, "trio", "peers", 2.0, False),
+    Target("C: speedup ≥ 1.9", _C, "asyncio", "", 1.9, False),
+    Target("C: speedup ≥ 0.97x the raw pipe's", _C, "asyncio", "rawpipe", 0.97, False),
+    Target("D: array ≥ 4x the best peer", _D_ARRAY, "asyncio", "peers", 4.0, False),
+    Target("D: bytes ≥ 2x the best peer", _D_BYTES, "asyncio", "peers", 2.0, False),
+    Target("E (asyncio): heartbeat lag p99 ≤ 1 ms under load", _E, "asyncio", "", 1.0, True),
+    Target("E (uvloop): heartbeat lag p99 ≤ 1 ms under load", _E, "uvloop", "", 1.0, True),
+    Target("F: all workers warm within 150 ms (forkserver)", _F_WARM, "asyncio", "", 150.0, True),
+    Target("F: shutdown within 50 ms", _F_STOP, "asyncio", "", 50.0, True),
+    Target("H: map at least as fast as the best map peer", _H, "asyncio", "peers", 1.0, False, peer_loop=NO_LOOP),
+)
+
+
+def _reference(target: Target, summary: Summary) -> tuple[str, float] | None:
+    """The label and median of what procpool is compared with, or None if it was not measured."""
+    peer_loop = target.peer_loop or target.loop
+    if target.against == "rawpipe":
+        value = median(summary, target.row.scenario, peer_loop, "rawpipe", target.row.figure)
+        return None if value is None else (PEERS["rawpipe"].label, value)
+    candidates = tuple(MAP_PEERS) if target.row.scenario == "H" else tuple(PEERS)
+    best = best_peer(summary, target.row, peer_loop, candidates)
+    if best is None:
+        return None
+    name, value = best
+    label = MAP_PEERS[name][0] if target.row.scenario == "H" else PEERS[name].label
+    return label, value
+
+
+def evaluate(summary: Summary) -> list[dict[str, Any]]:
+    """Each target with procpool's median, what it is compared with, the ratio and whether it is met.
+
+    ``met`` is None when a figure is missing (a cell failed). Targets on a scenario and loop that
+    the run did not measure at all are left out.
+    """
+    results = []
+    for target in TARGETS:
+        row = target.row
+        if not summary.get(row.scenario, {}).get(target.loop):
+            continue
+        value = median(summary, row.scenario, target.loop, "procpool", row.figure)
+        entry: dict[str, Any] = {
+            "target": target.text,
+            "procpool": None if value is None else format_value(value, row.unit),
+            "compares": target.against or "value",
+            "against": None,
+            "ratio": None,
+            "limit": target.limit,
+            "met": None,
+        }
+        if target.against:
+            reference = _reference(target, summary)
+            if value is not None and reference is not None:
+                label, reference_value = reference
+                ratio = value / reference_value
+                entry |= {"against": f"{label}: {format_value(reference_value, row.unit)}", "ratio": ratio}
+        elif value is not None:
+            entry["ratio"] = value
+        if entry["ratio"] is not None:
+            entry["met"] = entry["ratio"] <= target.limit if target.at_most else entry["ratio"] >= target.limit
+        if row.scenario == "E":
+            entry["note"] = _throughput_note(summary, target.loop)
+        results.append(entry)
+    return results
+
+
+def _throughput_note(summary: Summary, loop: str) -> str | None:
+    """E's load, in tasks per second, beside B's full throughput on the same loop."""
+    under_load = median(summary, "E", loop, "procpool", "tasks_per_s")
+    full = median(summary, "B", loop, "procpool", "tasks_per_s")
+    if under_load is None:
+        return None
+    note = f"at {format_value(under_load, '/s')}"
+    if full is not None:
+        note += f" ({format_ratio(under_load / full)} of B's {format_value(full, '/s')})"
+    return note
