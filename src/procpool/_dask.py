@@ -84,6 +84,16 @@ def _worker_lost(error: KilledWorker, task: str) -> WorkerCrashedError:
     return crashed
 
 
+async def _outcome(future: Future[tuple[str, bytes]]) -> tuple[str, bytes]:
+    outcome: tuple[str, bytes] = await future
+    return outcome
+
+
+def _consume_outcome(gathering: asyncio.Future[tuple[str, bytes]]) -> None:
+    if not gathering.cancelled():
+        gathering.exception()  # retrieved here, so an abandoned gather's error is not logged
+
+
 class DaskPool(_Verbs):
     """The same async API as `Pool` (``run``, ``submit``, ``map``, `Task`), on a Dask distributed cluster.
 
@@ -346,7 +356,12 @@ class DaskPool(_Verbs):
                 # future (below) makes Dask drop the call if it has not started yet.
                 task._add_done_callback(lambda _: waiting.cancel())
                 try:
-                    kind, body = await future
+                    # Dask gathers the results of concurrent awaits in one shared request;
+                    # cancelling one await would cancel it for all, so cancellation stops only
+                    # our wait and leaves the gather to finish.
+                    gathering = asyncio.ensure_future(_outcome(future))
+                    gathering.add_done_callback(_consume_outcome)
+                    kind, body = await asyncio.shield(gathering)
                 except KilledWorker as exc:
                     task._set_exception(_worker_lost(exc, task.description))
                 except Exception as exc:  # the scheduler is gone, the task could not be loaded...
