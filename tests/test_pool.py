@@ -491,3 +491,16 @@ async def test_killing_a_cancelled_task_keeps_the_waiting_ones() -> None:
             await running
         assert [await task for task in followers] == [i * i for i in range(10)]
         assert await pool.run(workfns.getpid) != pid
+
+
+async def test_queued_counts_tasks_sent_ahead() -> None:
+    async with procpool.Pool(1) as pool:
+        await _warm_up_tiny_tasks(pool)
+        running = pool.submit(workfns.sleep_and_return, 0.5)
+        waiting = [pool.submit(workfns.square, i) for i in range(3)]
+        await anyio.sleep(0.2)
+        assert waiting[0].running()  # sent ahead to the busy worker...
+        assert pool.queued == 3  # ...and still counted as waiting to start
+        await running
+        assert [await task for task in waiting] == [0, 1, 4]
+        assert pool.queued == 0

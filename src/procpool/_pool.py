@@ -332,6 +332,7 @@ class Pool(_Verbs):
         self._function_ids = _FunctionIds()
         self._outstanding: set[Task[Any]] = set()
         self._backlog = Backlog()
+        self._slots: list[WorkerSlot] = []
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
         self._stopped: anyio.Event | None = None
@@ -348,8 +349,8 @@ class Pool(_Verbs):
 
     @property
     def queued(self) -> int:
-        """How many submitted tasks are waiting for a worker (not yet started, not cancelled)."""
-        return len(self._backlog)
+        """How many submitted tasks wait to start: in the backlog, or sent ahead to a busy worker."""
+        return len(self._backlog) + sum(slot.waiting for slot in self._slots)
 
     @property
     def executor(self) -> PoolExecutor:
@@ -400,6 +401,7 @@ class Pool(_Verbs):
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self._kill_grace,
             )
+            self._slots.append(slot)
             self._slots_running += 1
             self._task_group.start_soon(self._run_slot, slot, worker)
         self._state = _State.OPEN

@@ -53,6 +53,11 @@ class WorkerSlot:
         self._task_time: float | None = None
         self._head_since = 0.0
 
+    @property
+    def waiting(self) -> int:
+        """Tasks sent to the worker behind the one it runs."""
+        return max(0, len(self._inflight) - 1)
+
     async def run(self, worker: WorkerProcess | None) -> None:
         """Serve tasks until the backlog is closed and drained; then stop the worker."""
         self.worker = worker

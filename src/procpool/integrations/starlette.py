@@ -131,7 +131,7 @@ class QueueLimit:
 
     Args:
         max_queued: refuse new work while at least this many tasks wait for a worker
-            (`procpool.Pool.queued`: tasks not yet handed to a worker); a few times the pool size
+            (`procpool.Pool.queued`: tasks not yet started); a few times the pool size
             is a good start.
         retry_after: seconds the client is told to wait (the ``Retry-After`` header).
 
