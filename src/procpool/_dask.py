@@ -12,7 +12,6 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import anyio
@@ -20,7 +19,7 @@ from anyio.abc import TaskGroup
 
 from . import _dask_worker
 from ._errors import PoolClosedError, WorkerCrashedError
-from ._pool import _check_positive_int, _State, _Verbs
+from ._pool import _check_positive_int, _State, _TaskGroupOwner, _Verbs
 from ._sizing import available_cpus
 from ._task import Task
 from ._wire import dumps_for_transport, unpack_exception
@@ -94,7 +93,7 @@ def _consume_outcome(gathering: asyncio.Future[tuple[str, bytes]]) -> None:
         gathering.exception()  # retrieved here, so an abandoned gather's error is not logged
 
 
-class DaskPool(_Verbs):
+class DaskPool(_Verbs, _TaskGroupOwner):
     """The same async API as `Pool` (``run``, ``submit``, ``map``, `Task`), on a Dask distributed cluster.
 
     Use it as an async context manager, under asyncio or uvloop (not trio: Dask's client runs on
@@ -283,26 +282,6 @@ class DaskPool(_Verbs):
             self._drained = anyio.Event()
             await self._drained.wait()
         await self._disconnect()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        task_group = self._task_group
-        assert task_group is not None
-        try:
-            if exc is None:
-                try:
-                    await self.aclose()
-                except BaseException:  # cancelled while waiting for the tasks
-                    await self._tear_down(task_group)
-                    raise
-                await task_group.__aexit__(None, None, None)
-            else:
-                # The body's own exception goes on unchanged (never wrapped in an ExceptionGroup).
-                await self._tear_down(task_group)
-        finally:
-            self._state = _State.CLOSED
-        return None
 
     async def _tear_down(self, task_group: TaskGroup) -> None:
         """Cancel every outstanding task, stop their drivers, disconnect."""

@@ -277,7 +277,44 @@ class PoolOptions(_Verbs):
         self._kill_on_cancel = kill_on_cancel
 
 
-class Pool(_Verbs):
+class _TaskGroupOwner:
+    """How a pool that enters a task group in ``__aenter__`` leaves it (`Pool`, `DaskPool`).
+
+    A normal exit waits for the submitted tasks (`aclose`); an exit by an exception, or a
+    cancellation while waiting, tears everything down (`_tear_down`) and lets the exception go on
+    unchanged, never wrapped in an ExceptionGroup.
+    """
+
+    _task_group: TaskGroup | None
+    _state: _State
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def _tear_down(self, task_group: TaskGroup) -> None:
+        raise NotImplementedError
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._task_group is not None
+        task_group, self._task_group = self._task_group, None
+        try:
+            if exc is None:
+                try:
+                    await self.aclose()
+                except BaseException:  # cancelled while waiting for the tasks
+                    await self._tear_down(task_group)
+                    raise
+                await task_group.__aexit__(None, None, None)
+            else:
+                await self._tear_down(task_group)
+        finally:
+            self._state = _State.CLOSED
+        return None
+
+
+class Pool(_Verbs, _TaskGroupOwner):
     """A pool of worker processes that async code awaits like any other IO.
 
     Use it as an async context manager: the workers are started and ready when ``async with``
@@ -450,26 +487,6 @@ class Pool(_Verbs):
         self._stop_accepting()
         if self._stopped is not None:
             await self._stopped.wait()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        assert self._task_group is not None
-        task_group, self._task_group = self._task_group, None
-        try:
-            if exc is None:
-                try:
-                    await self.aclose()
-                except BaseException:  # cancelled while waiting for the tasks
-                    await self._tear_down(task_group)
-                    raise
-                await task_group.__aexit__(None, None, None)
-            else:
-                # The body's own exception goes on unchanged (never wrapped in an ExceptionGroup).
-                await self._tear_down(task_group)
-        finally:
-            self._state = _State.CLOSED
-        return None
 
     async def _tear_down(self, task_group: TaskGroup) -> None:
         self._abort()
