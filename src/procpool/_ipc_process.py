@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import anyio
 
 from ._errors import InvalidStateError
-from ._process import _mp_lock, _start_locked, worker_context
+from ._process import _start_locked, poll_exitcode, worker_context
 from ._sizing import check_start_method
 from ._waiting import Port, running_async
 from ._wire import dumps_for_transport
@@ -204,13 +204,8 @@ class Process:
     def _poll_exit(self) -> int | None:
         """The exit code if the child has exited (reading it never waits), else None."""
         process = self._process
-        if self._exitcode is None and process is not None and _mp_lock.acquire(blocking=False):
-            # multiprocessing reaps children from inside Process.start() in other threads; the
-            # lock keeps that and this read of the same status apart (see _process).
-            try:
-                code = process.exitcode
-            finally:
-                _mp_lock.release()
+        if self._exitcode is None and process is not None:
+            code = poll_exitcode(process)
             if code is not None:
                 self._exitcode = code
                 self._release()

@@ -44,6 +44,18 @@ def worker_context(start_method: str) -> BaseContext:
     return context
 
 
+def poll_exitcode(process: Any) -> int | None:
+    """A multiprocessing process's exit code, read without waiting; None while it runs, or while
+    another thread starting a process holds the lock (then look again shortly)."""
+    if not _mp_lock.acquire(blocking=False):
+        return None
+    try:
+        code: int | None = process.exitcode
+    finally:
+        _mp_lock.release()
+    return code
+
+
 def _start_locked(process: Any) -> None:
     with _mp_lock:
         process.start()
@@ -182,15 +194,11 @@ class WorkerProcess:
         """Wait, without blocking the event loop, until the process has exited; its exit code."""
         while self._exitcode is None:
             await anyio.wait_readable(self._process.sentinel)
-            if _mp_lock.acquire(blocking=False):
-                try:
-                    code = self._process.exitcode
-                finally:
-                    _mp_lock.release()
-                if code is not None:
-                    self._exitcode = code
-                    self._release()
-                    break
+            code = poll_exitcode(self._process)
+            if code is not None:
+                self._exitcode = code
+                self._release()
+                break
             await anyio.sleep(_EXIT_POLL_INTERVAL)
         return self._exitcode
 
