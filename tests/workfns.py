@@ -317,3 +317,48 @@ def echo_after_spin(value: int, spins: int = 2000) -> int:
     for i in range(spins):
         total += i
     return value
+
+
+def log_at(name: str, level: int, message: str, extra: dict[str, Any] | None = None) -> int:
+    """Log ``message`` (with ``%s`` of the pid) on logger ``name``; returns the worker's pid."""
+    import logging
+
+    logging.getLogger(name).log(level, message, os.getpid(), extra=extra)
+    return os.getpid()
+
+
+def log_exception(name: str) -> None:
+    import logging
+
+    try:
+        raise ValueError("logged from a worker")
+    except ValueError:
+        logging.getLogger(name).exception("caught it")
+
+
+def print_both(out: str, err: str) -> int:
+    print(out)
+    print(err, file=sys.stderr)
+    print("no newline yet", end="")  # a partial line still goes out with the result
+    return os.getpid()
+
+
+def close_stdout() -> None:
+    sys.stdout.close()
+
+
+def print_line(text: str) -> None:
+    print(text)
+
+
+def print_in_initializer(text: str) -> None:
+    print(text, flush=True)
+
+
+def report_steps(steps: int, pause: float) -> int:
+    import procpool
+
+    for done in range(1, steps + 1):
+        time.sleep(pause)
+        procpool.report_progress(done, steps)
+    return steps

@@ -19,6 +19,12 @@ from ._executor import PoolExecutor as PoolExecutor
 from ._ipc_process import Process as Process
 from ._map import MapIterator as MapIterator
 from ._map import as_completed as as_completed
+from ._observe import PoolStats as PoolStats
+from ._observe import TaskEnded as TaskEnded
+from ._observe import TaskStarted as TaskStarted
+from ._observe import TaskTiming as TaskTiming
+from ._observe import WorkerExited as WorkerExited
+from ._observe import WorkerStarted as WorkerStarted
 from ._pipe import Connection as Connection
 from ._pipe import Pipe as Pipe
 from ._pool import Pool as Pool
@@ -36,6 +42,7 @@ from ._sync import Event as Event
 from ._sync import Lock as Lock
 from ._sync import Semaphore as Semaphore
 from ._task import Task as Task
+from ._worker_reports import report_progress as report_progress
 
 __all__ = (
     "Barrier",
@@ -55,6 +62,7 @@ __all__ = (
     "PoolClosedError",
     "PoolExecutor",
     "PoolOptions",
+    "PoolStats",
     "Process",
     "ProcpoolError",
     "Queue",
@@ -68,10 +76,16 @@ __all__ = (
     "StreamIterator",
     "Task",
     "TaskCancelledError",
+    "TaskEnded",
+    "TaskStarted",
+    "TaskTiming",
     "WorkerCrashedError",
+    "WorkerExited",
+    "WorkerStarted",
     "as_completed",
     "available_cpus",
     "configure_default_pool",
     "default_pool",
+    "report_progress",
     "run_sync",
 )

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
+from ._progress import Progress
 from ._task import Task
 
 R = TypeVar("R")
@@ -83,8 +84,10 @@ class MapIterator(Generic[R]):
         ordered: bool,
         chunksize: int,
         max_in_flight: int,
+        progress: Progress | None = None,
     ) -> None:
         self._submit_chunk = submit_chunk
+        self._progress = progress
         self._sources: list[Iterator[Any] | AsyncIterator[Any]] = [
             aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
         ]
@@ -158,6 +161,8 @@ class MapIterator(Generic[R]):
         self._results.clear()
         for task in tasks:
             task.cancel()
+        if self._progress is not None:
+            self._progress.close()
         return tasks
 
     async def _next_chunk(self) -> list[R] | None:
@@ -167,9 +172,11 @@ class MapIterator(Generic[R]):
                 return None
             await self._fill()
             if not self._in_flight:
-                self._closed = True
+                self._shut()
                 return None
             chunk = (await self._next_done()).result()
+            if self._progress is not None:
+                self._progress.advance(len(chunk))
             if chunk:
                 return chunk
 

@@ -7,7 +7,7 @@ import functools
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sized
 from types import TracebackType
 from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
@@ -19,7 +19,10 @@ from ._backlog import Backlog
 from ._errors import PoolClosedError
 from ._executor import PoolExecutor
 from ._map import MapIterator
+from ._observe import EventHook, PoolObserver, PoolStats
 from ._process import WorkerProcess, worker_context
+from ._progress import ProgressOption, open_progress
+from ._reports import logging_levels
 from ._sizing import available_cpus, check_start_method
 from ._slot import WorkerSlot
 from ._stream import StreamIterator, StreamLink
@@ -161,6 +164,7 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
     @overload
     def map(
@@ -171,6 +175,7 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
     def map(
         self,
@@ -180,6 +185,7 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[Any]:
         """``fn`` applied to the items of ``iterables`` (like builtin ``map``), as an async iterator;
         await it instead to collect the results into a list.
@@ -191,10 +197,22 @@ class _Verbs:
             chunksize: items sent to a worker in one task; raise it for many tiny items.
             max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
                 inputs are pulled only as fast as results are consumed.
+            progress: show a progress bar on stderr: True picks tqdm on a terminal when it is
+                installed (``procpool[progress]``), plain text otherwise; ``"tqdm"`` or ``"text"``
+                force one; a callable is called as ``callback(done, total)`` as results come in
+                (``total`` is None when the iterables have no length).
         """
         if not iterables:
             raise TypeError("map() needs at least one iterable")
-        return self._map(fn, iterables, star=False, ordered=ordered, chunksize=chunksize, max_in_flight=max_in_flight)
+        return self._map(
+            fn,
+            iterables,
+            star=False,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )
 
     @overload
     def starmap(
@@ -206,6 +224,7 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
     @overload
     def starmap(
@@ -217,6 +236,7 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
     def starmap(
         self,
@@ -227,12 +247,21 @@ class _Verbs:
         ordered: bool = True,
         chunksize: int = 1,
         max_in_flight: int | None = None,
+        progress: ProgressOption = False,
     ) -> MapIterator[Any]:
         """``fn(*args)`` for each ``args`` in ``iterable`` (like ``itertools.starmap``).
 
         The same as `map` in every other way: iterate it with ``async for``, or await it for a list.
         """
-        return self._map(fn, (iterable,), star=True, ordered=ordered, chunksize=chunksize, max_in_flight=max_in_flight)
+        return self._map(
+            fn,
+            (iterable,),
+            star=True,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )
 
     def _map(
         self,
@@ -243,6 +272,7 @@ class _Verbs:
         ordered: bool,
         chunksize: int,
         max_in_flight: int | None,
+        progress: ProgressOption,
     ) -> MapIterator[Any]:
         _check_callable(fn)
         for iterable in iterables:
@@ -259,6 +289,8 @@ class _Verbs:
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
             return pool._submit_pickled(runner_bytes, name, (chunk,), {}, kill_on_cancel)
 
+        sized = all(isinstance(iterable, Sized) for iterable in iterables)
+        total = min(len(iterable) for iterable in iterables) if sized else None  # type: ignore[arg-type]
         return MapIterator(
             submit_chunk,
             iterables,
@@ -266,6 +298,7 @@ class _Verbs:
             ordered=ordered,
             chunksize=chunksize,
             max_in_flight=max_in_flight or 2 * pool.workers,
+            progress=open_progress(progress, total, name),
         )
 
 
@@ -331,6 +364,13 @@ class Pool(_Verbs, _TaskGroupOwner):
         kill_on_cancel: when a running task is cancelled, kill its worker (True, the default) or
             let it finish and drop its result (False). ``Pool.options`` overrides it per call.
         kill_grace: seconds a worker gets after SIGTERM before SIGKILL, and to exit on close.
+        forward_logs: send the workers' log records to this process's loggers of the same name,
+            for the levels set here when the pool starts (records carry ``worker_pid``).
+        forward_output: send what workers write to ``sys.stdout``/``sys.stderr`` to this process's
+            ``sys.stdout``/``sys.stderr``, a line at a time; False lets them write straight to the
+            inherited file descriptors.
+        on_event: called in the event loop's thread with a `WorkerStarted`, `WorkerExited`,
+            `TaskStarted` or `TaskEnded` event as each happens (to emit traces, for example).
 
     Raises:
         ValueError: an argument is out of range or an unknown start method is named.
@@ -347,6 +387,9 @@ class Pool(_Verbs, _TaskGroupOwner):
         start_method: str | None = None,
         kill_on_cancel: bool = True,
         kill_grace: float = 0.5,
+        forward_logs: bool = True,
+        forward_output: bool = True,
+        on_event: EventHook | None = None,
     ) -> None:
         _check_positive_int("workers", workers, optional=True)
         _check_positive_int("max_tasks_per_worker", max_tasks_per_worker, optional=True)
@@ -354,6 +397,8 @@ class Pool(_Verbs, _TaskGroupOwner):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
         if not isinstance(kill_grace, (int, float)) or kill_grace < 0:
             raise ValueError(f"kill_grace must be a number of seconds >= 0, not {kill_grace!r}")
+        if on_event is not None and not callable(on_event):
+            raise TypeError(f"on_event must be callable or None, not {type(on_event).__name__}")
         self._pool = self
         self._kill_on_cancel = bool(kill_on_cancel)
         self.workers: int = workers if workers is not None else available_cpus()
@@ -362,6 +407,9 @@ class Pool(_Verbs, _TaskGroupOwner):
         self._initargs = tuple(initargs)
         self._max_tasks_per_worker = max_tasks_per_worker
         self._kill_grace = float(kill_grace)
+        self._forward_logs = bool(forward_logs)
+        self._forward_output = bool(forward_output)
+        self._observer = PoolObserver(on_event)
         self._state = _State.NEW
         self._thread: int | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -388,6 +436,19 @@ class Pool(_Verbs, _TaskGroupOwner):
     def queued(self) -> int:
         """How many submitted tasks wait to start: in the backlog, or sent ahead to a busy worker."""
         return len(self._backlog) + sum(slot.waiting for slot in self._slots)
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's workers, tasks and times (see `PoolStats`).
+
+        Cheap, and safe to call from any thread (a metrics exporter's, say).
+        """
+        slots = list(self._slots)
+        return self._observer.stats(
+            workers=self.workers,
+            alive=sum(slot.alive for slot in slots),
+            busy=sum(slot.busy for slot in slots),
+            queued=self.queued,
+        )
 
     @property
     def executor(self) -> PoolExecutor:
@@ -421,7 +482,10 @@ class Pool(_Verbs, _TaskGroupOwner):
         self._thread = threading.get_ident()
         self._token = anyio.lowlevel.current_token()
         context = worker_context(self.start_method)
-        setup = dumps_for_transport((self._initializer, self._initargs), "the initializer or its arguments")
+        log_levels = logging_levels() if self._forward_logs else None
+        setup = dumps_for_transport(
+            (self._initializer, self._initargs, log_levels, self._forward_output), "the initializer or its arguments"
+        )
         spawn = functools.partial(WorkerProcess.spawn, context, setup)
         try:
             workers = await self._spawn_all(spawn)
@@ -437,6 +501,7 @@ class Pool(_Verbs, _TaskGroupOwner):
                 self._backlog,
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self._kill_grace,
+                observer=self._observer,
             )
             self._slots.append(slot)
             self._slots_running += 1
@@ -518,6 +583,10 @@ class Pool(_Verbs, _TaskGroupOwner):
                 "use anyio.from_thread.run(pool.run, fn, ...)"
             )
 
+    def _task_done(self, task: Task[Any]) -> None:
+        self._outstanding.discard(task)
+        self._observer.task_done(task)
+
     def _submit_pickled(
         self,
         fn_bytes: bytes,
@@ -533,6 +602,6 @@ class Pool(_Verbs, _TaskGroupOwner):
         task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel, stream=stream)
         task._withdraw = self._backlog.discard
         self._outstanding.add(task)
-        task._add_done_callback(self._outstanding.discard)
+        task._add_done_callback(self._task_done)
         self._backlog.put(task)
         return task

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from . import _wire, _worker
+from . import _reports, _wire, _worker
 from ._errors import InitializerError, WorkerCrashedError
 
 _FUNCTIONS_PER_WORKER = 128
@@ -110,6 +110,9 @@ class WorkerProcess:
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker.receive()
+            while frame is not None and frame.kind in _wire.REPORTS:  # the initializer logged or printed
+                _reports.deliver(worker.pid, frame, None)
+                frame = await worker.receive()
             if frame is None:
                 await worker.wait_exit()
                 raise worker.crash_error("its start-up")

@@ -21,8 +21,9 @@ from typing import Any
 
 import anyio
 
-from . import _wire
+from . import _reports, _wire
 from ._backlog import Backlog, BacklogClosed
+from ._observe import ExitReason, PoolObserver, TaskStarted, WorkerStarted
 from ._process import WorkerProcess
 from ._task import Task
 
@@ -40,8 +41,10 @@ class WorkerSlot:
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
+        observer: PoolObserver,
     ) -> None:
         self._spawn = spawn
+        self._observer = observer
         self._backlog = backlog
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
@@ -58,9 +61,19 @@ class WorkerSlot:
         """Tasks sent to the worker behind the one it runs."""
         return max(0, len(self._inflight) - 1)
 
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    @property
+    def alive(self) -> bool:
+        return self.worker is not None and not self.worker.has_exited()
+
     async def run(self, worker: WorkerProcess | None) -> None:
         """Serve tasks until the backlog is closed and drained; then stop the worker."""
         self.worker = worker
+        if worker is not None:
+            self._observer.emit(WorkerStarted(worker.pid))
         try:
             while True:
                 if not self._inflight:
@@ -82,32 +95,41 @@ class WorkerSlot:
         """Make sure a live worker is there for ``task``; if none can be started, fail the task."""
         if self.worker is not None and not self.worker.has_exited():
             return True
-        await self._retire()
+        await self._retire("crashed")  # it died between tasks
         try:
-            self.worker = await self._spawn()
+            await self._start_worker()
         except Exception as exc:
             task._set_exception(exc)
             return False
         return True
+
+    async def _start_worker(self) -> None:
+        self.worker = await self._spawn()
+        self._observer.emit(WorkerStarted(self.worker.pid))
 
     async def _send(self, tasks: list[Task[Any]]) -> None:
         worker = self.worker
         assert worker is not None
         frames: list[bytes] = []
         started: list[Task[Any]] = []
+        now = time.monotonic()
         for task in tasks:
             call = task._start(functools.partial(self._request_cancel, task))
             if call is None:
                 continue  # cancelled meanwhile
             if not self._inflight:
-                self._head_since = time.perf_counter()
+                self._head_since = now
             self._inflight[task.id] = task
+            task._sent_at = now
             worker.dispatched += 1
             kind = _wire.CALL if task._stream is None else _wire.STREAM
             frames += worker.encode_call(kind, task.id, *call)
             started.append(task)
         if frames:
             await worker.send(frames)
+        if self._observer.on_event is not None:
+            for task in started:
+                self._observer.emit(TaskStarted(task, worker.pid))
         for task in started:
             if task._stream is not None:
                 await task._stream.attach(task.id, worker.send)
@@ -159,12 +181,15 @@ class WorkerSlot:
         if await self._handle_cancels():
             return
         if self._max_tasks is not None and worker.tasks_run >= self._max_tasks and not self._inflight:
-            await self._replace()  # recycle: it has run its share
+            await self._replace("recycled")  # it has run its share
             return
         await self._top_up()
 
     def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
         task = self._inflight.get(frame.task_id)
+        if frame.kind in _wire.REPORTS:
+            _reports.deliver(worker.pid, frame, task)
+            return
         if task is None:
             return  # a late frame of a task already settled
         if frame.kind == _wire.ITEM:
@@ -177,15 +202,18 @@ class WorkerSlot:
             task._set_cancelled()
             return
         worker.tasks_run += 1
-        now = time.perf_counter()
+        now = time.monotonic()
         sample, self._head_since = now - self._head_since, now
         self._task_time = (
             sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
         )
+        task._started_at, task._finished_at = _wire.TIMING.unpack_from(frame.body)
+        task._received_at = now
+        body = memoryview(frame.body)[_wire.TIMING.size :]
         if frame.kind == _wire.RESULT:
-            task._set_result_bytes(frame.body)
+            task._set_result_bytes(body)
         else:
-            task._set_exception(_wire.unpack_exception(frame.body))
+            task._set_exception(_wire.unpack_exception(body))
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
 
@@ -221,7 +249,7 @@ class WorkerSlot:
         self._inflight.pop(head.id)
         head._set_cancelled()
         self._give_back_unstarted()
-        await self._replace()
+        await self._replace("killed")
 
     async def _worker_died(self) -> None:
         worker = self.worker
@@ -233,7 +261,7 @@ class WorkerSlot:
         else:
             head._set_exception(worker.crash_error(head.description))
         self._give_back_unstarted()
-        await self._replace()
+        await self._replace("crashed")
 
     def _give_back_unstarted(self) -> None:
         """The worker is gone: tasks it had not started go back to the front of the backlog."""
@@ -250,25 +278,28 @@ class WorkerSlot:
         self._cancelling.clear()
         self._backlog.put_front(requeue)
 
-    async def _replace(self) -> None:
+    async def _replace(self, reason: ExitReason) -> None:
         """Stop the worker (if still there) and start a replacement now, before it is needed."""
-        await self._retire()
+        await self._retire(reason)
         self._task_time = None
         try:
-            self.worker = await self._spawn()
+            await self._start_worker()
         except Exception:
             self.worker = None  # the next task retries the start, and fails with its error
 
-    async def _retire(self) -> None:
+    async def _retire(self, reason: ExitReason) -> None:
         worker, self.worker = self.worker, None
         if worker is not None:
             await worker.stop(self._kill_grace)
+            self._observer.worker_exited(worker.pid, reason, worker.exitcode)
 
     async def _shut_down(self) -> None:
         """Normal end: stop the idle worker. Torn down mid-task: kill it and cancel what it had."""
+        reason: ExitReason = "closed"
         if self._inflight and self.worker is not None:
             await self.worker.terminate(self._kill_grace)
+            reason = "killed"
         for task in self._inflight.values():
             task._set_cancelled()
         self._inflight.clear()
-        await self._retire()
+        await self._retire(reason)

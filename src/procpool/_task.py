@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+import logging
 import pickle
+import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
 from ._errors import InvalidStateError, SerializationError, TaskCancelledError
+from ._observe import TaskTiming
 from ._wire import Body
 
 if TYPE_CHECKING:
@@ -57,6 +60,13 @@ class Task(Generic[T]):
         self._start_gate: Callable[[], bool] | None = None
         self._withdraw: Callable[[Task[Any]], None] | None = None  # takes a cancelled task out of its queue
         self._stream = stream  # set for a `Pool.stream` task: where its items go
+        self._submitted_at = time.monotonic()
+        self._sent_at: float | None = None
+        self._started_at: float | None = None  # these two by the worker's clock, which is the same
+        self._finished_at: float | None = None
+        self._received_at: float | None = None
+        self._progress: tuple[float, float | None] | None = None
+        self._progress_callbacks: list[Callable[[float, float | None], object]] = []
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -95,6 +105,23 @@ class Task(Generic[T]):
             # it; if it runs and kill_on_cancel is set, the worker is killed, then the task is done.
             interrupt()
         return True
+
+    @property
+    def timing(self) -> TaskTiming:
+        """When the task was submitted, sent, started, finished and received (see `TaskTiming`)."""
+        return TaskTiming(self._submitted_at, self._sent_at, self._started_at, self._finished_at, self._received_at)
+
+    @property
+    def progress(self) -> tuple[float, float | None] | None:
+        """The latest ``(done, total)`` the task reported with `procpool.report_progress`, or None."""
+        return self._progress
+
+    def add_progress_callback(self, callback: Callable[[float, float | None], object]) -> None:
+        """Call ``callback(done, total)`` in the event loop's thread each time the task reports
+        progress with `procpool.report_progress`. Reports come at most every 50 ms, and the last."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        self._progress_callbacks.append(callback)
 
     def result(self) -> T:
         """The result of a done task; raises its exception, or `TaskCancelledError`.
@@ -173,6 +200,16 @@ class Task(Generic[T]):
         if self._state is _State.RUNNING:
             self._state = _State.QUEUED
             self._interrupt = None
+
+    def _set_progress(self, done: float, total: float | None) -> None:
+        if self._state is _State.DONE:
+            return
+        self._progress = (done, total)
+        for callback in self._progress_callbacks:
+            try:
+                callback(done, total)
+            except Exception:  # the task goes on: a broken display is no reason to fail it
+                logging.getLogger("procpool").exception("a progress callback of %r raised", self)
 
     def _set_result_bytes(self, body: Body) -> None:
         if self._state is _State.DONE:

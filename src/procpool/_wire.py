@@ -25,6 +25,8 @@ from ._errors import RemoteError, RemoteTraceback, SerializationError
 HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
+TIMING = struct.Struct("<dd")  # leads a RESULT or ERROR body: when the task started and finished (monotonic)
+PROGRESS_BODY = struct.Struct("<dd")  # done, total (NaN: unknown)
 
 # Parent -> worker.
 CALL = 1
@@ -39,6 +41,11 @@ RESULT = 4  # also ends a stream
 ERROR = 5
 ITEM = 9
 CANCELLED = 11  # the task was skipped, as asked
+# Worker -> parent, reports besides results, at any time (task id 0: between tasks).
+LOG = 12  # a logging record
+OUTPUT = 13  # text written to sys.stdout or sys.stderr: one byte for which, then UTF-8
+PROGRESS = 14  # `report_progress` from the running task
+REPORTS = frozenset({LOG, OUTPUT, PROGRESS})
 
 _SMALL_FRAME = 64 * 1024
 _JOIN_LIMIT = 256 * 1024
@@ -46,7 +53,7 @@ _READ_SIZE = 256 * 1024
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-Body = bytes | bytearray  # a large frame's body stays in the buffer it was read into
+Body = bytes | bytearray | memoryview  # a large frame's body stays in the buffer it was read into
 
 
 class Frame(NamedTuple):

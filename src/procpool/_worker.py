@@ -16,12 +16,14 @@ import pickle
 import select
 import signal
 import socket
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from . import _wire
+from . import _wire, _worker_reports
 
 _END = object()
 _BATCH_TASK_TIME = 50e-6
@@ -120,9 +122,15 @@ class _Worker:
         self.runner: asyncio.Runner | None = None
         self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
         self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
+        self._write_lock = threading.RLock()  # a task's threads may log or print while a result goes out
+        self.reporter = _worker_reports.Reporter(self.write)
+
+    def write(self, frames: list[bytes]) -> None:
+        with self._write_lock:
+            _wire.write_frames(self.channel, frames)
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
-        _wire.write_frames(self.channel, _wire.encode(kind, task_id, body))
+        self.write(_wire.encode(kind, task_id, body))
 
     def function(self, fn_id: int) -> Callable[..., Any]:
         fn = self.functions[fn_id]
@@ -229,7 +237,9 @@ class _Worker:
                     return
                 inbox.fill(wait=True)
                 continue
-            started = time.perf_counter()
+            reporter = self.reporter
+            reporter.task_id = frame.task_id
+            started = time.monotonic()
             try:
                 if frame.kind == _wire.STREAM:
                     self.flush()
@@ -241,8 +251,12 @@ class _Worker:
                 raise  # sys.exit() in a task ends this worker, as it would end any process
             except BaseException as exc:
                 outcome = _wire.ERROR, _wire.pack_exception(exc)
-            self.unsent += _wire.encode(outcome[0], frame.task_id, outcome[1])
-            self.task_time += _SMOOTHING * (time.perf_counter() - started - self.task_time)
+            finished = time.monotonic()
+            reporter.task_id = 0
+            if reporter.streams:
+                reporter.flush_output()  # what the task printed goes out ahead of its result
+            self.unsent += _wire.encode(outcome[0], frame.task_id, _wire.TIMING.pack(started, finished), outcome[1])
+            self.task_time += _SMOOTHING * (finished - started - self.task_time)
             # Results of tiny tasks go back together while more tasks are already here: the
             # next one delays them by about as long as these took. Anything else goes at once.
             if not inbox.frames or self.task_time > _BATCH_TASK_TIME or len(self.unsent) >= _BATCH_SIZE:
@@ -250,7 +264,7 @@ class _Worker:
 
     def flush(self) -> None:
         if self.unsent:
-            _wire.write_frames(self.channel, self.unsent)
+            self.write(self.unsent)
             self.unsent.clear()
 
     def close(self) -> None:
@@ -273,18 +287,22 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel.setblocking(True)
     worker = _Worker(channel)
+    initializer, initargs, log_levels, forward_output = pickle.loads(setup)
+    worker.reporter = _worker_reports.install(worker.write, log_levels, forward_output)
     try:
-        initializer, initargs = pickle.loads(setup)
         if initializer is not None:
             try:
                 initializer(*initargs)
             except BaseException as exc:
                 worker.send(_wire.INIT_FAILED, 0, _wire.pack_exception(exc))
                 return
+        worker.reporter.flush_output()
         worker.send(_wire.READY, 0)
         worker.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the pool went away; nothing is waiting for an answer
     finally:
+        worker.reporter.flush_output()
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         worker.close()
         channel.close()

@@ -1,0 +1,57 @@
+"""The parent's side of worker reports (see `_worker_reports`): log records go to the parent's
+loggers, printed text to its ``sys.stdout``/``sys.stderr``, progress to the task's handle."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import sys
+from typing import Any
+
+from . import _wire
+from ._task import Task
+from ._worker_reports import STDOUT
+
+_log = logging.getLogger("procpool")
+
+
+def logging_levels() -> dict[str, int]:
+    """The levels this process's loggers are set to (``""``: the root), for workers to copy, so
+    they send only the records the parent would handle."""
+    levels = {"": logging.getLogger().getEffectiveLevel()}
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels
+
+
+def deliver(pid: int, frame: _wire.Frame, task: Task[Any] | None) -> None:
+    """Act on a report frame from worker ``pid``; ``task`` is the task it names, if still there."""
+    if frame.kind == _wire.LOG:
+        _deliver_record(pid, frame.body)
+    elif frame.kind == _wire.OUTPUT:
+        _deliver_output(frame.body)
+    elif frame.kind == _wire.PROGRESS and task is not None:
+        done, total = _wire.PROGRESS_BODY.unpack(frame.body)
+        task._set_progress(done, None if math.isnan(total) else total)
+
+
+def _deliver_record(pid: int, body: _wire.Body) -> None:
+    try:
+        state = pickle.loads(body)
+    except Exception as exc:  # a record whose extra fields unpickle only in the worker
+        _log.warning("a log record from worker %d could not be unpickled: %r", pid, exc)
+        return
+    record = logging.makeLogRecord(state)
+    record.worker_pid = pid
+    logger = logging.getLogger(None if record.name == "root" else record.name)
+    if logger.isEnabledFor(record.levelno):
+        logger.handle(record)
+
+
+def _deliver_output(body: _wire.Body) -> None:
+    stream = sys.stdout if body[0] == STDOUT else sys.stderr
+    if stream is not None:
+        stream.write(bytes(body[1:]).decode("utf-8", "replace"))
+        stream.flush()
