@@ -1,9 +1,10 @@
 # The two commands: `make demo` and `make test`. Both create .venv on first use.
+# `make docs` builds the documentation site into site/ (mkdocs.yml; any warning fails).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck clean
+.PHONY: demo test lint typecheck docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +30,11 @@ typecheck: $(VENV)/.installed-dev
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+docs: $(VENV)/.installed-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache site
 
 # The peers benchmark (benchmarks/run.py): `make bench` (~15 min) rewrites docs/benchmarks.md and
 # docs/img/; `make bench-quick` (~1 min) only prints and saves to benchmarks/results/.

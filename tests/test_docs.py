@@ -1,4 +1,7 @@
-"""Every Python code block in the README and docs runs as a script, and succeeds."""
+"""Every Python code block in the README and docs (docs/**/*.md) runs as a script, and succeeds.
+
+Only ```python blocks run; a snippet that cannot run on its own is written as ```py instead.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -18,7 +21,8 @@ def _blocks() -> list[object]:
     params = []
     for document in DOCUMENTS:
         for number, match in enumerate(_BLOCK.finditer(document.read_text()), 1):
-            params.append(pytest.param(match.group(1), id=f"{document.name}-{number}"))
+            name = document.relative_to(ROOT).as_posix()
+            params.append(pytest.param(match.group(1), id=f"{name}-{number}"))
     return params
 
 
