@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[uvloop]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[uvloop,progress]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python

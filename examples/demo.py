@@ -19,6 +19,9 @@ Each way starts (and stops) its own worker processes inside the timed run, so st
 count. A plain ``for`` loop with no event loop is the baseline for the speedup, and its results
 are the reference every other way is checked against.
 
+Last, procpool runs the batch once more as one ``pool.starmap(..., progress=True)``, with a
+progress bar, and prints the pool's own account of it: ``pool.stats()``.
+
 Run it with ``make demo``, or ``python examples/demo.py [--quick] [--uvloop]``.
 """
 
@@ -160,6 +163,14 @@ async def measure(name: str, method: Method, jobs: Sequence[Job], workers: int, 
     return Row(name, wall, lags, results == expected)
 
 
+async def run_with_progress(jobs: Sequence[Job], workers: int, expected: list[str]) -> tuple[bool, procpool.PoolStats]:
+    """The batch as one ``starmap`` with a progress bar: whether its results are right, and the
+    pool's stats."""
+    async with procpool.Pool(workers) as pool:
+        results = await pool.starmap(hash_chain, [(job.seed, job.rounds) for job in jobs], progress=True)
+        return results == expected, pool.stats()
+
+
 def run_serial(jobs: Sequence[Job]) -> tuple[float, list[str]]:
     """The baseline: one job after the other, no event loop, no IO waits."""
     start = time.perf_counter()
@@ -222,7 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "\nlag: how late the 1 ms heartbeat woke up (over all its wake-ups); beats: how many wake-ups it got."
         "\nA blocked loop shows few beats and one huge max lag: everything else on the loop waited that long."
     )
-    return 0 if all(row.correct for row in rows) else 1
+
+    print("\nThe same batch as one pool.starmap(..., progress=True):", flush=True)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        mapped_correct, stats = runner.run(run_with_progress(jobs, workers, expected))
+    print(f"pool.stats(): {stats}")
+    return 0 if all(row.correct for row in rows) and mapped_correct else 1
 
 
 if __name__ == "__main__":  # required: worker processes re-import this module

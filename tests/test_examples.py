@@ -25,6 +25,9 @@ def test_demo_quick_prints_the_table_and_all_results_are_correct() -> None:
     for method in ("blocking in the event loop", "run_in_executor(ProcessPool)", "procpool.Pool.run"):
         row = next(line for line in lines if line.startswith(method))
         assert row.rstrip().endswith("yes")
+    assert "hash_chain: 100%" in done.stderr  # the progress bar (plain text: not a terminal)
+    stats_line = next(line for line in lines if line.startswith("pool.stats():"))
+    assert "4 completed, 0 failed, 0 cancelled" in stats_line
 
 
 def test_streamed_example_stops_the_generator_when_the_consumer_has_enough() -> None:
