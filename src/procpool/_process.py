@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
+import os
 import select
 import signal
 import socket
@@ -183,17 +185,34 @@ class WorkerProcess:
         return self._exitcode is not None or bool(select.select([self._process.sentinel], [], [], 0)[0])
 
     def _signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to the worker and every process its tasks started: the worker leads its
+        own process group (see `_worker.main`), whose id is the worker's pid."""
         if self._exitcode is not None:
-            return  # reaped: the pid may belong to another process by now
+            return  # reaped: the pid, and the group id, may belong to others by now
+        try:
+            os.killpg(self.pid, signum)
+            return
+        except ProcessLookupError:
+            pass  # no such group yet: the worker was stopped before it made its group
+        except PermissionError:
+            pass  # a task's child changed user; the worker itself is still ours to signal
         if signum == signal.SIGKILL:
             self._process.kill()
         else:
             self._process.terminate()
 
+    def _kill_leftovers(self) -> None:
+        """The worker has exited but is not reaped yet, so its group id is still its own: SIGKILL
+        whatever its tasks started and left behind."""
+        if self._exitcode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
     async def wait_exit(self) -> int:
         """Wait, without blocking the event loop, until the process has exited; its exit code."""
         while self._exitcode is None:
             await anyio.wait_readable(self._process.sentinel)
+            self._kill_leftovers()
             code = poll_exitcode(self._process)
             if code is not None:
                 self._exitcode = code

@@ -44,14 +44,26 @@ class ChunkRunner:
         return list(await asyncio.gather(*(self.fn(*args) for args in chunk)))
 
 
-def _arm_lifeline(lifeline: socket.socket) -> None:
+def _lead_own_group() -> bool:
+    """Become the leader of a new session and process group, so that stopping this worker can
+    signal every process a task started (``os.killpg``); True if it worked."""
+    try:
+        os.setsid()
+    except OSError:  # already a group leader: started by something other than multiprocessing
+        return False
+    return True
+
+
+def _arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None:
     """Ask the kernel for SIGIO when the owner's end of ``lifeline`` closes.
 
     Nothing is ever sent on the lifeline, so the only event is the owner's death; SIGIO's default
     action terminates the process without needing the GIL, so a worker stuck in C code dies too.
+    With ``whole_group`` the signal goes to the worker's process group: the processes its tasks
+    started (and did not move to a group of their own) die with it.
     """
     fd = lifeline.fileno()
-    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpid() if whole_group else os.getpid())
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
     signal.signal(signal.SIGIO, signal.SIG_DFL)
 
@@ -268,7 +280,7 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 
 def main(channel: socket.socket, lifeline: socket.socket, setup: bytes) -> None:
     """Entry point of a worker process (the target given to ``multiprocessing``)."""
-    _arm_lifeline(lifeline)
+    _arm_lifeline(lifeline, whole_group=_lead_own_group())
     # Ctrl-C reaches the whole foreground process group; it is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel.setblocking(True)
