@@ -41,7 +41,7 @@ ITEM = 9
 CANCELLED = 11  # the task was skipped, as asked
 
 _SMALL_FRAME = 64 * 1024
-_JOIN_LIMIT = 256 * 1024
+JOIN_LIMIT = 256 * 1024  # frames up to this size in all are joined and written in one system call
 _READ_SIZE = 256 * 1024
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -213,16 +213,6 @@ class FrameBuffer:
             del buffer[:end]  # bytearray drops a prefix without moving the rest
             frames.append(Frame(kind, task_id, body))
         return frames
-
-
-def write_frames(sock: socket.socket, buffers: list[bytes]) -> None:
-    """Blocking write of encoded frames (the worker side): small ones in one system call, large
-    ones without copying them into one."""
-    if sum(len(buffer) for buffer in buffers) <= _JOIN_LIMIT:
-        sock.sendall(b"".join(buffers))
-        return
-    for buffer in buffers:
-        sock.sendall(buffer)
 
 
 def pack_exception(exc: BaseException) -> bytes:

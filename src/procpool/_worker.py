@@ -134,7 +134,29 @@ class _Worker:
         self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
-        _wire.write_frames(self.channel, _wire.encode(kind, task_id, body))
+        self.write(_wire.encode(kind, task_id, body))
+
+    def write(self, buffers: list[bytes]) -> None:
+        """Write frames to the parent, reading what it sends meanwhile.
+
+        A blocking write would deadlock with a parent that is itself blocked writing a large task
+        (sent ahead) to us: each would wait for the other to read. So a write that cannot finish
+        at once waits for the channel to become writable *or* readable, and reads into the inbox.
+        """
+        if sum(len(buffer) for buffer in buffers) <= _wire.JOIN_LIMIT:
+            buffers = [b"".join(buffers)]
+        for buffer in buffers:
+            view = memoryview(buffer)
+            while view:
+                try:
+                    view = view[self.channel.send(view, socket.MSG_DONTWAIT) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                readers = [] if self.inbox.closed else [self.channel]
+                readable, _, _ = select.select(readers, [self.channel], [])
+                if readable:
+                    self.inbox.fill(wait=False)
 
     def function(self, fn_id: int) -> Callable[..., Any]:
         fn = self.functions[fn_id]
@@ -262,7 +284,7 @@ class _Worker:
 
     def flush(self) -> None:
         if self.unsent:
-            _wire.write_frames(self.channel, self.unsent)
+            self.write(self.unsent)
             self.unsent.clear()
 
     def close(self) -> None:
