@@ -523,3 +523,18 @@ async def test_wrong_types_to_pool_methods() -> None:
             task.result()
         assert await task == "late"
         assert await pool.run(workfns.square, 7) == 49
+
+
+@pytest.mark.anyio
+async def test_a_worker_killed_between_tasks_fails_none_of_them() -> None:
+    """Tasks sent to a worker that dies before it begins them are not lost and do not fail: the
+    worker notes in shared memory each task it begins, and the others go to its replacement."""
+    async with procpool.Pool(1) as pool:
+        await pool.map(workfns.square, range(20))  # tiny tasks: the slot now sends tasks ahead
+        pid = await pool.run(hostile_fns.getpid)
+        os.kill(pid, signal.SIGSTOP)  # idle, and now unable to begin anything
+        tasks = [pool.submit(workfns.square, i) for i in range(5)]
+        await anyio.sleep(0.2)  # sent to the stopped worker, waiting in its channel
+        os.kill(pid, signal.SIGKILL)
+        assert [await task for task in tasks] == [0, 1, 4, 9, 16]
+        assert await pool.run(hostile_fns.getpid) != pid

@@ -25,6 +25,7 @@ from ._errors import RemoteError, RemoteTraceback, SerializationError
 HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
+STARTED = struct.Struct("<Q")  # in memory shared with the parent: the task the worker began last
 
 # Parent -> worker.
 CALL = 1

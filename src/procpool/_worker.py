@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import inspect
+import mmap
 import os
 import pickle
 import select
@@ -19,6 +20,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from multiprocessing import reduction
 from typing import Any
 
 from . import _wire
@@ -125,8 +127,9 @@ class _Inbox:
 
 
 class _Worker:
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, started: mmap.mmap | None = None) -> None:
         self.channel = channel
+        self.started = started  # shared with the parent: the id of the task this worker began last
         self.inbox = _Inbox(channel)
         self.functions: dict[int, Callable[..., Any] | bytes] = {}
         self.runner: asyncio.Runner | None = None
@@ -263,6 +266,10 @@ class _Worker:
                     return
                 inbox.fill(wait=True)
                 continue
+            if self.started is not None:
+                # Before anything of the task runs, even its unpickling: if this worker dies from
+                # here on, the parent knows the task started, else it gives the task to another.
+                _wire.STARTED.pack_into(self.started, 0, frame.task_id)
             started = time.perf_counter()
             try:
                 if frame.kind == _wire.STREAM:
@@ -300,13 +307,42 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def main(channel: socket.socket, lifeline: socket.socket, setup: bytes) -> None:
-    """Entry point of a worker process (the target given to ``multiprocessing``)."""
+class InheritedFd:
+    """A descriptor given to a process that multiprocessing starts: it arrives as a plain int.
+
+    Pickled while the process starts, it goes the standard way (``DupFd``: inherited, or sent to
+    the forkserver with the start request) rather than through a descriptor-sharing server.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Callable[[Any], int], tuple[Any]]:
+        return _detach, (reduction.DupFd(self.fd),)
+
+
+def _detach(dup: Any) -> int:
+    fd: int = dup.detach()
+    return fd
+
+
+def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_fd: int | None = None) -> None:
+    """Entry point of a worker process (the target given to ``multiprocessing``).
+
+    ``started_fd`` is memory shared with the parent, where the worker writes the id of each task
+    as it begins it.
+    """
     _arm_lifeline(lifeline, whole_group=_lead_own_group())
     # Ctrl-C reaches the whole foreground process group; it is the parent's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel.setblocking(True)
-    worker = _Worker(channel)
+    started = None
+    if started_fd is not None:
+        try:
+            started = mmap.mmap(started_fd, _wire.STARTED.size)
+        finally:
+            os.close(started_fd)
+    worker = _Worker(channel, started)
     try:
         initializer, initargs = pickle.loads(setup)
         if initializer is not None:
