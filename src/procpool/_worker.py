@@ -333,7 +333,8 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     as it begins it.
     """
     _arm_lifeline(lifeline, whole_group=_lead_own_group())
-    # Ctrl-C reaches the whole foreground process group; it is the parent's to handle.
+    # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
+    # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel.setblocking(True)
     started = None
