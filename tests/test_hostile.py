@@ -502,6 +502,8 @@ async def test_wrong_types_to_pool_methods() -> None:
             pool.options(bogus=True)  # type: ignore[call-arg]
         with pytest.raises(TypeError, match="fn must be a callable"):
             pool.executor.submit(not_callable)
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            pool.executor.map(abs, [1], timeout="x")  # type: ignore[arg-type]
         with pytest.raises(procpool.SerializationError, match="an argument of"):
             pool.submit(abs, _lock())
         with pytest.raises(TypeError, match="as_completed\\(\\) takes"):
