@@ -374,7 +374,9 @@ async def test_a_crashing_worker_takes_the_processes_its_task_started(tmp_path: 
             task = pool.submit(hostile_fns.fork_children_then_sleep, str(path), 30)
             pids = await _read_pids(path, 3)
             os.kill(pids[0], signal.SIGKILL)
-            with pytest.raises(procpool.WorkerCrashedError, match="SIGKILL"):
+            # Noticed at once, not when the forked child (which must not hold the worker's channel
+            # open) would have ended its 30 s sleep.
+            with anyio.fail_after(10), pytest.raises(procpool.WorkerCrashedError, match="SIGKILL"):
                 await task
             assert _gone(pids), "a process the task started outlived its worker"
     finally:

@@ -336,6 +336,9 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
     # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A task that forks must not hand the channel to its child: the parent learns of this
+    # worker's death by the channel's end of file, which a child holding it would delay.
+    os.register_at_fork(after_in_child=channel.close)
     channel.setblocking(True)
     started = None
     if started_fd is not None:
