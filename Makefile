@@ -49,3 +49,11 @@ bench: $(VENV)/.installed-bench
 
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --mode quick --command "make bench-quick"
+
+# The same chaos scenario (random SIGKILLs of workers) against ProcessPoolExecutor, loky and pebble
+# (benchmarks/chaos_compare.py, a few minutes): rewrites benchmarks/results/chaos_compare.json and
+# prints the table that docs/reliability.md shows.
+.PHONY: chaos-compare
+
+chaos-compare: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks.chaos_compare

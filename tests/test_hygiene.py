@@ -3,6 +3,7 @@ travel, and every way of leaving a pool stops its workers."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -281,3 +282,222 @@ async def test_pool_refuses_use_from_another_thread() -> None:
         with pytest.raises(RuntimeError, match="thread running its event loop"):
             await anyio.to_thread.run_sync(submit_from_thread)
         assert await pool.run(workfns.square, 2) == 4
+
+
+# -- signals to the owner ------------------------------------------------------------------------
+
+
+def _start_signalled_pool(mode: str, backend: str, tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """Start scripts/signalled_pool.py; return it and the pids it reports (two workers, and the
+    third worker with the two processes its task started)."""
+    script = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "signalled_pool.py"), mode, backend, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_script_env(),
+    )
+    assert script.stdout is not None
+    line = script.stdout.readline()  # the script prints its pids once every task has started
+    assert line.startswith("pids "), (line, script.stderr.read() if script.poll() is not None else "")
+    return script, [int(pid) for pid in line.split()[1:]]
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[psutil.Process]:
+    processes = []
+    for pid in pids:
+        try:
+            processes.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    deadline = time.monotonic() + seconds
+    while (survivors := _survivors(processes)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for process in survivors:  # orphans: not our children, no fixture sees them
+        process.kill()
+    return survivors
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(
+    ("mode", "signum", "last_line", "exit_status"),
+    [
+        pytest.param("sigint", signal.SIGINT, "interrupted", 0, id="SIGINT"),
+        pytest.param("sigterm-handled", signal.SIGTERM, "terminated", 0, id="SIGTERM-handled"),
+        pytest.param("default", signal.SIGTERM, "", -signal.SIGTERM, id="SIGTERM-default"),
+        pytest.param("default", signal.SIGKILL, "", -signal.SIGKILL, id="SIGKILL"),
+    ],
+)
+@pytest.mark.timeout(60)
+def test_a_signal_to_the_owner_leaves_no_process(
+    mode: str, signum: int, last_line: str, exit_status: int, backend: str, tmp_path: Path
+) -> None:
+    """Ctrl-C, or a SIGTERM the program handles, leaves the pool's block and stops the workers;
+    SIGTERM or SIGKILL with their default action end the owner at once, and the lifeline takes the
+    workers down. Either way the processes a task started go too (they are in its worker's group)."""
+    script, pids = _start_signalled_pool(mode, backend, tmp_path)
+    try:
+        time.sleep(0.1)
+        script.send_signal(signum)
+        stdout, stderr = script.communicate(timeout=20)
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.communicate()
+    survivors = _gone_within(pids, 3)
+    assert not survivors, f"alive after the owner got {signal.Signals(signum).name}: {_describe(survivors)}"
+    assert script.returncode == exit_status, stderr
+    assert stdout.strip() == last_line
+    assert "Traceback" not in stderr, stderr
+
+
+# -- shared memory and semaphores -----------------------------------------------------------------
+
+
+def _dev_shm() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@pytest.mark.anyio
+async def test_crashes_leave_nothing_in_dev_shm(tmp_path: Path) -> None:
+    """procpool's pools and IPC objects keep their shared state in anonymous memory (memfd) and
+    pipes, never in named segments or POSIX semaphores: crashes leave nothing in /dev/shm."""
+    before = _dev_shm()
+    async with procpool.Pool(2, kill_grace=0.1) as pool:
+        queue: procpool.Queue[int] = procpool.Queue(4)
+        lock, semaphore, event = procpool.Lock(), procpool.Semaphore(2), procpool.Event()
+        barrier, condition = procpool.Barrier(2), procpool.Condition()
+        for fn in (workfns.kill_self, workfns.segfault):
+            with pytest.raises(procpool.WorkerCrashedError):
+                await pool.run(fn)
+        with anyio.move_on_after(0.2):
+            await pool.run(workfns.sleep_and_return, 30)  # cancelled: its worker is killed
+        process = procpool.Process(target=workfns.sleep_and_return, args=(30,))
+        await process.start()
+        process.kill()
+        await process.join()
+        assert process.exitcode == -signal.SIGKILL
+        await queue.put(1)
+        assert await queue.get() == 1
+        queue.close()
+        del lock, semaphore, event, barrier, condition
+    gc.collect()  # the synchronisation objects close their pipes when collected
+    assert _dev_shm() - before == set()
+
+
+# -- where the pool is created -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_pool_created_after_threads_exist() -> None:
+    """Threads that hold locks while the pool starts do not matter: workers are started by the
+    forkserver (or spawned), never forked from this threaded process."""
+    import threading
+
+    stop = threading.Event()
+    held = threading.Lock()
+
+    def busy() -> None:
+        with held if not held.locked() else threading.Lock():
+            while not stop.is_set():
+                sum(range(1000))
+
+    threads = [threading.Thread(target=busy) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        async with procpool.Pool(2) as pool:
+            assert await pool.map(workfns.square, range(20)) == [i * i for i in range(20)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [("asyncio", {}), ("asyncio", {"use_uvloop": True}), ("trio", {})],
+    ids=["asyncio", "uvloop", "trio"],
+)
+def test_pool_on_a_loop_in_a_non_main_thread(backend: str, options: dict[str, object]) -> None:
+    """An event loop run by another thread (signal handlers cannot be installed there) runs a pool,
+    cancels a running task (killing its worker), and stops every worker on exit."""
+    import threading
+
+    outcome: list[object] = []
+
+    async def use_pool() -> None:
+        async with procpool.Pool(2) as pool:
+            squares = await pool.map(workfns.square, range(10))
+            with anyio.move_on_after(0.2):
+                await pool.run(workfns.sleep_and_return, 30)
+            outcome.append((squares, await pool.run(workfns.square, 3), len(_workers())))
+
+    def thread_main() -> None:
+        try:
+            anyio.run(use_pool, backend=backend, backend_options=options)
+        except BaseException as exc:  # reported to the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=thread_main)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert outcome == [([i * i for i in range(10)], 9, 2)]
+    assert not _workers()
+
+
+# -- under a multi-process server ------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.timeout(90)
+def test_pool_in_each_uvicorn_worker_process(tmp_path: Path) -> None:
+    """``uvicorn --workers 2``: each web process runs the example app's pool; requests are served
+    by both, and SIGTERM to the supervisor leaves no process behind."""
+    import httpx
+
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(TESTS.parent / "examples")]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    env = {**_script_env(), "POOL_WORKERS": "1"}
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    processes: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count("Application startup complete") < 2:
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        processes = psutil.Process(server.pid).children(recursive=True)
+        pool_pids = set()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for i in range(40):  # new connections: the kernel spreads them over both web processes
+                response = client.get("/digest", params={"data": str(i), "cost": 1}, headers={"Connection": "close"})
+                assert response.status_code == 200, response.text
+                pool_pids.add(response.json()["pid"])
+                if len(pool_pids) == 2:
+                    break
+            assert client.get("/health").json()["status"] == "ok"
+        assert len(pool_pids) == 2, "every request went to the same web process"
+        processes += psutil.Process(server.pid).children(recursive=True)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) in (0, -signal.SIGTERM), log_path.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    survivors = _gone_within([p.pid for p in processes], 5)
+    assert not survivors, f"left running after shutdown: {_describe(survivors)}"
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+    assert log_path.read_text().count("Application shutdown complete") == 2

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._fdshare import Handles
 from ._sync import Condition
-from ._waiting import Op, deadline_for, dual
+from ._waiting import Op, check_timeout, deadline_for, dual
 from ._wire import dumps_for_transport
 
 BrokenBarrierError = threading.BrokenBarrierError
@@ -53,7 +53,7 @@ class Barrier:
 
     Raises:
         ValueError: ``parties`` is not a positive integer, or ``timeout`` is negative.
-        TypeError: ``action`` is not callable.
+        TypeError: ``action`` is not callable, or ``timeout`` is not a number.
     """
 
     def __init__(self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None) -> None:
@@ -61,8 +61,7 @@ class Barrier:
             raise ValueError(f"parties must be a positive integer, not {parties!r}")
         if action is not None and not callable(action):
             raise TypeError(f"action must be callable or None, not {type(action).__name__}")
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
+        check_timeout(timeout)
         action_bytes = b"" if action is None else dumps_for_transport(action, "the barrier's action")
         self._setup(Condition(), Handles(fds=[_shared_memory(_COUNTERS.size)]), parties, action_bytes, timeout)
         self._action = action

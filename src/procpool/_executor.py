@@ -77,7 +77,10 @@ class PoolExecutor(Executor):
         Raises:
             TimeoutError: from the returned iterator, if a result is not ready ``timeout`` seconds
                 after the call.
+            TypeError: ``timeout`` is not a number or None.
         """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)):
+            raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r:.60}")
         if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
             raise ValueError(f"chunksize must be a positive integer, not {chunksize!r}")
         if chunksize == 1:

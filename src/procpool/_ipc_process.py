@@ -75,7 +75,7 @@ class Process:
         kill_grace: seconds a terminated child gets before SIGKILL when ``async with`` stops it.
 
     Raises:
-        TypeError: ``target`` is not callable.
+        TypeError: ``target`` is not callable, ``args`` is not iterable or ``kwargs`` not a mapping.
         ValueError: an unknown or unsupported start method, or a negative ``kill_grace``.
     """
 
@@ -95,6 +95,10 @@ class Process:
         if not isinstance(kill_grace, (int, float)) or kill_grace < 0:
             raise ValueError(f"kill_grace must be a number of seconds >= 0, not {kill_grace!r}")
         self._start_method = check_start_method(start_method)
+        if not isinstance(args, Iterable) or isinstance(args, (str, bytes)):
+            raise TypeError(f"args must be a tuple (or other iterable) of arguments, not {args!r:.80}")
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise TypeError(f"kwargs must be a mapping of keyword arguments or None, not {kwargs!r:.80}")
         self._call = _Call(target, tuple(args), dict(kwargs or {}))
         self._name = name
         self._daemon = daemon

@@ -54,8 +54,16 @@ async def as_completed(tasks: Iterable[Task[T]]) -> AsyncIterator[Task[T]]:
 
     Args:
         tasks: tasks from ``Pool.submit``; duplicates are yielded once.
+
+    Raises:
+        TypeError: ``tasks`` is not an iterable of `Task` (raised when iteration starts).
     """
+    if not isinstance(tasks, Iterable):
+        raise TypeError(f"as_completed() takes an iterable of tasks from Pool.submit, not {type(tasks).__name__}")
     pending = set(tasks)
+    for task in pending:
+        if not isinstance(task, Task):
+            raise TypeError(f"as_completed() takes tasks from Pool.submit, not {type(task).__name__}: {task!r:.80}")
     completions: _Completions[T] = _Completions()
     for task in pending:
         completions.watch(task)

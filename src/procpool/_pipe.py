@@ -31,7 +31,12 @@ def Pipe(duplex: bool = True) -> tuple[Connection[Any], Connection[Any]]:
     Returns:
         The two `Connection` ends. Give one to a child and, as with multiprocessing, close this
         process's copy of it, so that the end of file reaches the other end when the child exits.
+
+    Raises:
+        TypeError: ``duplex`` is not a bool.
     """
+    if not isinstance(duplex, bool):
+        raise TypeError(f"duplex must be True or False, not {duplex!r:.80}")
     first, second = socket_pair()
     if not duplex:
         first.shutdown(socket.SHUT_WR)

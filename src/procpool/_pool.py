@@ -78,6 +78,12 @@ def _check_callable(fn: object) -> None:
         raise TypeError(f"fn must be a callable (a function, lambda, method...), not {type(fn).__name__}: {fn!r:.80}")
 
 
+def _check_bool(name: str, value: object) -> None:
+    # Strict: a truthy string such as "no" would silently mean yes.
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r:.80}")
+
+
 def _check_positive_int(name: str, value: object, *, optional: bool) -> None:
     if value is None and optional:
         return
@@ -278,6 +284,7 @@ class _Verbs:
         for iterable in iterables:
             if not isinstance(iterable, (Iterable, AsyncIterable)):
                 raise TypeError(f"expected iterables or async iterables, not {type(iterable).__name__}")
+        _check_bool("ordered", ordered)
         _check_positive_int("chunksize", chunksize, optional=False)
         _check_positive_int("max_in_flight", max_in_flight, optional=True)
         pool = self._pool
@@ -374,7 +381,7 @@ class Pool(_Verbs, _TaskGroupOwner):
 
     Raises:
         ValueError: an argument is out of range or an unknown start method is named.
-        TypeError: ``initializer`` is not callable.
+        TypeError: ``initializer`` is not callable, ``initargs`` not iterable, ``kill_on_cancel`` not a bool.
     """
 
     def __init__(
@@ -395,8 +402,13 @@ class Pool(_Verbs, _TaskGroupOwner):
         _check_positive_int("max_tasks_per_worker", max_tasks_per_worker, optional=True)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
-        if not isinstance(kill_grace, (int, float)) or kill_grace < 0:
-            raise ValueError(f"kill_grace must be a number of seconds >= 0, not {kill_grace!r}")
+        if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
+            raise TypeError(f"initargs must be a tuple (or other iterable) of arguments, not {initargs!r:.80}")
+        _check_bool("kill_on_cancel", kill_on_cancel)
+        if not isinstance(kill_grace, (int, float)) or isinstance(kill_grace, bool) or not kill_grace >= 0:
+            raise ValueError(f"kill_grace must be a number of seconds >= 0, not {kill_grace!r}")  # NaN fails >= too
+        _check_bool("forward_logs", forward_logs)
+        _check_bool("forward_output", forward_output)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable or None, not {type(on_event).__name__}")
         self._pool = self
@@ -471,6 +483,7 @@ class Pool(_Verbs, _TaskGroupOwner):
         Example: ``await pool.options(kill_on_cancel=False).run(fn)`` lets ``fn`` finish even if
         the awaiting coroutine is cancelled.
         """
+        _check_bool("kill_on_cancel", kill_on_cancel)
         return PoolOptions(self, kill_on_cancel=kill_on_cancel)
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import mmap
 import multiprocessing
+import os
 import select
 import signal
 import socket
+import tempfile
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -64,10 +68,12 @@ def _start_locked(process: Any) -> None:
 class WorkerProcess:
     """One worker process and the parent's end of its channel and lifeline."""
 
-    def __init__(self, process: Any, channel: socket.socket, lifeline: socket.socket) -> None:
+    def __init__(self, process: Any, channel: socket.socket, lifeline: socket.socket, started: mmap.mmap) -> None:
         self._process = process
         self._channel = channel
         self._lifeline = lifeline
+        self._started = started
+        self._started_at_exit: int | None = None  # read from ``started`` before it is unmapped
         self._frames = _wire.FrameBuffer()
         self._pending: deque[_wire.Frame] = deque()
         self._known_functions: OrderedDict[int, None] = OrderedDict()
@@ -88,10 +94,12 @@ class WorkerProcess:
         """
         parent_channel, child_channel = socket.socketpair()
         parent_lifeline, child_lifeline = socket.socketpair()
+        started_fd = _started_memory()
+        started = mmap.mmap(started_fd, _wire.STARTED.size)
         try:
             process = context.Process(  # type: ignore[attr-defined]
                 target=_worker.main,
-                args=(child_channel, child_lifeline, setup),
+                args=(child_channel, child_lifeline, setup, _worker.InheritedFd(started_fd)),
                 name="procpool-worker",
             )
             # Shielded: a cancellation arriving just after the start would leave a process that
@@ -101,12 +109,14 @@ class WorkerProcess:
         except BaseException:
             for sock in (parent_channel, parent_lifeline):
                 sock.close()
+            started.close()
             raise
         finally:
             child_channel.close()
             child_lifeline.close()
+            os.close(started_fd)  # the mappings stay
         parent_channel.setblocking(False)
-        worker = cls(process, parent_channel, parent_lifeline)
+        worker = cls(process, parent_channel, parent_lifeline, started)
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker.receive()
@@ -181,22 +191,48 @@ class WorkerProcess:
     def exitcode(self) -> int | None:
         return self._exitcode
 
+    def last_began(self) -> int:
+        """The id of the task the worker began last (0: none yet). The worker writes it into
+        shared memory before it even unpickles a task, so when a worker dies the tasks it had not
+        begun are known, and can go to another worker."""
+        if self._started_at_exit is None:
+            last: int = _wire.STARTED.unpack_from(self._started)[0]
+            return last
+        return self._started_at_exit
+
     def has_exited(self) -> bool:
         """Whether the process has ended (checked without waiting)."""
         return self._exitcode is not None or bool(select.select([self._process.sentinel], [], [], 0)[0])
 
     def _signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to the worker and every process its tasks started: the worker leads its
+        own process group (see `_worker.main`), whose id is the worker's pid."""
         if self._exitcode is not None:
-            return  # reaped: the pid may belong to another process by now
+            return  # reaped: the pid, and the group id, may belong to others by now
+        try:
+            os.killpg(self.pid, signum)
+            return
+        except ProcessLookupError:
+            pass  # no such group yet: the worker was stopped before it made its group
+        except PermissionError:
+            pass  # a task's child changed user; the worker itself is still ours to signal
         if signum == signal.SIGKILL:
             self._process.kill()
         else:
             self._process.terminate()
 
+    def _kill_leftovers(self) -> None:
+        """The worker has exited but is not reaped yet, so its group id is still its own: SIGKILL
+        whatever its tasks started and left behind."""
+        if self._exitcode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
     async def wait_exit(self) -> int:
         """Wait, without blocking the event loop, until the process has exited; its exit code."""
         while self._exitcode is None:
             await anyio.wait_readable(self._process.sentinel)
+            self._kill_leftovers()
             code = poll_exitcode(self._process)
             if code is not None:
                 self._exitcode = code
@@ -255,6 +291,8 @@ class WorkerProcess:
         self._released = True
         self._close_channel()
         self._lifeline.close()
+        self._started_at_exit = self.last_began()
+        self._started.close()
         self._process.close()
         _live.discard(self)
 
@@ -272,6 +310,18 @@ class WorkerProcess:
         if code is not None:
             self._exitcode = code
             self._release()
+
+
+def _started_memory() -> int:
+    """A descriptor of zeroed memory for `WorkerProcess.started`, shared with the worker."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        fd: int = memfd_create("procpool-worker", os.MFD_CLOEXEC)
+    else:
+        with tempfile.TemporaryFile() as file:  # mode 0600, already unlinked
+            fd = os.dup(file.fileno())
+    os.ftruncate(fd, _wire.STARTED.size)
+    return fd
 
 
 @atexit.register

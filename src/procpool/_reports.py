@@ -52,6 +52,10 @@ def _deliver_record(pid: int, body: _wire.Body) -> None:
 
 def _deliver_output(body: _wire.Body) -> None:
     stream = sys.stdout if body[0] == STDOUT else sys.stderr
-    if stream is not None:
+    if stream is None:
+        return
+    try:
         stream.write(bytes(body[1:]).decode("utf-8", "replace"))
         stream.flush()
+    except (OSError, ValueError):  # our own stdout is closed, or a pipe nobody reads: as print would lose it
+        pass

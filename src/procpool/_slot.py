@@ -14,6 +14,7 @@ the backlog if its worker dies.
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -255,11 +256,17 @@ class WorkerSlot:
         worker = self.worker
         assert worker is not None
         await worker.wait_exit()
-        head_id, head = self._inflight.popitem(last=False)
-        if head_id in self._cancelling:
-            head._set_cancelled()
-        else:
-            head._set_exception(worker.crash_error(head.description))
+        # The tasks it began, up to the one it began last, fail (their results are lost with it;
+        # tiny tasks' results go back in batches). If it died between tasks, none fails.
+        last = worker.last_began()
+        ran = list(itertools.takewhile(lambda task_id: task_id != last, self._inflight))
+        ran = [*ran, last] if last in self._inflight else []
+        for task_id in ran:
+            task = self._inflight.pop(task_id)
+            if task_id in self._cancelling:
+                task._set_cancelled()
+            else:
+                task._set_exception(worker.crash_error(task.description))
         self._give_back_unstarted()
         await self._replace("crashed")
 

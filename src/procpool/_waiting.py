@@ -77,15 +77,25 @@ def deadline_for(block: bool, timeout: float | None) -> float | None:
     """The deadline of an operation called with multiprocessing's ``block``/``timeout`` arguments.
 
     Raises:
-        ValueError: ``timeout`` is negative.
+        TypeError: ``timeout`` is not a number.
+        ValueError: ``timeout`` is negative (or NaN).
     """
+    check_timeout(timeout)
     if not block:
         return time.monotonic()  # a non-blocking call still succeeds if it need not wait
     if timeout is None:
         return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
     return time.monotonic() + timeout
+
+
+def check_timeout(timeout: object) -> None:
+    """Refuse a ``timeout`` that is not None or a number of seconds >= 0, with a clear error."""
+    if timeout is None:
+        return
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}: {timeout!r:.80}")
+    if not timeout >= 0:  # NaN fails this too
+        raise ValueError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
 
 
 def running_async() -> bool:

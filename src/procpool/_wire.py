@@ -27,6 +27,7 @@ CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may f
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
 TIMING = struct.Struct("<dd")  # leads a RESULT or ERROR body: when the task started and finished (monotonic)
 PROGRESS_BODY = struct.Struct("<dd")  # done, total (NaN: unknown)
+STARTED = struct.Struct("<Q")  # in memory shared with the parent: the task the worker began last
 
 # Parent -> worker.
 CALL = 1
@@ -48,7 +49,7 @@ PROGRESS = 14  # `report_progress` from the running task
 REPORTS = frozenset({LOG, OUTPUT, PROGRESS})
 
 _SMALL_FRAME = 64 * 1024
-_JOIN_LIMIT = 256 * 1024
+JOIN_LIMIT = 256 * 1024  # frames up to this size in all are joined and written in one system call
 _READ_SIZE = 256 * 1024
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -220,16 +221,6 @@ class FrameBuffer:
             del buffer[:end]  # bytearray drops a prefix without moving the rest
             frames.append(Frame(kind, task_id, body))
         return frames
-
-
-def write_frames(sock: socket.socket, buffers: list[bytes]) -> None:
-    """Blocking write of encoded frames (the worker side): small ones in one system call, large
-    ones without copying them into one."""
-    if sum(len(buffer) for buffer in buffers) <= _JOIN_LIMIT:
-        sock.sendall(b"".join(buffers))
-        return
-    for buffer in buffers:
-        sock.sendall(buffer)
 
 
 def pack_exception(exc: BaseException) -> bytes:

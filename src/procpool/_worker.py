@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import inspect
+import mmap
 import os
 import pickle
 import select
@@ -21,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from multiprocessing import reduction
 from typing import Any
 
 from . import _wire, _worker_reports
@@ -46,14 +48,26 @@ class ChunkRunner:
         return list(await asyncio.gather(*(self.fn(*args) for args in chunk)))
 
 
-def _arm_lifeline(lifeline: socket.socket) -> None:
+def _lead_own_group() -> bool:
+    """Become the leader of a new session and process group, so that stopping this worker can
+    signal every process a task started (``os.killpg``); True if it worked."""
+    try:
+        os.setsid()
+    except OSError:  # already a group leader: started by something other than multiprocessing
+        return False
+    return True
+
+
+def _arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None:
     """Ask the kernel for SIGIO when the owner's end of ``lifeline`` closes.
 
     Nothing is ever sent on the lifeline, so the only event is the owner's death; SIGIO's default
     action terminates the process without needing the GIL, so a worker stuck in C code dies too.
+    With ``whole_group`` the signal goes to the worker's process group: the processes its tasks
+    started (and did not move to a group of their own) die with it.
     """
     fd = lifeline.fileno()
-    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpid() if whole_group else os.getpid())
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
     signal.signal(signal.SIGIO, signal.SIG_DFL)
 
@@ -115,19 +129,42 @@ class _Inbox:
 
 
 class _Worker:
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, started: mmap.mmap | None = None) -> None:
         self.channel = channel
+        self.started = started  # shared with the parent: the id of the task this worker began last
         self.inbox = _Inbox(channel)
         self.functions: dict[int, Callable[..., Any] | bytes] = {}
         self.runner: asyncio.Runner | None = None
         self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
         self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
         self._write_lock = threading.RLock()  # a task's threads may log or print while a result goes out
+        self._main_thread = threading.get_ident()
         self.reporter = _worker_reports.Reporter(self.write)
 
-    def write(self, frames: list[bytes]) -> None:
+    def write(self, buffers: list[bytes]) -> None:
+        """Write frames to the parent, reading what it sends meanwhile.
+
+        A blocking write would deadlock with a parent that is itself blocked writing a large task
+        (sent ahead) to us: each would wait for the other to read. So a write that cannot finish
+        at once waits for the channel to become writable *or* readable, and reads into the inbox.
+        Only the main thread reads; a task's own threads (logging, printing) just wait.
+        """
+        if sum(len(buffer) for buffer in buffers) <= _wire.JOIN_LIMIT:
+            buffers = [b"".join(buffers)]
         with self._write_lock:
-            _wire.write_frames(self.channel, frames)
+            reading = threading.get_ident() == self._main_thread
+            for buffer in buffers:
+                view = memoryview(buffer)
+                while view:
+                    try:
+                        view = view[self.channel.send(view, socket.MSG_DONTWAIT) :]
+                        continue
+                    except BlockingIOError:
+                        pass
+                    readers = [self.channel] if reading and not self.inbox.closed else []
+                    readable, _, _ = select.select(readers, [self.channel], [])
+                    if readable:
+                        self.inbox.fill(wait=False)
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
         self.write(_wire.encode(kind, task_id, body))
@@ -237,6 +274,10 @@ class _Worker:
                     return
                 inbox.fill(wait=True)
                 continue
+            if self.started is not None:
+                # Before anything of the task runs, even its unpickling: if this worker dies from
+                # here on, the parent knows the task started, else it gives the task to another.
+                _wire.STARTED.pack_into(self.started, 0, frame.task_id)
             reporter = self.reporter
             reporter.task_id = frame.task_id
             started = time.monotonic()
@@ -280,13 +321,46 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def main(channel: socket.socket, lifeline: socket.socket, setup: bytes) -> None:
-    """Entry point of a worker process (the target given to ``multiprocessing``)."""
-    _arm_lifeline(lifeline)
-    # Ctrl-C reaches the whole foreground process group; it is the parent's to handle.
+class InheritedFd:
+    """A descriptor given to a process that multiprocessing starts: it arrives as a plain int.
+
+    Pickled while the process starts, it goes the standard way (``DupFd``: inherited, or sent to
+    the forkserver with the start request) rather than through a descriptor-sharing server.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Callable[[Any], int], tuple[Any]]:
+        return _detach, (reduction.DupFd(self.fd),)
+
+
+def _detach(dup: Any) -> int:
+    fd: int = dup.detach()
+    return fd
+
+
+def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_fd: int | None = None) -> None:
+    """Entry point of a worker process (the target given to ``multiprocessing``).
+
+    ``started_fd`` is memory shared with the parent, where the worker writes the id of each task
+    as it begins it.
+    """
+    _arm_lifeline(lifeline, whole_group=_lead_own_group())
+    # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
+    # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A task that forks must not hand the channel to its child: the parent learns of this
+    # worker's death by the channel's end of file, which a child holding it would delay.
+    os.register_at_fork(after_in_child=channel.close)
     channel.setblocking(True)
-    worker = _Worker(channel)
+    started = None
+    if started_fd is not None:
+        try:
+            started = mmap.mmap(started_fd, _wire.STARTED.size)
+        finally:
+            os.close(started_fd)
+    worker = _Worker(channel, started)
     initializer, initargs, log_levels, forward_output = pickle.loads(setup)
     worker.reporter = _worker_reports.install(worker.write, log_levels, forward_output)
     try:
