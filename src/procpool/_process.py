@@ -10,6 +10,7 @@ import socket
 import threading
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -72,6 +73,7 @@ class WorkerProcess:
         self._pending: deque[_wire.Frame] = deque()
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
+        self._eof = False  # end of file seen while sending (`_read_while_blocked`)
         self._released = False
         self.pid: int = process.pid
         self.tasks_run = 0
@@ -134,11 +136,45 @@ class WorkerProcess:
                 try:
                     sent = self._channel.send(view)
                 except BlockingIOError:
-                    await anyio.wait_writable(self._channel)
+                    await self._read_while_blocked()
                     continue
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 view = view[sent:]
+
+    async def _read_while_blocked(self) -> None:
+        """Wait until the channel takes more, reading what the worker sends meanwhile.
+
+        A worker writes its results with blocking writes; if the parent only waited to write
+        (a batch of tasks with large payloads), each would wait for the other forever. So what
+        has arrived is read into the pending frames, which `receive` hands out next.
+        """
+        if self._read_available():
+            return  # the worker may be reading again: try the write at once
+        async with anyio.create_task_group() as task_group:
+
+            async def woken_by(wait: Callable[[socket.socket], Awaitable[None]]) -> None:
+                await wait(self._channel)
+                task_group.cancel_scope.cancel()
+
+            task_group.start_soon(woken_by, anyio.wait_writable)
+            task_group.start_soon(woken_by, anyio.wait_readable)
+
+    def _read_available(self) -> bool:
+        """Read without waiting; True if anything (or end of file) came."""
+        if self._eof:
+            return False
+        try:
+            frames = self._frames.read(self._channel)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            frames = None
+        if frames is None:
+            self._eof = True
+        else:
+            self._pending.extend(frames)
+        return True
 
     def encode_call(self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
         """A call frame for this worker, with the pickled function only if it does not cache it yet."""
@@ -156,6 +192,8 @@ class WorkerProcess:
     async def receive(self) -> _wire.Frame | None:
         """The next frame from the worker; None once the channel is at end of file."""
         while not self._pending:
+            if self._eof:
+                return None
             try:
                 frames = self._frames.read(self._channel)
             except BlockingIOError:
