@@ -13,6 +13,7 @@ the backlog if its worker dies.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections import OrderedDict
@@ -23,6 +24,8 @@ import anyio
 
 from . import _wire
 from ._backlog import Backlog, BacklogClosed
+from ._errors import InitializerError, PoisonTaskError
+from ._healing import Healing
 from ._process import WorkerProcess
 from ._task import Task
 
@@ -30,6 +33,7 @@ _PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a
 _MAX_AHEAD = 64
 _SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
 _SMOOTHING = 0.2  # weight of the newest sample in the average task time
+_MEMORY_CHECK_INTERVAL = 0.05  # seconds: a worker's memory is read at most this often, after a task
 
 
 class WorkerSlot:
@@ -40,8 +44,12 @@ class WorkerSlot:
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
+        healing: Healing,
     ) -> None:
         self._spawn = spawn
+        self._healing = healing
+        self._retiring = False  # the worker takes no more tasks and is replaced once it has none
+        self._memory_checked = 0.0
         self._backlog = backlog
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
@@ -61,13 +69,17 @@ class WorkerSlot:
     async def run(self, worker: WorkerProcess | None) -> None:
         """Serve tasks until the backlog is closed and drained; then stop the worker."""
         self.worker = worker
+        if worker is not None:
+            self._healing.live_workers += 1
         try:
             while True:
                 if not self._inflight:
                     try:
-                        task = await self._backlog.get()
+                        task = await self._next_task()
                     except BacklogClosed:
                         return
+                    if task is None:
+                        continue  # idle too long: the worker was let go
                     if await self._ready_worker(task):
                         await self._send([task, *self._tasks_ahead(task, 1)])
                 if self._inflight:
@@ -76,6 +88,19 @@ class WorkerSlot:
             with anyio.CancelScope(shield=True):
                 await self._shut_down()
 
+    async def _next_task(self) -> Task[Any] | None:
+        """The next task for an idle worker; None if it idled for ``idle_timeout`` and was stopped."""
+        idle_timeout = self._healing.idle_timeout
+        if idle_timeout is None or self.worker is None:
+            return await self._backlog.get()
+        with anyio.move_on_after(idle_timeout):
+            return await self._backlog.get()
+        healing = self._healing
+        if healing.live_workers > healing.min_workers:
+            await self._retire()
+            await healing.drop_spare(self._kill_grace)
+        return None
+
     # -- sending ---------------------------------------------------------------------------------
 
     async def _ready_worker(self, task: Task[Any]) -> bool:
@@ -83,12 +108,23 @@ class WorkerSlot:
         if self.worker is not None and not self.worker.has_exited():
             return True
         await self._retire()
+        if self._healing.broken is not None:
+            task._set_exception(self._healing.broken_error())
+            return False
         try:
-            self.worker = await self._spawn()
+            self._set_worker(await self._healing.restart())
+        except InitializerError:
+            task._set_exception(self._healing.broken_error())
+            return False
         except Exception as exc:
             task._set_exception(exc)
             return False
         return True
+
+    def _set_worker(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self._retiring = False
+        self._healing.live_workers += 1
 
     async def _send(self, tasks: list[Task[Any]]) -> None:
         worker = self.worker
@@ -122,7 +158,7 @@ class WorkerSlot:
     def _tasks_ahead(self, head: Task[Any], in_flight: int) -> list[Task[Any]]:
         """Tasks to send behind ``head`` when ``in_flight`` are already on their way."""
         worker = self.worker
-        if worker is None or head._stream is not None or self._task_time is None:
+        if worker is None or head._stream is not None or self._task_time is None or self._retiring:
             return []
         limit = min(1 + int(_PREFETCH_BUDGET / max(self._task_time, 1e-7)), _MAX_AHEAD)
         if self._task_time < _SHORT_TASK:
@@ -141,6 +177,11 @@ class WorkerSlot:
     # -- receiving -------------------------------------------------------------------------------
 
     async def _serve_once(self) -> None:
+        # A cancel that came while this slot was not waiting (it was sending) has not
+        # interrupted anything: act on it before waiting, or a running task it must kill would
+        # run to its end first.
+        if self._cancels and await self._handle_cancels():
+            return
         worker = self.worker
         assert worker is not None
         died = False
@@ -158,10 +199,23 @@ class WorkerSlot:
             return
         if await self._handle_cancels():
             return
-        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks and not self._inflight:
-            await self._replace()  # recycle: it has run its share
+        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks:
+            self._retiring = True  # recycle: it has run its share
+        elif self._healing.max_memory is not None:
+            self._check_memory(worker)
+        if self._retiring:
+            if not self._inflight:
+                await self._replace()
             return
         await self._top_up()
+
+    def _check_memory(self, worker: WorkerProcess) -> None:
+        """Retire the worker once its resident memory is over ``max_memory_per_worker``; read from
+        ``/proc`` at most every `_MEMORY_CHECK_INTERVAL`, so tiny tasks do not pay for it."""
+        now = time.perf_counter()
+        if now - self._memory_checked >= _MEMORY_CHECK_INTERVAL:
+            self._memory_checked = now
+            self._retiring = self._healing.over_memory(worker)
 
     def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
         task = self._inflight.get(frame.task_id)
@@ -228,18 +282,39 @@ class WorkerSlot:
         assert worker is not None
         await worker.wait_exit()
         head_id, head = self._inflight.popitem(last=False)
+        again: list[Task[Any]] = []
         if head_id in self._cancelling:
             head._set_cancelled()
         else:
-            head._set_exception(worker.crash_error(head.description))
-        self._give_back_unstarted()
+            head._crashes += 1
+            if head._crashes >= self._healing.max_crashes:
+                head._set_exception(self._poison_error(worker, head))
+            elif head._retries > 0:
+                head._retries -= 1  # the caller said it is safe to run again
+                head._requeue()
+                again.append(head)
+            else:
+                head._set_exception(worker.crash_error(head.description))
+        self._give_back_unstarted(again)
         await self._replace()
 
-    def _give_back_unstarted(self) -> None:
-        """The worker is gone: tasks it had not started go back to the front of the backlog."""
+    @staticmethod
+    def _poison_error(worker: WorkerProcess, task: Task[Any]) -> PoisonTaskError:
+        crash = worker.crash_error(task.description)
+        return PoisonTaskError(
+            pid=crash.pid,
+            exitcode=crash.exitcode,
+            signal_name=crash.signal_name,
+            task=task.description,
+            crashes=task._crashes,
+        )
+
+    def _give_back_unstarted(self, requeue: list[Task[Any]] | None = None) -> None:
+        """The worker is gone: tasks it had not started go back to the front of the backlog,
+        after ``requeue`` (the crashed task, when it is run again)."""
         self._cancelling.update(task.id for task in self._cancels)
         self._cancels.clear()
-        requeue = []
+        requeue = requeue or []
         for task_id, task in self._inflight.items():
             if task_id in self._cancelling:
                 task._set_cancelled()
@@ -251,16 +326,26 @@ class WorkerSlot:
         self._backlog.put_front(requeue)
 
     async def _replace(self) -> None:
-        """Stop the worker (if still there) and start a replacement now, before it is needed."""
-        await self._retire()
+        """Stop the worker (if still there) and start a replacement now, before it is needed.
+
+        The old worker's exit and the new one's start overlap (often the new one is a warm spare)."""
         self._task_time = None
-        try:
-            self.worker = await self._spawn()
-        except Exception:
-            self.worker = None  # the next task retries the start, and fails with its error
+        old = self._detach()
+        async with anyio.create_task_group() as task_group:
+            if old is not None:
+                task_group.start_soon(old.stop, self._kill_grace)
+            # On failure the next task retries the start, and fails with its error (or the pool's).
+            with contextlib.suppress(Exception):
+                self._set_worker(await self._spawn())
+
+    def _detach(self) -> WorkerProcess | None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            self._healing.live_workers -= 1
+        return worker
 
     async def _retire(self) -> None:
-        worker, self.worker = self.worker, None
+        worker = self._detach()
         if worker is not None:
             await worker.stop(self._kill_grace)
 

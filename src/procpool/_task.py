@@ -57,6 +57,9 @@ class Task(Generic[T]):
         self._start_gate: Callable[[], bool] | None = None
         self._withdraw: Callable[[Task[Any]], None] | None = None  # takes a cancelled task out of its queue
         self._stream = stream  # set for a `Pool.stream` task: where its items go
+        self._retries = 0  # times it may still be re-run after its worker died under it
+        self._crashes = 0  # workers that died while running it
+        self._timeout: float | None = None  # set once its deadline has passed: the seconds it had
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -194,8 +197,18 @@ class Task(Generic[T]):
 
     def _set_cancelled(self) -> None:
         if self._state is not _State.DONE:
-            self._cancelled = True
+            if self._timeout is not None:
+                message = f"{self.description} did not finish within its {self._timeout:g} s timeout"
+                self._exception = TimeoutError(message)
+            else:
+                self._cancelled = True
             self._finish()
+
+    def _expire(self, timeout: float) -> None:
+        """Its deadline passed: stop it as a cancel would, but it ends with `TimeoutError`."""
+        if self._state is not _State.DONE:
+            self._timeout = timeout
+            self.cancel()
 
     def _leave_queue(self) -> None:
         if self._on_leave_queue is not None:
