@@ -24,7 +24,7 @@ import anyio
 
 from . import _wire
 from ._backlog import Backlog, BacklogClosed
-from ._errors import InitializerError, PoisonTaskError
+from ._errors import InitializerError, PoisonTaskError, WorkerCrashedError
 from ._healing import Healing
 from ._process import WorkerProcess
 from ._task import Task
@@ -115,6 +115,13 @@ class WorkerSlot:
             self._set_worker(await self._healing.restart())
         except InitializerError:
             task._set_exception(self._healing.broken_error())
+            return False
+        except WorkerCrashedError as exc:
+            if task._retries > 0:  # killed during its start-up: the task never ran, try again
+                task._retries -= 1
+                self._backlog.put_front([task])
+            else:
+                task._set_exception(exc)
             return False
         except Exception as exc:
             task._set_exception(exc)
