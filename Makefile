@@ -45,3 +45,11 @@ bench: $(VENV)/.installed-bench
 
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run --mode quick --command "make bench-quick"
+
+# The soak test's long form (tests/soak.py): 200,000 mixed tasks through one pool, printing the
+# parent's RSS, fds, threads and children as it goes (docs/reliability.md records the figures).
+# Its short form runs in `make test` (tests/test_soak.py).
+.PHONY: soak
+
+soak: $(VENV)/.installed-dev
+	$(BIN)/python tests/soak.py --tasks 200000
