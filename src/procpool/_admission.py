@@ -63,8 +63,11 @@ class Admission:
                 if self._closed or self._queued() < self.limit:
                     break
                 waiter.event = anyio.Event()  # woken, but another took the room first
-        finally:
+        except BaseException:
             self._waiters.remove(waiter)
+            self.notify()  # pass on a wake-up this waiter will not use
+            raise
+        self._waiters.remove(waiter)
         self._pass = True
         self.notify()  # the next waiter checks for room after this one has submitted
 
