@@ -120,6 +120,7 @@ class _Worker:
         self.runner: asyncio.Runner | None = None
         self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
         self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
+        self.last_fn_id = 0  # the function of the last task started
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
         _wire.write_frames(self.channel, _wire.encode(kind, task_id, body))
@@ -229,6 +230,12 @@ class _Worker:
                     return
                 inbox.fill(wait=True)
                 continue
+            # Results held back for batching go now if this task calls another function: it
+            # may run long, and the parent must see which task is running (to kill it on cancel).
+            fn_id = _wire.CALL_PREFIX.unpack_from(frame.body)[0]
+            if fn_id != self.last_fn_id:
+                self.last_fn_id = fn_id
+                self.flush()
             started = time.perf_counter()
             try:
                 if frame.kind == _wire.STREAM:
