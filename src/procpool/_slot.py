@@ -222,7 +222,8 @@ class WorkerSlot:
         now = time.perf_counter()
         if now - self._memory_checked >= _MEMORY_CHECK_INTERVAL:
             self._memory_checked = now
-            self._retiring = self._healing.over_memory(worker)
+            if self._healing.over_memory(worker):
+                self._retiring = True
 
     def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
         task = self._inflight.get(frame.task_id)
