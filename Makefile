@@ -57,3 +57,10 @@ bench-quick: $(VENV)/.installed-bench
 
 chaos-compare: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.chaos_compare
+# The soak test's long form (tests/soak.py): 200,000 mixed tasks through one pool, printing the
+# parent's RSS, fds, threads and children as it goes (docs/reliability.md records the figures).
+# Its short form runs in `make test` (tests/test_soak.py).
+.PHONY: soak
+
+soak: $(VENV)/.installed-dev
+	$(BIN)/python tests/soak.py --tasks 200000

@@ -127,6 +127,10 @@ async def test_options_allow_only_letting_running_tasks_finish(dask_scheduler_ad
         assert await pool.options(kill_on_cancel=False).run(workfns.square, 3) == 9
         with pytest.raises(ValueError, match="cannot kill a running task"):
             pool.options(kill_on_cancel=True)
+        with pytest.raises(ValueError, match="no timeout or retries"):
+            pool.options(kill_on_cancel=False, timeout=1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="no timeout or retries"):
+            pool.options(kill_on_cancel=False, retries=2)
 
 
 @pytest.mark.anyio

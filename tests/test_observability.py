@@ -223,8 +223,8 @@ async def test_events_report_workers_and_tasks() -> None:
         "TaskEnded",
         "TaskStarted",
         "TaskEnded",
+        "WorkerStarted",  # the replacement starts while the dead worker is reaped
         "WorkerExited",
-        "WorkerStarted",
         "TaskStarted",
         "TaskEnded",
         "WorkerExited",
@@ -232,8 +232,8 @@ async def test_events_report_workers_and_tasks() -> None:
     assert events[0] == procpool.WorkerStarted(first)
     assert events[1].pid == first
     assert events[2].task.result() == first
-    assert events[5] == procpool.WorkerExited(first, "crashed", 3)
-    assert events[6] == procpool.WorkerStarted(second)
+    assert events[5] == procpool.WorkerStarted(second)
+    assert events[6] == procpool.WorkerExited(first, "crashed", 3)
     assert events[9] == procpool.WorkerExited(second, "closed", 0)
 
 

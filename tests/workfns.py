@@ -362,3 +362,24 @@ def report_steps(steps: int, pause: float) -> int:
         time.sleep(pause)
         procpool.report_progress(done, steps)
     return steps
+
+
+def kill_self_unless(path: str, value: Any = None) -> Any:
+    """SIGKILL this worker the first time (creating ``path``); return ``value`` once it exists."""
+    if not os.path.exists(path):
+        Path(path).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def hold_memory(nbytes: int, seconds: float = 0.0) -> int:
+    """Keep ``nbytes`` of touched memory alive in this worker; return its pid."""
+    _state.setdefault("held", []).append(bytearray(b"x" * nbytes))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def fail_initializer_if(path: str) -> None:
+    """An initializer that raises once ``path`` exists."""
+    if os.path.exists(path):
+        raise RuntimeError(f"initializer refused: {path} exists")

@@ -8,7 +8,9 @@ from ._default import default_pool as default_pool
 from ._default import run_sync as run_sync
 from ._errors import InitializerError as InitializerError
 from ._errors import InvalidStateError as InvalidStateError
+from ._errors import PoisonTaskError as PoisonTaskError
 from ._errors import PoolClosedError as PoolClosedError
+from ._errors import PoolFullError as PoolFullError
 from ._errors import ProcpoolError as ProcpoolError
 from ._errors import RemoteError as RemoteError
 from ._errors import RemoteTraceback as RemoteTraceback
@@ -58,9 +60,11 @@ __all__ = (
     "Manager",
     "MapIterator",
     "Pipe",
+    "PoisonTaskError",
     "Pool",
     "PoolClosedError",
     "PoolExecutor",
+    "PoolFullError",
     "PoolOptions",
     "PoolStats",
     "Process",

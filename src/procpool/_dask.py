@@ -182,15 +182,22 @@ class DaskPool(_Verbs, _TaskGroupOwner):
     def _left_queue(self) -> None:
         self._queued -= 1
 
-    def options(self, *, kill_on_cancel: bool) -> DaskPool:
+    def options(self, *, kill_on_cancel: bool, timeout: None = None, retries: int = 0) -> DaskPool:
         """This pool, for code written for `Pool.options`: only ``kill_on_cancel=False`` applies.
 
         A Dask worker cannot stop a running task, so DaskPool always lets it finish and drops its
-        result, which is what ``kill_on_cancel=False`` asks for.
+        result, which is what ``kill_on_cancel=False`` asks for. ``timeout`` and ``retries`` are
+        not offered: use ``anyio.fail_after`` around the call, and Dask's own
+        ``distributed.scheduler.allowed-failures`` for tasks whose worker died.
 
         Raises:
-            ValueError: ``kill_on_cancel=True`` was asked for.
+            ValueError: ``kill_on_cancel=True``, a ``timeout`` or ``retries`` was asked for.
         """
+        if timeout is not None or retries:
+            raise ValueError(
+                "DaskPool.options() takes no timeout or retries: wrap the call in anyio.fail_after(...), "
+                "and Dask retries tasks whose worker died itself (distributed.scheduler.allowed-failures)"
+            )
         if kill_on_cancel:
             raise ValueError(
                 "DaskPool cannot kill a running task: a Dask worker cannot stop it, so cancelled tasks that "

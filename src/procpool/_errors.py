@@ -15,8 +15,21 @@ class SerializationError(ProcpoolError, TypeError):
     """A function, an argument or a result could not be pickled to cross between processes."""
 
 
+class PoolFullError(ProcpoolError):
+    """The pool already holds ``max_queued`` tasks waiting to start, and the call could not wait.
+
+    Raised by ``Pool.submit``, ``Pool.stream`` and ``pool.executor.submit`` on a pool created with
+    ``max_queued``; ``await pool.run(...)`` and ``pool.map`` wait for room instead.
+    """
+
+
 class InitializerError(ProcpoolError):
-    """A worker's ``initializer`` raised; the child's exception is chained as ``__cause__``."""
+    """A worker's ``initializer`` raised; the child's exception is chained as ``__cause__``.
+
+    At pool start it is raised by ``async with``. If it raises later, in a worker that replaces
+    one (a recycle or a crash), the pool is broken: the tasks still waiting and every new call
+    fail at once with this error, the same cause chained.
+    """
 
 
 class InvalidStateError(ProcpoolError, RuntimeError):
@@ -52,6 +65,23 @@ class WorkerCrashedError(ProcpoolError):
         self.exitcode = exitcode
         self.signal_name = signal_name
         self.task = task
+
+
+class PoisonTaskError(WorkerCrashedError):
+    """The same task killed its worker ``max_crashes_per_task`` times in a row, so it is not run again.
+
+    A subclass of `WorkerCrashedError`: code that handles crashes handles it too.
+
+    Attributes:
+        crashes: how many workers the task killed.
+    """
+
+    def __init__(
+        self, *, pid: int | None, exitcode: int | None, signal_name: str | None, task: str, crashes: int
+    ) -> None:
+        super().__init__(pid=pid, exitcode=exitcode, signal_name=signal_name, task=task)
+        self.crashes = crashes
+        self.args = (f"{task} killed its worker {crashes} times in a row; it is not run again (last: {self.args[0]})",)
 
 
 class RemoteError(ProcpoolError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -93,9 +93,11 @@ class MapIterator(Generic[R]):
         chunksize: int,
         max_in_flight: int,
         progress: Progress | None = None,
+        wait_for_room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._submit_chunk = submit_chunk
         self._progress = progress
+        self._wait_for_room = wait_for_room  # a pool with max_queued: wait before each submission
         self._sources: list[Iterator[Any] | AsyncIterator[Any]] = [
             aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
         ]
@@ -194,6 +196,8 @@ class MapIterator(Generic[R]):
             if len(chunk) < self._chunksize:
                 self._exhausted = True
             if chunk:
+                if self._wait_for_room is not None:
+                    await self._wait_for_room()
                 task = self._submit_chunk(tuple(chunk))
                 self._in_flight.append(task)
                 if not self._ordered:

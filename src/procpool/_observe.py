@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _SAMPLES = 2048  # recent tasks whose times give the p99
 _log = logging.getLogger("procpool")
 
-ExitReason = Literal["crashed", "killed", "recycled", "closed"]
+ExitReason = Literal["crashed", "killed", "recycled", "idle", "closed"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ class PoolStats:
         failed: tasks that ended with an error (raised in the task, or their worker died).
         cancelled: tasks cancelled before they ended.
         crashed: worker processes that died unexpectedly (not stopped by the pool).
-        recycled: worker processes replaced after ``max_tasks_per_worker`` tasks.
+        recycled: worker processes replaced after ``max_tasks_per_worker`` tasks or for going
+            over ``max_memory_per_worker``.
         queue_wait_mean: mean time from submission to start, over every task that started.
         queue_wait_p99: its 99th percentile over the last 2048 tasks.
         run_time_mean: mean time a task ran in its worker.
@@ -119,7 +120,8 @@ class WorkerExited:
     Attributes:
         pid: its process id.
         reason: ``"crashed"`` (died during a task), ``"killed"`` (its task was cancelled or the
-            pool torn down), ``"recycled"`` (ran ``max_tasks_per_worker`` tasks) or ``"closed"``.
+            pool torn down), ``"recycled"`` (ran ``max_tasks_per_worker`` tasks or went over
+            ``max_memory_per_worker``), ``"idle"`` (stopped by ``idle_timeout``) or ``"closed"``.
         exitcode: its exit status; negative for the signal that ended it.
     """
 

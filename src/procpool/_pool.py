@@ -15,9 +15,12 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
+from ._admission import Admission
 from ._backlog import Backlog
+from ._deadlines import Deadlines
 from ._errors import PoolClosedError
 from ._executor import PoolExecutor
+from ._healing import Healing
 from ._map import MapIterator
 from ._observe import EventHook, PoolObserver, PoolStats
 from ._process import WorkerProcess, worker_context
@@ -91,11 +94,31 @@ def _check_positive_int(name: str, value: object, *, optional: bool) -> None:
         raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, not {value!r}")
 
 
+def _check_count(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    """A positive number of seconds, or None."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, or None, not {value!r}")
+
+
 class _Verbs:
     """The ways to send work to a pool; shared by `Pool` and the views from `Pool.options`."""
 
     _pool: Pool
     _kill_on_cancel: bool
+    _timeout: float | None = None  # seconds from the call, queue time included (`Pool.options`)
+    _retries = 0  # re-runs of a task whose worker died under it (`Pool.options`)
+    _room: Admission | None = None  # the pool's ``max_queued`` limit, if it has one
 
     @overload
     def submit(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
@@ -112,12 +135,35 @@ class _Verbs:
             SerializationError: ``fn`` or an argument cannot be pickled.
             PoolClosedError: the pool is not open.
         """
+        fn_bytes, name = self._prepare(fn)
+        task = self._pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel)
+        if self._timeout is not None or self._retries:
+            self._apply_options(task, anyio.current_time())
+        return task
+
+    def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
+        """Check a call can be submitted; the pickled function and its name."""
         _check_callable(fn)
-        pool = self._pool
-        pool._check_open()
+        self._pool._check_open()
         name = _describe(fn)
-        fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function)
-        return pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel)
+        return dumps_for_transport(fn, f"the function {name}", dumps_function), name
+
+    def _apply_options(self, task: Task[Any], called_at: float) -> None:
+        task._retries = self._retries
+        if self._timeout is not None:
+            self._pool._deadlines_add(task, called_at + self._timeout, self._timeout)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a pool with ``max_queued`` has room (for at most the call's ``timeout``)."""
+        room = self._pool._room
+        if room is None:
+            return
+        if self._timeout is None:
+            await room.wait()
+        else:
+            with anyio.fail_after(self._timeout):
+                await room.wait()
+        self._pool._check_open()  # it may have closed (or broken) while this call waited
 
     @overload
     async def run(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
@@ -130,8 +176,19 @@ class _Verbs:
         as its ``__cause__``. If the worker dies, `WorkerCrashedError` is raised. If this call is
         cancelled (``anyio.fail_after``, ``asyncio.timeout``...), a queued call never starts and a
         running one has its worker killed (see ``kill_on_cancel``).
+
+        On a pool with ``max_queued``, waits for room first, in turn with other callers. With
+        ``pool.options(timeout=...)``, that wait counts towards the timeout.
         """
-        return await self.submit(fn, *args, **kwargs)
+        if self._pool._room is None and self._timeout is None:
+            return await self.submit(fn, *args, **kwargs)
+        called_at = anyio.current_time()
+        fn_bytes, name = self._prepare(fn)
+        await self._wait_for_room()
+        task = self._pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel)
+        if self._timeout is not None or self._retries:
+            self._apply_options(task, called_at)
+        return await task
 
     @overload
     def stream(self, fn: Callable[P, AsyncIterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
@@ -152,13 +209,14 @@ class _Verbs:
                 async for record in records:
                     ...
         """
-        _check_callable(fn)
-        pool = self._pool
-        pool._check_open()
-        name = _describe(fn)
-        fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function)
+        if self._retries:
+            raise ValueError("retries does not apply to pool.stream(): a re-run would send its items again")
+        fn_bytes, name = self._prepare(fn)
         link = StreamLink()
+        pool = self._pool
         task = pool._submit_pickled(fn_bytes, name, args, kwargs, self._kill_on_cancel, stream=link)
+        if self._timeout is not None:
+            self._apply_options(task, anyio.current_time())
         return StreamIterator(task, link, pool._kill_grace)
 
     @overload
@@ -292,9 +350,13 @@ class _Verbs:
         name = _describe(fn)
         runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
         kill_on_cancel = self._kill_on_cancel
+        with_options = self._timeout is not None or self._retries > 0
 
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
-            return pool._submit_pickled(runner_bytes, name, (chunk,), {}, kill_on_cancel)
+            task: Task[list[Any]] = pool._submit_pickled(runner_bytes, name, (chunk,), {}, kill_on_cancel)
+            if with_options:
+                self._apply_options(task, anyio.current_time())
+            return task
 
         sized = all(isinstance(iterable, Sized) for iterable in iterables)
         total = min(len(iterable) for iterable in iterables) if sized else None  # type: ignore[arg-type]
@@ -306,15 +368,20 @@ class _Verbs:
             chunksize=chunksize,
             max_in_flight=max_in_flight or 2 * pool.workers,
             progress=open_progress(progress, total, name),
+            wait_for_room=self._wait_for_room if pool._room is not None else None,
         )
 
 
 class PoolOptions(_Verbs):
     """A view of a `Pool` whose ``run``/``submit``/``map`` use other per-call options."""
 
-    def __init__(self, pool: Pool, *, kill_on_cancel: bool) -> None:
+    def __init__(self, pool: Pool, *, kill_on_cancel: bool, timeout: float | None = None, retries: int = 0) -> None:
+        _check_seconds("timeout", timeout)
+        _check_count("retries", retries)
         self._pool = pool
         self._kill_on_cancel = kill_on_cancel
+        self._timeout = None if timeout is None else float(timeout)
+        self._retries = retries
 
 
 class _TaskGroupOwner:
@@ -378,10 +445,23 @@ class Pool(_Verbs, _TaskGroupOwner):
             inherited file descriptors.
         on_event: called in the event loop's thread with a `WorkerStarted`, `WorkerExited`,
             `TaskStarted` or `TaskEnded` event as each happens (to emit traces, for example).
+        max_queued: at most this many tasks may wait to start (`queued`); None: no limit. When
+            the pool is full, ``await pool.run(...)`` and ``pool.map`` wait for room, in turn,
+            while ``pool.submit``, ``pool.stream`` and ``pool.executor.submit`` raise
+            `PoolFullError` at once, so a server can shed load instead of queueing without bound.
+        max_memory_per_worker: bytes of resident memory (RSS) a worker may reach; a worker over
+            it is replaced after the task that took it there (None: no limit). Read from
+            ``/proc`` at most every 50 ms per worker, after a task ends.
+        max_crashes_per_task: a task that kills its worker this many times in a row (with
+            ``pool.options(retries=...)``) fails with `PoisonTaskError` rather than being run
+            again.
+        idle_timeout: seconds a worker may wait for a task before it is stopped, down to
+            ``min_workers``; stopped workers are started again when work comes (None: never).
+        min_workers: how many workers ``idle_timeout`` keeps running.
 
     Raises:
         ValueError: an argument is out of range or an unknown start method is named.
-        TypeError: ``initializer`` is not callable, ``initargs`` not iterable, ``kill_on_cancel`` not a bool.
+        TypeError: ``initializer`` is not callable, ``initargs`` not iterable, or an option has the wrong type.
     """
 
     def __init__(
@@ -397,9 +477,19 @@ class Pool(_Verbs, _TaskGroupOwner):
         forward_logs: bool = True,
         forward_output: bool = True,
         on_event: EventHook | None = None,
+        max_queued: int | None = None,
+        max_memory_per_worker: int | None = None,
+        max_crashes_per_task: int = 3,
+        idle_timeout: float | None = None,
+        min_workers: int = 0,
     ) -> None:
         _check_positive_int("workers", workers, optional=True)
         _check_positive_int("max_tasks_per_worker", max_tasks_per_worker, optional=True)
+        _check_positive_int("max_queued", max_queued, optional=True)
+        _check_positive_int("max_memory_per_worker", max_memory_per_worker, optional=True)
+        _check_positive_int("max_crashes_per_task", max_crashes_per_task, optional=False)
+        _check_seconds("idle_timeout", idle_timeout)
+        _check_count("min_workers", min_workers)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
         if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
@@ -434,6 +524,14 @@ class Pool(_Verbs, _TaskGroupOwner):
         self._slots_running = 0
         self._stopped: anyio.Event | None = None
         self._executor: PoolExecutor | None = None
+        self._max_queued = max_queued
+        self._max_memory_per_worker = max_memory_per_worker
+        self._max_crashes_per_task = max_crashes_per_task
+        self._idle_timeout = None if idle_timeout is None else float(idle_timeout)
+        self._min_workers = min_workers
+        self._room: Admission | None = None
+        self._deadlines: Deadlines | None = None
+        self._healing: Healing | None = None
 
     def __repr__(self) -> str:
         return f"<procpool.Pool workers={self.workers} start_method={self.start_method!r} {self._state.value}>"
@@ -477,14 +575,36 @@ class Pool(_Verbs, _TaskGroupOwner):
             self._executor = PoolExecutor(self, self._token, self._thread)
         return self._executor
 
-    def options(self, *, kill_on_cancel: bool) -> PoolOptions:
-        """A view of this pool whose ``run``/``submit``/``map`` use the given options.
+    def options(
+        self, *, kill_on_cancel: bool | None = None, timeout: float | None = None, retries: int = 0
+    ) -> PoolOptions:
+        """A view of this pool whose ``run``/``submit``/``stream``/``map`` use the given options.
 
         Example: ``await pool.options(kill_on_cancel=False).run(fn)`` lets ``fn`` finish even if
         the awaiting coroutine is cancelled.
+
+        Args:
+            kill_on_cancel: as the pool's option of that name (None: the pool's setting).
+            timeout: seconds from the call to the result, time spent waiting (for room, in the
+                queue) included. A task still queued at its deadline never starts; a running one
+                is stopped as a cancel would stop it. Either way it fails with `TimeoutError`,
+                also through its `Task` and ``pool.executor``. None: no timeout.
+            retries: how many times a task whose worker died under it (a crash, a kill from
+                outside) is run again before it fails with `WorkerCrashedError`. Only for
+                functions that are safe to run twice; exceptions raised by the function are
+                never retried. Not for ``stream``.
+
+        Raises:
+            TypeError, ValueError: an option has the wrong type or is out of range.
         """
-        _check_bool("kill_on_cancel", kill_on_cancel)
-        return PoolOptions(self, kill_on_cancel=kill_on_cancel)
+        if kill_on_cancel is not None:
+            _check_bool("kill_on_cancel", kill_on_cancel)
+        return PoolOptions(
+            self,
+            kill_on_cancel=self._kill_on_cancel if kill_on_cancel is None else bool(kill_on_cancel),
+            timeout=timeout,
+            retries=retries,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -506,15 +626,28 @@ class Pool(_Verbs, _TaskGroupOwner):
             self._state = _State.CLOSED
             raise
         self._stopped = anyio.Event()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        self._task_group = task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        if self._max_queued is not None:
+            self._room = Admission(self._max_queued, lambda: self.queued)
+        self._deadlines = Deadlines(task_group.start_soon)
+        self._healing = healing = Healing(
+            spawn,
+            task_group.start_soon,
+            max_memory_per_worker=self._max_memory_per_worker,
+            max_crashes_per_task=self._max_crashes_per_task,
+            idle_timeout=self._idle_timeout,
+            min_workers=self._min_workers,
+            on_broken=self._on_broken,
+        )
         for worker in workers:
             slot = WorkerSlot(
-                spawn,
+                healing.spawn,
                 self._backlog,
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self._kill_grace,
                 observer=self._observer,
+                healing=healing,
             )
             self._slots.append(slot)
             self._slots_running += 1
@@ -551,8 +684,18 @@ class Pool(_Verbs, _TaskGroupOwner):
             await slot.run(worker)
         finally:
             self._slots_running -= 1
-            if self._slots_running == 0 and self._stopped is not None:
-                self._stopped.set()
+            if self._slots_running == 0:
+                await self._after_last_slot()
+
+    async def _after_last_slot(self) -> None:
+        """Every slot has stopped: end the helpers that outlive no slot, then tell `aclose`."""
+        if self._deadlines is not None:
+            self._deadlines.stop()
+        if self._healing is not None:
+            with anyio.CancelScope(shield=True):
+                await self._healing.close(self._kill_grace)
+        if self._stopped is not None:
+            self._stopped.set()
 
     async def aclose(self) -> None:
         """Close the pool: refuse new tasks, wait for the submitted ones, stop the workers.
@@ -575,6 +718,21 @@ class Pool(_Verbs, _TaskGroupOwner):
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
         self._backlog.close()
+        if self._room is not None:
+            self._room.close()
+
+    def _on_broken(self) -> None:
+        """The initializer raised in a replacement worker: fail what waits, and every new call."""
+        healing = self._healing
+        assert healing is not None
+        while (task := self._backlog.get_nowait()) is not None:
+            task._set_exception(healing.broken_error())
+        if self._room is not None:
+            self._room.close()  # callers waiting for room fail on `_check_open`
+
+    def _deadlines_add(self, task: Task[Any], deadline: float, timeout: float) -> None:
+        assert self._deadlines is not None
+        self._deadlines.add(task, deadline, timeout)
 
     def _abort(self) -> None:
         """Cancel everything still outstanding, killing running tasks whatever their options."""
@@ -586,6 +744,8 @@ class Pool(_Verbs, _TaskGroupOwner):
     # -- submission ----------------------------------------------------------------------------
 
     def _check_open(self) -> None:
+        if self._healing is not None and self._healing.broken is not None and self._state is _State.OPEN:
+            raise self._healing.broken_error()
         if self._state is not _State.OPEN:
             if self._state is _State.NEW:
                 raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
@@ -609,6 +769,9 @@ class Pool(_Verbs, _TaskGroupOwner):
         kill_on_cancel: bool,
         stream: StreamLink | None = None,
     ) -> Task[Any]:
+        room = self._room
+        if room is not None:
+            room.enter()
         args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
         task_id = next(self._task_ids)
         call = (self._function_ids.id_for(fn_bytes), fn_bytes, args_bytes)
@@ -616,5 +779,9 @@ class Pool(_Verbs, _TaskGroupOwner):
         task._withdraw = self._backlog.discard
         self._outstanding.add(task)
         task._add_done_callback(self._task_done)
+        if room is not None:
+            # Room may come when it starts (sent to an idle worker) or ends (the next one starts).
+            task._on_leave_queue = room.notify
+            task._add_done_callback(room.notify)
         self._backlog.put(task)
         return task

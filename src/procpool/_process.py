@@ -16,6 +16,7 @@ import weakref
 from collections import OrderedDict, deque
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -62,7 +63,24 @@ def poll_exitcode(process: Any) -> int | None:
 
 def _start_locked(process: Any) -> None:
     with _mp_lock:
-        process.start()
+        try:
+            process.start()
+        except BaseException as exc:
+            _close_half_started(exc.__traceback__)
+            raise
+
+
+def _close_half_started(tb: TracebackType | None) -> None:
+    """``Process.start()`` failed half-way, typically because the new process was killed before
+    it read its start data (a broken pipe). The pipes multiprocessing opened for it are closed
+    by a finalizer of its half-made ``Popen``, which the traceback keeps alive: run it now."""
+    while tb is not None:
+        popen = tb.tb_frame.f_locals.get("self")
+        finalizer = getattr(popen, "finalizer", None)
+        if hasattr(popen, "_launch") and callable(finalizer):
+            finalizer()
+            return
+        tb = tb.tb_next
 
 
 class WorkerProcess:
@@ -106,10 +124,13 @@ class WorkerProcess:
             # nobody stops; it is delivered at the next checkpoint, which stops the worker.
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(_start_locked, process)
-        except BaseException:
+        except BaseException as exc:
             for sock in (parent_channel, parent_lifeline):
                 sock.close()
             started.close()
+            if isinstance(exc, (BrokenPipeError, ConnectionResetError, EOFError)):
+                # The new process died before it read its start data: a crash during start-up.
+                raise WorkerCrashedError(pid=None, exitcode=None, signal_name=None, task="its start-up") from exc
             raise
         finally:
             child_channel.close()

@@ -13,6 +13,7 @@ the backlog if its worker dies.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import time
@@ -24,6 +25,8 @@ import anyio
 
 from . import _reports, _wire
 from ._backlog import Backlog, BacklogClosed
+from ._errors import InitializerError, PoisonTaskError, WorkerCrashedError
+from ._healing import Healing
 from ._observe import ExitReason, PoolObserver, TaskStarted, WorkerStarted
 from ._process import WorkerProcess
 from ._task import Task
@@ -32,6 +35,7 @@ _PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a
 _MAX_AHEAD = 64
 _SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
 _SMOOTHING = 0.2  # weight of the newest sample in the average task time
+_MEMORY_CHECK_INTERVAL = 0.05  # seconds: a worker's memory is read at most this often, after a task
 
 
 class WorkerSlot:
@@ -42,10 +46,14 @@ class WorkerSlot:
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
+        healing: Healing,
         observer: PoolObserver,
     ) -> None:
         self._spawn = spawn
+        self._healing = healing
         self._observer = observer
+        self._retiring = False  # the worker takes no more tasks and is replaced once it has none
+        self._memory_checked = 0.0
         self._backlog = backlog
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
@@ -74,14 +82,17 @@ class WorkerSlot:
         """Serve tasks until the backlog is closed and drained; then stop the worker."""
         self.worker = worker
         if worker is not None:
+            self._healing.live_workers += 1
             self._observer.emit(WorkerStarted(worker.pid))
         try:
             while True:
                 if not self._inflight:
                     try:
-                        task = await self._backlog.get()
+                        task = await self._next_task()
                     except BacklogClosed:
                         return
+                    if task is None:
+                        continue  # idle too long: the worker was let go
                     if await self._ready_worker(task):
                         await self._send([task, *self._tasks_ahead(task, 1)])
                 if self._inflight:
@@ -90,6 +101,19 @@ class WorkerSlot:
             with anyio.CancelScope(shield=True):
                 await self._shut_down()
 
+    async def _next_task(self) -> Task[Any] | None:
+        """The next task for an idle worker; None if it idled for ``idle_timeout`` and was stopped."""
+        idle_timeout = self._healing.idle_timeout
+        if idle_timeout is None or self.worker is None:
+            return await self._backlog.get()
+        with anyio.move_on_after(idle_timeout):
+            return await self._backlog.get()
+        healing = self._healing
+        if healing.live_workers > healing.min_workers:
+            await self._retire("idle")
+            await healing.drop_spare(self._kill_grace)
+        return None
+
     # -- sending ---------------------------------------------------------------------------------
 
     async def _ready_worker(self, task: Task[Any]) -> bool:
@@ -97,16 +121,31 @@ class WorkerSlot:
         if self.worker is not None and not self.worker.has_exited():
             return True
         await self._retire("crashed")  # it died between tasks
+        if self._healing.broken is not None:
+            task._set_exception(self._healing.broken_error())
+            return False
         try:
-            await self._start_worker()
+            self._set_worker(await self._healing.restart())
+        except InitializerError:
+            task._set_exception(self._healing.broken_error())
+            return False
+        except WorkerCrashedError as exc:
+            if task._retries > 0:  # killed during its start-up: the task never ran, try again
+                task._retries -= 1
+                self._backlog.put_front([task])
+            else:
+                task._set_exception(exc)
+            return False
         except Exception as exc:
             task._set_exception(exc)
             return False
         return True
 
-    async def _start_worker(self) -> None:
-        self.worker = await self._spawn()
-        self._observer.emit(WorkerStarted(self.worker.pid))
+    def _set_worker(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self._retiring = False
+        self._healing.live_workers += 1
+        self._observer.emit(WorkerStarted(worker.pid))
 
     async def _send(self, tasks: list[Task[Any]]) -> None:
         worker = self.worker
@@ -145,7 +184,7 @@ class WorkerSlot:
     def _tasks_ahead(self, head: Task[Any], in_flight: int) -> list[Task[Any]]:
         """Tasks to send behind ``head`` when ``in_flight`` are already on their way."""
         worker = self.worker
-        if worker is None or head._stream is not None or self._task_time is None:
+        if worker is None or head._stream is not None or self._task_time is None or self._retiring:
             return []
         limit = min(1 + int(_PREFETCH_BUDGET / max(self._task_time, 1e-7)), _MAX_AHEAD)
         if self._task_time < _SHORT_TASK:
@@ -164,6 +203,11 @@ class WorkerSlot:
     # -- receiving -------------------------------------------------------------------------------
 
     async def _serve_once(self) -> None:
+        # A cancel that came while this slot was not waiting (it was sending) has not
+        # interrupted anything: act on it before waiting, or a running task it must kill would
+        # run to its end first.
+        if self._cancels and await self._handle_cancels():
+            return
         worker = self.worker
         assert worker is not None
         died = False
@@ -181,10 +225,24 @@ class WorkerSlot:
             return
         if await self._handle_cancels():
             return
-        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks and not self._inflight:
-            await self._replace("recycled")  # it has run its share
+        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks:
+            self._retiring = True  # recycle: it has run its share
+        elif self._healing.max_memory is not None:
+            self._check_memory(worker)
+        if self._retiring:
+            if not self._inflight:
+                await self._replace("recycled")
             return
         await self._top_up()
+
+    def _check_memory(self, worker: WorkerProcess) -> None:
+        """Retire the worker once its resident memory is over ``max_memory_per_worker``; read from
+        ``/proc`` at most every `_MEMORY_CHECK_INTERVAL`, so tiny tasks do not pay for it."""
+        now = time.perf_counter()
+        if now - self._memory_checked >= _MEMORY_CHECK_INTERVAL:
+            self._memory_checked = now
+            if self._healing.over_memory(worker):
+                self._retiring = True
 
     def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
         task = self._inflight.get(frame.task_id)
@@ -256,25 +314,48 @@ class WorkerSlot:
         worker = self.worker
         assert worker is not None
         await worker.wait_exit()
-        # The tasks it began, up to the one it began last, fail (their results are lost with it;
-        # tiny tasks' results go back in batches). If it died between tasks, none fails.
+        # The tasks it began, up to the one it began last, ended with it (their results are lost
+        # with it; tiny tasks' results go back in batches). If it died between tasks, none did.
         last = worker.last_began()
         ran = list(itertools.takewhile(lambda task_id: task_id != last, self._inflight))
         ran = [*ran, last] if last in self._inflight else []
+        again: list[Task[Any]] = []
         for task_id in ran:
             task = self._inflight.pop(task_id)
             if task_id in self._cancelling:
                 task._set_cancelled()
+                continue
+            if task_id == last:  # the one running when it died: maybe the cause
+                task._crashes += 1
+                if task._crashes >= self._healing.max_crashes:
+                    task._set_exception(self._poison_error(worker, task))
+                    continue
+            if task._retries > 0:
+                task._retries -= 1  # the caller said it is safe to run again
+                task._requeue()
+                again.append(task)
             else:
                 task._set_exception(worker.crash_error(task.description))
-        self._give_back_unstarted()
+        self._give_back_unstarted(again)
         await self._replace("crashed")
 
-    def _give_back_unstarted(self) -> None:
-        """The worker is gone: tasks it had not started go back to the front of the backlog."""
+    @staticmethod
+    def _poison_error(worker: WorkerProcess, task: Task[Any]) -> PoisonTaskError:
+        crash = worker.crash_error(task.description)
+        return PoisonTaskError(
+            pid=crash.pid,
+            exitcode=crash.exitcode,
+            signal_name=crash.signal_name,
+            task=task.description,
+            crashes=task._crashes,
+        )
+
+    def _give_back_unstarted(self, requeue: list[Task[Any]] | None = None) -> None:
+        """The worker is gone: tasks it had not started go back to the front of the backlog,
+        after ``requeue`` (the crashed task, when it is run again)."""
         self._cancelling.update(task.id for task in self._cancels)
         self._cancels.clear()
-        requeue = []
+        requeue = requeue or []
         for task_id, task in self._inflight.items():
             if task_id in self._cancelling:
                 task._set_cancelled()
@@ -286,16 +367,28 @@ class WorkerSlot:
         self._backlog.put_front(requeue)
 
     async def _replace(self, reason: ExitReason) -> None:
-        """Stop the worker (if still there) and start a replacement now, before it is needed."""
-        await self._retire(reason)
+        """Stop the worker (if still there) and start a replacement now, before it is needed.
+
+        The old worker's exit and the new one's start overlap (often the new one is a warm spare)."""
         self._task_time = None
-        try:
-            await self._start_worker()
-        except Exception:
-            self.worker = None  # the next task retries the start, and fails with its error
+        old = self._detach()
+        async with anyio.create_task_group() as task_group:
+            if old is not None:
+                task_group.start_soon(old.stop, self._kill_grace)
+            # On failure the next task retries the start, and fails with its error (or the pool's).
+            with contextlib.suppress(Exception):
+                self._set_worker(await self._spawn())
+        if old is not None:
+            self._observer.worker_exited(old.pid, reason, old.exitcode)
+
+    def _detach(self) -> WorkerProcess | None:
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            self._healing.live_workers -= 1
+        return worker
 
     async def _retire(self, reason: ExitReason) -> None:
-        worker, self.worker = self.worker, None
+        worker = self._detach()
         if worker is not None:
             await worker.stop(self._kill_grace)
             self._observer.worker_exited(worker.pid, reason, worker.exitcode)

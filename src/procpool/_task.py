@@ -67,6 +67,9 @@ class Task(Generic[T]):
         self._received_at: float | None = None
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] = []
+        self._retries = 0  # times it may still be re-run after its worker died under it
+        self._crashes = 0  # workers that died while running it
+        self._timeout: float | None = None  # set once its deadline has passed: the seconds it had
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else self._state.value
@@ -231,8 +234,18 @@ class Task(Generic[T]):
 
     def _set_cancelled(self) -> None:
         if self._state is not _State.DONE:
-            self._cancelled = True
+            if self._timeout is not None:
+                message = f"{self.description} did not finish within its {self._timeout:g} s timeout"
+                self._exception = TimeoutError(message)
+            else:
+                self._cancelled = True
             self._finish()
+
+    def _expire(self, timeout: float) -> None:
+        """Its deadline passed: stop it as a cancel would, but it ends with `TimeoutError`."""
+        if self._state is not _State.DONE:
+            self._timeout = timeout
+            self.cancel()
 
     def _leave_queue(self) -> None:
         if self._on_leave_queue is not None:

@@ -137,6 +137,7 @@ class _Worker:
         self.runner: asyncio.Runner | None = None
         self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
         self.task_time = 1.0  # recent average seconds per task; starts high: no batching at first
+        self.last_fn_id = 0  # the function of the last task started
         self._write_lock = threading.RLock()  # a task's threads may log or print while a result goes out
         self._main_thread = threading.get_ident()
         self.reporter = _worker_reports.Reporter(self.write)
@@ -274,6 +275,12 @@ class _Worker:
                     return
                 inbox.fill(wait=True)
                 continue
+            # Results held back for batching go now if this task calls another function: it
+            # may run long, and the parent must see which task is running (to kill it on cancel).
+            fn_id = _wire.CALL_PREFIX.unpack_from(frame.body)[0]
+            if fn_id != self.last_fn_id:
+                self.last_fn_id = fn_id
+                self.flush()
             if self.started is not None:
                 # Before anything of the task runs, even its unpickling: if this worker dies from
                 # here on, the parent knows the task started, else it gives the task to another.

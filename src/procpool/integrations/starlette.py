@@ -41,6 +41,11 @@ class PoolKeywords(TypedDict, total=False):
     start_method: str | None
     kill_on_cancel: bool
     kill_grace: float
+    max_queued: int | None
+    max_memory_per_worker: int | None
+    max_crashes_per_task: int
+    idle_timeout: float | None
+    min_workers: int
 
 
 def pool_lifespan(
