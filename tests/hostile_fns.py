@@ -107,3 +107,17 @@ def handle_sigterm_by_ignoring(path: str, seconds: float) -> None:
 
 def getpid() -> int:
     return os.getpid()
+
+
+async def read_pids(path: Path, count: int) -> list[int]:
+    """In the parent: wait until ``path`` lists ``count`` pids (written by the functions above)."""
+    import anyio
+
+    while True:
+        try:
+            pids = [int(pid) for pid in path.read_text().split()]
+        except (OSError, ValueError):
+            pids = []
+        if len(pids) == count:
+            return pids
+        await anyio.sleep(0.01)

@@ -323,14 +323,7 @@ def test_printing_into_a_closed_pipe_fails_the_task_not_the_pool(tmp_path: Path)
 
 async def _read_pids(path: Path, count: int, timeout: float = 10) -> list[int]:
     with anyio.fail_after(timeout):
-        while True:
-            try:
-                pids = [int(pid) for pid in path.read_text().split()]
-            except (OSError, ValueError):
-                pids = []
-            if len(pids) == count:
-                return pids
-            await anyio.sleep(0.01)
+        return await hostile_fns.read_pids(path, count)
 
 
 def _gone(pids: list[int], timeout: float = 3) -> bool:

@@ -25,24 +25,13 @@ import procpool
 import workfns
 
 
-async def read_pids(path: Path, count: int) -> list[int]:
-    while True:
-        try:
-            pids = [int(pid) for pid in path.read_text().split()]
-        except (OSError, ValueError):
-            pids = []
-        if len(pids) == count:
-            return pids
-        await anyio.sleep(0.01)
-
-
 async def run_pool(directory: Path) -> None:
     async with procpool.Pool(3) as pool:
         pool.submit(workfns.touch_after, str(directory / "sleeper"), 60)
         pool.submit(workfns.touch_then_spin, str(directory / "spinner"), 10**11)
         pool.submit(hostile_fns.fork_children_then_sleep, str(directory / "forker"), 60)
-        pids = [(await read_pids(directory / name, 1))[0] for name in ("sleeper", "spinner")]
-        pids += await read_pids(directory / "forker", 3)
+        pids = [(await hostile_fns.read_pids(directory / name, 1))[0] for name in ("sleeper", "spinner")]
+        pids += await hostile_fns.read_pids(directory / "forker", 3)
         print("pids", *pids, flush=True)
         await anyio.sleep(60)
 
