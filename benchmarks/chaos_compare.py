@@ -211,7 +211,7 @@ def _usable(submit_some: Callable[[], list[concurrent.futures.Future[Any]]]) -> 
         return False
 
 
-def _peers(workers: int, log_path: Path, seconds: float) -> dict[str, Callable[..., None]]:
+def _peers(workers: int, log_path: Path, seconds: float) -> dict[str, Callable[[], Callable[..., None]]]:
     forkserver = multiprocessing.get_context("forkserver")
 
     def task_args(index: int) -> tuple[Any, ...]:
@@ -251,7 +251,8 @@ def _peers(workers: int, log_path: Path, seconds: float) -> dict[str, Callable[.
     def procpool_peer() -> Callable[..., None]:
         return lambda *args: anyio.run(_run_procpool, workers, task_args, *args)
 
-    return {"procpool": procpool_peer(), "ProcessPoolExecutor": ppe(), "loky": loky_peer(), "pebble": pebble_peer()}
+    # Factories: a peer's library is imported only when that peer runs (loky and pebble are extras).
+    return {"procpool": procpool_peer, "ProcessPoolExecutor": ppe, "loky": loky_peer, "pebble": pebble_peer}
 
 
 async def _run_procpool(
@@ -309,7 +310,7 @@ def _log_file() -> Iterator[Path]:
 def run_peer(peer: str, args: argparse.Namespace, seed: int) -> Outcome:
     outcome = Outcome(peer=peer, tasks=args.tasks)
     with _log_file() as log_path:
-        runner = _peers(args.workers, log_path, args.task_ms / 1000)[peer]
+        runner = _peers(args.workers, log_path, args.task_ms / 1000)[peer]()
         killer = Killer(log_path, random.Random(seed), (args.kill_min_ms, args.kill_max_ms))
         started = time.perf_counter()
         runner(outcome, log_path, killer, args.storm_seconds, args.hang_timeout)
