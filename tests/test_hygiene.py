@@ -339,7 +339,13 @@ def test_a_signal_to_the_owner_leaves_no_process(
     try:
         time.sleep(0.1)
         script.send_signal(signum)
-        stdout, stderr = script.communicate(timeout=20)
+        try:
+            stdout, stderr = script.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            script.send_signal(signal.SIGUSR1)  # the script dumps every thread's stack (faulthandler)
+            time.sleep(1)
+            script.kill()
+            pytest.fail(f"the owner did not exit after {signal.Signals(signum).name}: {script.communicate()[1]}")
     finally:
         if script.poll() is None:
             script.kill()
@@ -431,7 +437,8 @@ def test_pool_on_a_loop_in_a_non_main_thread(backend: str, options: dict[str, ob
             squares = await pool.map(workfns.square, range(10))
             with anyio.move_on_after(0.2):
                 await pool.run(workfns.sleep_and_return, 30)
-            outcome.append((squares, await pool.run(workfns.square, 3), len(_workers())))
+            # Two workers, plus the warm spare the pool may be starting since it replaced one.
+            outcome.append((squares, await pool.run(workfns.square, 3), len(_workers()) in (2, 3)))
 
     def thread_main() -> None:
         try:
@@ -443,7 +450,7 @@ def test_pool_on_a_loop_in_a_non_main_thread(backend: str, options: dict[str, ob
     thread.start()
     thread.join(30)
     assert not thread.is_alive()
-    assert outcome == [([i * i for i in range(10)], 9, 2)]
+    assert outcome == [([i * i for i in range(10)], 9, True)]
     assert not _workers()
 
 

@@ -14,6 +14,7 @@ MODE says how the owner meets its end:
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from pathlib import Path
@@ -54,6 +55,7 @@ async def main(mode: str, directory: Path) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks if this hangs
     mode, backend, directory = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     try:
         anyio.run(main, mode, directory, backend=backend)
