@@ -74,6 +74,11 @@ def identity(x: Any) -> Any:
     return x
 
 
+def start_time_and(x: Any) -> tuple[float, Any]:
+    """When the worker started this call (one clock for all processes on Linux), and ``x``."""
+    return time.monotonic(), x
+
+
 class UnpicklableError(Exception):
     def __init__(self) -> None:
         super().__init__("carries a lock")
