@@ -364,6 +364,56 @@ async def test_inline_pool_cancellation() -> None:
 
 
 @pytest.mark.anyio
+async def test_inline_pool_options_timeout_as_a_real_pool() -> None:
+    """Code written against ``pool.options(timeout=...)`` and ``pool.stats()`` runs on the inline
+    pool too: a timeout ends the call for its caller with TimeoutError, queued or running."""
+    async with InlinePool() as pool:
+        quick = pool.options(timeout=5, retries=2)
+        assert await quick.run(workfns.square, 6) == 36
+        slow = pool.options(timeout=0.1)
+        running = slow.submit(workfns.sleep_and_return, 0.4, "late")
+        queued = slow.submit(workfns.square, 3)  # its deadline passes behind the running call
+        with anyio.fail_after(5):
+            with pytest.raises(TimeoutError, match=r"0\.1 s timeout"):
+                await running
+            with pytest.raises(TimeoutError):
+                await queued
+        assert queued.timing.started is None  # it never started
+        with pytest.raises(ValueError, match="timeout"):
+            pool.options(timeout=-1)
+        assert await pool.run(workfns.square, 2) == 4  # after the abandoned call ended
+
+
+@pytest.mark.anyio
+async def test_inline_pool_stats_and_timing() -> None:
+    pool = InlinePool()
+    assert pool.stats().alive == 0
+    async with pool:
+        assert await pool.run(workfns.sleep_and_return, 0.05, "a") == "a"
+        with pytest.raises(ValueError):
+            await pool.run(workfns.raise_value_error, "x")
+        cancelled = pool.submit(workfns.square, 1)
+        cancelled.cancel()
+        task = pool.submit(workfns.square, 3)
+        await task
+        stats = pool.stats()
+        assert (stats.workers, stats.alive, stats.busy, stats.queued) == (1, 1, 0, 0)
+        assert (stats.completed, stats.failed, stats.cancelled) == (2, 1, 1)
+        assert stats.run_time_p99 is not None
+        assert stats.run_time_p99 >= 0.05
+        timing = task.timing
+        steps = [timing.submitted, timing.sent, timing.started, timing.finished, timing.received]
+        assert None not in steps
+        assert steps == sorted(steps)  # type: ignore[type-var]  # None is ruled out above
+        busy = pool.submit(workfns.sleep_and_return, 0.3)
+        with anyio.fail_after(5):
+            while not pool.stats().busy:
+                await anyio.sleep(0.01)
+        await busy
+    assert pool.stats().alive == 0
+
+
+@pytest.mark.anyio
 async def test_inline_pool_leaving_by_an_exception_cancels_what_is_left() -> None:
     with pytest.raises(LookupError):
         async with InlinePool() as pool:

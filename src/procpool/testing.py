@@ -1,7 +1,7 @@
 """Helpers for testing code that uses a pool: run its tasks in-process, and swap the pool of a FastAPI app.
 
 `InlinePool` has the `procpool.Pool` surface (``run``, ``submit``, ``map``, ``queued``, ``options``,
-``async with``) but runs its tasks in a thread of the calling process, one at a time: no worker
+``stats``, ``async with``) but runs its tasks in a thread of the calling process, one at a time: no worker
 process to start, breakpoints and mocks work, coverage sees the code, and the event loop stays free
 as it would with a real pool. Functions, arguments and results still go through pickle, so a test
 fails where a real pool would.
@@ -17,6 +17,7 @@ import inspect
 import itertools
 import pickle
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -27,7 +28,9 @@ from anyio.abc import TaskGroup
 
 from . import _worker
 from ._backlog import Backlog, BacklogClosed
+from ._deadlines import Deadlines
 from ._errors import InitializerError, PoolClosedError
+from ._observe import PoolObserver, PoolStats
 from ._pool import Pool, PoolOptions, _State, _Verbs
 from ._task import Task
 from ._wire import dumps_for_transport, pack_exception, unpack_exception
@@ -46,11 +49,12 @@ class InlinePool(_Verbs):
     ``async def`` function runs on an event loop of its own in that thread, as it would in a
     worker. Exceptions are raised as themselves, with their traceback in this process.
     ``workers`` is 1, so ``pool.map`` and `QueueLimit` see a one-worker pool. It offers ``run``,
-    ``submit``, ``map``, ``starmap``, ``options`` and ``queued``; not ``stream`` or ``executor``
-    (test those against a real ``procpool.Pool(1)``).
+    ``submit``, ``map``, ``starmap``, ``options`` (with ``timeout``), ``stats`` and ``queued``;
+    not ``stream`` or ``executor`` (test those against a real ``procpool.Pool(1)``).
 
-    One difference from a real pool: a running task cannot be stopped. Cancelling it (or leaving
-    ``async with`` by an exception) cancels it at once for its awaiting code, while the call
+    One difference from a real pool: a running task cannot be stopped. Cancelling it, its
+    ``timeout`` passing, or leaving ``async with`` by an exception ends it at once for its
+    awaiting code (with `TaskCancelledError`, or `TimeoutError` for a timeout), while the call
     runs to its end in its thread and its result is dropped, as with ``kill_on_cancel=False``.
 
     Args:
@@ -78,6 +82,9 @@ class InlinePool(_Verbs):
         self._backlog = Backlog()
         self._outstanding: set[Task[Any]] = set()
         self._task_group: TaskGroup | None = None
+        self._deadlines: Deadlines | None = None
+        self._observer = PoolObserver(None)
+        self._running = False
         self._stopped = anyio.Event()
 
     def __repr__(self) -> str:
@@ -88,16 +95,29 @@ class InlinePool(_Verbs):
         """How many submitted tasks are waiting for their turn (not yet started, not cancelled)."""
         return len(self._backlog)
 
-    def options(self, *, kill_on_cancel: bool) -> PoolOptions:
+    def stats(self) -> PoolStats:
+        """A snapshot in the shape of `procpool.Pool.stats`: one worker (this process), alive
+        while the pool is open, busy while a call runs; counts and times of the tasks run here."""
+        alive = int(self._state is _State.OPEN)
+        return self._observer.stats(workers=1, alive=alive, busy=int(self._running), queued=self.queued)
+
+    def options(self, *, kill_on_cancel: bool = True, timeout: float | None = None, retries: int = 0) -> PoolOptions:
         """A view of this pool with other per-call options, as `procpool.Pool.options`.
 
         Args:
             kill_on_cancel: accepted for compatibility; a running inline call is never killed.
+            timeout: seconds from the call to the result, as in `procpool.Pool.options`: a task
+                still queued at its deadline never starts; a running one ends with `TimeoutError`
+                for its caller while its call runs on in its thread (see above).
+            retries: accepted for compatibility: no worker dies under an inline call.
 
         Returns:
             A view whose ``run``/``submit``/``map`` submit to this pool.
+
+        Raises:
+            TypeError, ValueError: an option has the wrong type or is out of range.
         """
-        return PoolOptions(self, kill_on_cancel=kill_on_cancel)  # type: ignore[arg-type]
+        return PoolOptions(self, kill_on_cancel=kill_on_cancel, timeout=timeout, retries=retries)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> InlinePool:
         if self._state is not _State.NEW:
@@ -113,6 +133,7 @@ class InlinePool(_Verbs):
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._serve)
+        self._deadlines = Deadlines(self._task_group.start_soon)
         self._state = _State.OPEN
         return self
 
@@ -125,6 +146,8 @@ class InlinePool(_Verbs):
             self._state = _State.CLOSING
         self._backlog.close()
         await self._stopped.wait()
+        if self._deadlines is not None:
+            self._deadlines.stop()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -138,6 +161,8 @@ class InlinePool(_Verbs):
                 self._backlog.close()
                 for task in list(self._outstanding):
                     task.cancel()
+                if self._deadlines is not None:
+                    self._deadlines.stop()
                 task_group.cancel_scope.cancel()
         finally:
             await task_group.__aexit__(None, None, None)
@@ -150,9 +175,21 @@ class InlinePool(_Verbs):
                     task = await self._backlog.get()
                 except BacklogClosed:
                     return
-                await _run_in_thread(task)
+                self._running = True
+                try:
+                    await _run_in_thread(task)
+                finally:
+                    self._running = False
         finally:
             self._stopped.set()
+
+    def _deadlines_add(self, task: Task[Any], deadline: float, timeout: float) -> None:
+        assert self._deadlines is not None
+        self._deadlines.add(task, deadline, timeout)
+
+    def _task_done(self, task: Task[Any]) -> None:
+        self._outstanding.discard(task)
+        self._observer.task_done(task)
 
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
@@ -180,7 +217,7 @@ class InlinePool(_Verbs):
         task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel)
         task._withdraw = self._backlog.discard
         self._outstanding.add(task)
-        task._add_done_callback(self._outstanding.discard)
+        task._add_done_callback(self._task_done)
         self._backlog.put(task)
         return task
 
@@ -191,15 +228,27 @@ async def _run_in_thread(task: Task[Any]) -> None:
     if call is None:
         return  # cancelled while queued
     _, fn_bytes, args_bytes = call
+    task._sent_at = time.monotonic()
     try:
         # Abandoned only when the pool is torn down: the call then ends on its own, unawaited.
-        result = await anyio.to_thread.run_sync(_call, fn_bytes, args_bytes, task.description, abandon_on_cancel=True)
+        result = await anyio.to_thread.run_sync(_timed_call, task, fn_bytes, args_bytes, abandon_on_cancel=True)
     except Exception as exc:
+        task._received_at = time.monotonic()
         task._set_exception(exc)
     else:
+        task._received_at = time.monotonic()
         task._set_result_bytes(result)
     finally:
         task._set_cancelled()  # a no-op unless the pool was torn down while the call ran
+
+
+def _timed_call(task: Task[Any], fn_bytes: bytes, args_bytes: bytes) -> bytes:
+    """`_call`, noting in ``task`` when it started and finished, as a worker reports it."""
+    task._started_at = time.monotonic()
+    try:
+        return _call(fn_bytes, args_bytes, task.description)
+    finally:
+        task._finished_at = time.monotonic()
 
 
 def _call(fn_bytes: bytes, args_bytes: bytes, description: str) -> bytes:
