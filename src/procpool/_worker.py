@@ -9,6 +9,7 @@ kernel kills it when its lifeline reaches end of file (the owner died), even whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import inspect
 import mmap
@@ -150,22 +151,26 @@ class _Worker:
         at once waits for the channel to become writable *or* readable, and reads into the inbox.
         Only the main thread reads; a task's own threads (logging, printing) just wait.
         """
-        if sum(len(buffer) for buffer in buffers) <= _wire.JOIN_LIMIT:
+        if sum(map(len, buffers)) <= _wire.JOIN_LIMIT:
             buffers = [b"".join(buffers)]
         with self._write_lock:
-            reading = threading.get_ident() == self._main_thread
             for buffer in buffers:
-                view = memoryview(buffer)
-                while view:
-                    try:
-                        view = view[self.channel.send(view, socket.MSG_DONTWAIT) :]
-                        continue
-                    except BlockingIOError:
-                        pass
-                    readers = [self.channel] if reading and not self.inbox.closed else []
-                    readable, _, _ = select.select(readers, [self.channel], [])
-                    if readable:
-                        self.inbox.fill(wait=False)
+                try:
+                    sent = self.channel.send(buffer, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                if sent < len(buffer):  # rare: the parent is slow to read, or the buffer is large
+                    self._write_waiting(memoryview(buffer)[sent:])
+
+    def _write_waiting(self, view: memoryview) -> None:
+        reading = threading.get_ident() == self._main_thread
+        while view:
+            readers = [self.channel] if reading and not self.inbox.closed else []
+            readable, _, _ = select.select(readers, [self.channel], [])
+            if readable:
+                self.inbox.fill(wait=False)
+            with contextlib.suppress(BlockingIOError):  # select may have woken for reading only
+                view = view[self.channel.send(view, socket.MSG_DONTWAIT) :]
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
         self.write(_wire.encode(kind, task_id, body))
