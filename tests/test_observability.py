@@ -4,9 +4,13 @@ and the Prometheus exporter."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -92,6 +96,33 @@ async def test_a_task_that_closes_stdout_does_not_silence_the_next(capsys: pytes
         await pool.run(workfns.close_stdout)
         await pool.run(workfns.print_line, "still here")
     assert "still here" in capsys.readouterr().out
+
+
+_FORKING_OWNER = """
+import anyio, procpool, workfns
+
+async def main():
+    async with procpool.Pool(1) as pool:
+        print("status", await pool.run(workfns.fork_then_print_and_log, "from the grandchild"), flush=True)
+
+if __name__ == "__main__":
+    anyio.run(main)
+"""
+
+
+def test_a_process_forked_by_a_task_prints_to_the_inherited_streams() -> None:
+    """The forked child has no channel to the parent (it is closed at fork): its prints and
+    warnings go to the descriptors the worker inherited, here the owner's own pipes."""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(Path(workfns.__file__).parent), os.environ.get("PYTHONPATH", "")])
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKING_OWNER], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "status 0" in done.stdout.splitlines()
+    assert "print: from the grandchild" in done.stdout.splitlines()
+    assert "log: from the grandchild" in done.stderr.splitlines()
 
 
 # -- progress ---------------------------------------------------------------------------------

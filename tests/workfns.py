@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -354,6 +355,19 @@ def close_stdout() -> None:
 
 def print_line(text: str) -> None:
     print(text)
+
+
+def fork_then_print_and_log(text: str) -> int:
+    """Fork a child that prints ``text`` and logs it as a warning; the child's exit status."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            print(f"print: {text}", flush=True)
+            logging.getLogger("forked").warning("log: %s", text)
+            sys.stderr.flush()
+        finally:
+            os._exit(0)
+    return os.waitpid(pid, 0)[1]
 
 
 def print_in_initializer(text: str) -> None:

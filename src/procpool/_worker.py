@@ -363,8 +363,10 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A task that forks must not hand the channel to its child: the parent learns of this
-    # worker's death by the channel's end of file, which a child holding it would delay.
+    # worker's death by the channel's end of file, which a child holding it would delay. The
+    # child's prints and logs then go to the inherited descriptors instead of that channel.
     os.register_at_fork(after_in_child=channel.close)
+    os.register_at_fork(after_in_child=_worker_reports.uninstall)
     channel.setblocking(True)
     started = None
     if started_fd is not None:

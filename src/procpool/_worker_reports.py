@@ -194,3 +194,21 @@ def install(write: Write, log_levels: dict[str, int] | None, forward_output: boo
             reporter.streams.append(stream)
             setattr(sys, name, stream)
     return reporter
+
+
+def uninstall() -> None:
+    """Undo `install` in a process forked by a task, which has no channel to the parent: its
+    output goes to the descriptors it inherited, and its log records to logging's own fallback
+    (warnings and above, on stderr), rather than nowhere."""
+    global _reporter
+    reporter, _reporter = _reporter, None
+    if reporter is None:
+        return
+    if isinstance(sys.stdout, _ForwardedText):
+        sys.stdout = sys.__stdout__
+    if isinstance(sys.stderr, _ForwardedText):
+        sys.stderr = sys.__stderr__
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if isinstance(handler, _LogForwarder):
+            root.removeHandler(handler)
