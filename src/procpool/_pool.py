@@ -384,6 +384,23 @@ class PoolOptions(_Verbs):
         self._retries = retries
 
 
+class _TaskBookkeeping:
+    """What a pool that runs its own tasks keeps about them (`Pool`, `testing.InlinePool`): the
+    outstanding ones, their counts and times for ``stats()``, and their deadlines."""
+
+    _outstanding: set[Task[Any]]
+    _observer: PoolObserver
+    _deadlines: Deadlines | None
+
+    def _deadlines_add(self, task: Task[Any], deadline: float, timeout: float) -> None:
+        assert self._deadlines is not None
+        self._deadlines.add(task, deadline, timeout)
+
+    def _task_done(self, task: Task[Any]) -> None:
+        self._outstanding.discard(task)
+        self._observer.task_done(task)
+
+
 class _TaskGroupOwner:
     """How a pool that enters a task group in ``__aenter__`` leaves it (`Pool`, `DaskPool`).
 
@@ -421,7 +438,7 @@ class _TaskGroupOwner:
         return None
 
 
-class Pool(_Verbs, _TaskGroupOwner):
+class Pool(_Verbs, _TaskGroupOwner, _TaskBookkeeping):
     """A pool of worker processes that async code awaits like any other IO.
 
     Use it as an async context manager: the workers are started and ready when ``async with``
@@ -730,10 +747,6 @@ class Pool(_Verbs, _TaskGroupOwner):
         if self._room is not None:
             self._room.close()  # callers waiting for room fail on `_check_open`
 
-    def _deadlines_add(self, task: Task[Any], deadline: float, timeout: float) -> None:
-        assert self._deadlines is not None
-        self._deadlines.add(task, deadline, timeout)
-
     def _abort(self) -> None:
         """Cancel everything still outstanding, killing running tasks whatever their options."""
         self._stop_accepting()
@@ -755,10 +768,6 @@ class Pool(_Verbs, _TaskGroupOwner):
                 "a Pool must be used from the thread running its event loop; from another thread, "
                 "use anyio.from_thread.run(pool.run, fn, ...)"
             )
-
-    def _task_done(self, task: Task[Any]) -> None:
-        self._outstanding.discard(task)
-        self._observer.task_done(task)
 
     def _submit_pickled(
         self,

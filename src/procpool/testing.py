@@ -31,7 +31,7 @@ from ._backlog import Backlog, BacklogClosed
 from ._deadlines import Deadlines
 from ._errors import InitializerError, PoolClosedError
 from ._observe import PoolObserver, PoolStats
-from ._pool import Pool, PoolOptions, _State, _Verbs
+from ._pool import Pool, PoolOptions, _State, _TaskBookkeeping, _Verbs
 from ._task import Task
 from ._wire import dumps_for_transport, pack_exception, unpack_exception
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ._stream import StreamLink
 
 
-class InlinePool(_Verbs):
+class InlinePool(_Verbs, _TaskBookkeeping):
     """A pool with the `procpool.Pool` surface whose tasks run in this process, one at a time,
     each in a thread.
 
@@ -161,9 +161,7 @@ class InlinePool(_Verbs):
                 self._backlog.close()
                 for task in list(self._outstanding):
                     task.cancel()
-                if self._deadlines is not None:
-                    self._deadlines.stop()
-                task_group.cancel_scope.cancel()
+                task_group.cancel_scope.cancel()  # ends the deadlines' task too
         finally:
             await task_group.__aexit__(None, None, None)
             self._state = _State.CLOSED
@@ -182,14 +180,6 @@ class InlinePool(_Verbs):
                     self._running = False
         finally:
             self._stopped.set()
-
-    def _deadlines_add(self, task: Task[Any], deadline: float, timeout: float) -> None:
-        assert self._deadlines is not None
-        self._deadlines.add(task, deadline, timeout)
-
-    def _task_done(self, task: Task[Any]) -> None:
-        self._outstanding.discard(task)
-        self._observer.task_done(task)
 
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
