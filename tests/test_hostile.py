@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import hostile_fns
 import procpool
 import workfns
+from script_env import script_env
 
 # Fast by default, for CI; HYPOTHESIS_PROFILE=thorough for a long run.
 settings.register_profile(
@@ -306,7 +307,7 @@ def test_printing_into_a_closed_pipe_fails_the_task_not_the_pool(tmp_path: Path)
         "if __name__ == '__main__':\n"
         "    anyio.run(main)\n"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = script_env()
     reader = subprocess.Popen(["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     assert reader.stdin is not None
     done = subprocess.run(

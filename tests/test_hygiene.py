@@ -18,6 +18,7 @@ import pytest
 
 import procpool
 import workfns
+from script_env import script_env
 
 TESTS = Path(__file__).resolve().parent
 SCRIPTS = TESTS / "scripts"
@@ -74,14 +75,6 @@ async def _wait_for_pid(path: Path, timeout: float = 10) -> int:
                 await anyio.sleep(0.01)
 
 
-def _script_env() -> dict[str, str]:
-    """Environment for a helper script: ``workfns`` importable, procpool as installed in the venv."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
 # -- the owner dies ------------------------------------------------------------------------------
 
 
@@ -95,7 +88,7 @@ def test_sigkilled_owner_leaves_no_process_behind(start_method: str, tmp_path: P
             [sys.executable, str(SCRIPTS / "busy_pool.py"), start_method, str(tmp_path)],
             stdout=stdout,
             stderr=stderr,
-            env=_script_env(),
+            env=script_env(),
         )
     descendants: list[psutil.Process] = []
     try:
@@ -138,7 +131,7 @@ def test_functions_and_lambdas_from_main_script(start_method: str) -> None:
         [sys.executable, str(SCRIPTS / "main_functions.py"), start_method],
         capture_output=True,
         text=True,
-        env=_script_env(),
+        env=script_env(),
         timeout=30,
         check=False,
     )
@@ -262,7 +255,7 @@ def test_unclosed_pool_does_not_hang_interpreter_exit() -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        env=_script_env(),
+        env=script_env(),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -295,7 +288,7 @@ def _start_signalled_pool(mode: str, backend: str, tmp_path: Path) -> tuple[subp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_script_env(),
+        env=script_env(),
     )
     assert script.stdout is not None
     line = script.stdout.readline()  # the script prints its pids once every task has started
@@ -480,7 +473,7 @@ def test_pool_in_each_uvicorn_worker_process(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     command = [sys.executable, "-m", "uvicorn", "fastapi_app:app", "--app-dir", str(TESTS.parent / "examples")]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-    env = {**_script_env(), "POOL_WORKERS": "1"}
+    env = {**script_env(), "POOL_WORKERS": "1"}
     with log_path.open("w") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     processes: list[psutil.Process] = []

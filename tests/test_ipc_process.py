@@ -18,6 +18,7 @@ import pytest
 import procpool
 import workfns
 from ipc_support import no_thread_left  # noqa: F401 (autouse fixture)
+from script_env import script_env
 
 pytestmark = pytest.mark.anyio
 
@@ -123,7 +124,7 @@ def _unpicklable() -> object:
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_children_and_manager_die_with_their_owner(start_method: str, tmp_path: Path) -> None:
     """SIGKILL gives the owner no chance to clean up: the lifeline must end its children."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    env = script_env()
     stdout_path = tmp_path / "stdout"
     with stdout_path.open("w") as stdout:
         script = subprocess.Popen(

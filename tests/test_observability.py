@@ -4,13 +4,11 @@ and the Prometheus exporter."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +17,7 @@ import pytest
 
 import procpool
 import workfns
+from script_env import script_env
 
 pytestmark = pytest.mark.anyio
 
@@ -113,11 +112,13 @@ if __name__ == "__main__":
 def test_a_process_forked_by_a_task_prints_to_the_inherited_streams() -> None:
     """The forked child has no channel to the parent (it is closed at fork): its prints and
     warnings go to the descriptors the worker inherited, here the owner's own pipes."""
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(Path(workfns.__file__).parent), os.environ.get("PYTHONPATH", "")])
-    )
     done = subprocess.run(
-        [sys.executable, "-c", _FORKING_OWNER], capture_output=True, text=True, timeout=60, env=env, check=False
+        [sys.executable, "-c", _FORKING_OWNER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=script_env(),
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "status 0" in done.stdout.splitlines()
