@@ -9,7 +9,7 @@ import time
 import anyio
 
 import procpool
-from procpool import _healing
+from procpool._engine import _healing
 
 
 def spin(ms: float) -> float:

@@ -12,8 +12,6 @@ own for the endpoints that take it through `procpool.integrations.fastapi`.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import itertools
 import pickle
 import threading
@@ -26,19 +24,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from . import _worker
-from ._backlog import Backlog, BacklogClosed
-from ._deadlines import Deadlines
+from ._api._pool import Pool, PoolOptions, _State, _TaskBookkeeping, _Verbs
+from ._child import call
+from ._core._backlog import Backlog, BacklogClosed
+from ._core._deadlines import Deadlines
+from ._core._observe import PoolObserver, PoolStats
+from ._core._task import Task
 from ._errors import InitializerError, PoolClosedError
-from ._observe import PoolObserver, PoolStats
-from ._pool import Pool, PoolOptions, _State, _TaskBookkeeping, _Verbs
-from ._task import Task
-from ._wire import dumps_for_transport, pack_exception, unpack_exception
+from ._transport._pickling import dumps_for_transport, pack_exception, unpack_exception
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ._stream import StreamLink
+    from ._core._stream import StreamLink
 
 
 class InlinePool(_Verbs, _TaskBookkeeping):
@@ -246,10 +244,7 @@ def _call(fn_bytes: bytes, args_bytes: bytes, description: str) -> bytes:
     fn = pickle.loads(fn_bytes)
     args, kwargs = pickle.loads(args_bytes)
     try:
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            with asyncio.Runner(loop_factory=_worker._new_event_loop) as runner:
-                result = runner.run(_worker._as_coroutine(result))
+        result = call(fn, args, kwargs)
     except Exception:
         raise
     except BaseException as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .._pool import _check_positive_int
+from .._api._pool import _check_positive_int
 from .._sizing import available_cpus
 
 _WEB_CONCURRENCY = "WEB_CONCURRENCY"

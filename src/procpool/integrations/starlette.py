@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
-from .._pool import Pool, _check_positive_int
+from .._api._pool import Pool, _check_positive_int
 from ._sizing import web_pool_size
 
 STATE_KEY = "procpool_pool"

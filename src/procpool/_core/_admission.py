@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import anyio
 
-from ._errors import PoolFullError
+from .._errors import PoolFullError
 
 
 class _Waiter:

@@ -8,77 +8,17 @@ generator (its ``finally`` blocks run) and the worker is free for the next task.
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import anyio
 
-from . import _wire
-from ._task import Task
+from .._core._stream import StreamLink
+from .._core._task import Task
 
 T = TypeVar("T")
-
-WINDOW = 8  # items the worker may send ahead of the consumer
-
-Send = Callable[[list[bytes]], Awaitable[None]]
-
-
-class StreamLink:
-    """The parent's side of one stream, shared by the worker slot and the consumer."""
-
-    def __init__(self) -> None:
-        self.items: deque[_wire.Body] = deque()
-        self._wakeup = anyio.Event()
-        self._send: Send | None = None
-        self._task_id = 0
-        self._attached = anyio.Event()
-        self._taken_since_grant = 0
-
-    # -- the slot's side -----------------------------------------------------------------------
-
-    async def attach(self, task_id: int, send: Send) -> None:
-        """The stream started on a worker: grant the first window of items."""
-        await send(_wire.encode_credit(task_id, WINDOW))
-        self._task_id, self._send = task_id, send
-        self._attached.set()
-
-    def deliver(self, body: _wire.Body) -> None:
-        self.items.append(body)
-        self.wake()
-
-    def detach(self) -> None:
-        """The stream's task is done: nothing more is sent to the worker; the consumer wakes."""
-        self._send = None
-        self._attached.set()
-        self.wake()
-
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    # -- the consumer's side -------------------------------------------------------------------
-
-    async def wait(self) -> None:
-        self._wakeup = anyio.Event()
-        await self._wakeup.wait()
-
-    async def took_item(self) -> None:
-        self._taken_since_grant += 1
-        if self._taken_since_grant >= WINDOW // 2:  # grant in batches: fewer frames
-            await self._write(_wire.encode_credit(self._task_id, self._taken_since_grant))
-            self._taken_since_grant = 0
-
-    async def close(self) -> None:
-        await self._attached.wait()
-        await self._write(_wire.encode(_wire.CLOSE, self._task_id))
-
-    async def _write(self, frame: list[bytes]) -> None:
-        if self._send is not None:
-            with contextlib.suppress(OSError):  # the worker is gone; its slot reports that via the task
-                await self._send(frame)
 
 
 class StreamIterator(Generic[T]):

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar
 
-from ._errors import ProcpoolError
+from .._errors import ProcpoolError
 from ._fdshare import Handles
 from ._message import END, WOULD_BLOCK, dumps, send_op, socket_pair, try_receive
 from ._waiting import (

@@ -7,8 +7,6 @@ inherited by it. Like the pool's workers, the child holds a lifeline to its owne
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import pickle
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -18,12 +16,12 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ._errors import InvalidStateError
-from ._process import _start_locked, poll_exitcode, worker_context
-from ._sizing import check_start_method
+from .._child import arm_lifeline, call
+from .._engine._process import poll_exitcode, start_locked, worker_context
+from .._errors import InvalidStateError
+from .._sizing import check_start_method
+from .._transport._pickling import dumps_for_transport
 from ._waiting import Port, running_async
-from ._wire import dumps_for_transport
-from ._worker import _arm_lifeline, _new_event_loop
 
 _EXIT_POLL_INTERVAL = 0.002
 
@@ -43,18 +41,10 @@ class _Call:
         return pickle.loads, (dumps_for_transport(self.call, f"the target {name} or its arguments"),)
 
 
-def _child_main(call: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]], lifeline: socket.socket) -> None:
+def _child_main(call_: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]], lifeline: socket.socket) -> None:
     """Entry point of the child: arm the lifeline, then run the target (on a loop if it is async)."""
-    _arm_lifeline(lifeline)
-    target, args, kwargs = call
-    result = target(*args, **kwargs)
-    if inspect.isawaitable(result):
-        with asyncio.Runner(loop_factory=_new_event_loop) as runner:
-            runner.run(_await(result))
-
-
-async def _await(awaitable: Any) -> None:
-    await awaitable
+    arm_lifeline(lifeline)
+    call(*call_)
 
 
 class Process:
@@ -152,7 +142,7 @@ class Process:
         )
         try:
             # Process.start() blocks (it talks to the forkserver), as in the pool.
-            await anyio.to_thread.run_sync(_start_locked, process)
+            await anyio.to_thread.run_sync(start_locked, process)
         except BaseException:
             parent_lifeline.close()
             raise

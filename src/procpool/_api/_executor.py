@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio.from_thread
 from anyio.lowlevel import EventLoopToken
 
-from ._errors import TaskCancelledError
-from ._task import Task
-from ._worker import ChunkRunner
+from .._child._call import ChunkRunner
+from .._core._task import Task
+from .._errors import TaskCancelledError
 
 if TYPE_CHECKING:
     from ._pool import Pool

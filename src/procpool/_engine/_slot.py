@@ -23,13 +23,14 @@ from typing import Any
 
 import anyio
 
-from . import _reports, _wire
-from ._backlog import Backlog, BacklogClosed
-from ._errors import InitializerError, PoisonTaskError, WorkerCrashedError
+from .._core._backlog import Backlog, BacklogClosed
+from .._core._observe import ExitReason, PoolObserver, TaskStarted, WorkerStarted
+from .._core._task import Task
+from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
+from .._transport import unpack_exception, wire
+from . import _reports
 from ._healing import Healing
-from ._observe import ExitReason, PoolObserver, TaskStarted, WorkerStarted
 from ._process import WorkerProcess
-from ._task import Task
 
 _PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a round trip
 _MAX_AHEAD = 64
@@ -162,7 +163,7 @@ class WorkerSlot:
             self._inflight[task.id] = task
             task._sent_at = now
             worker.dispatched += 1
-            kind = _wire.CALL if task._stream is None else _wire.STREAM
+            kind = wire.CALL if task._stream is None else wire.STREAM
             frames += worker.encode_call(kind, task.id, *call)
             started.append(task)
         if frames:
@@ -244,19 +245,19 @@ class WorkerSlot:
             if self._healing.over_memory(worker):
                 self._retiring = True
 
-    def _settle(self, worker: WorkerProcess, frame: _wire.Frame) -> None:
+    def _settle(self, worker: WorkerProcess, frame: wire.Frame) -> None:
         task = self._inflight.get(frame.task_id)
-        if frame.kind in _wire.REPORTS:
+        if frame.kind in wire.REPORTS:
             _reports.deliver(worker.pid, frame, task)
             return
         if task is None:
             return  # a late frame of a task already settled
-        if frame.kind == _wire.ITEM:
+        if frame.kind == wire.ITEM:
             if task._stream is not None:
                 task._stream.deliver(frame.body)
             return
         del self._inflight[frame.task_id]
-        if frame.kind == _wire.CANCELLED or frame.task_id in self._cancelling:
+        if frame.kind == wire.CANCELLED or frame.task_id in self._cancelling:
             self._cancelling.discard(frame.task_id)
             task._set_cancelled()
             return
@@ -266,13 +267,13 @@ class WorkerSlot:
         self._task_time = (
             sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
         )
-        task._started_at, task._finished_at = _wire.TIMING.unpack_from(frame.body)
+        task._started_at, task._finished_at = wire.TIMING.unpack_from(frame.body)
         task._received_at = now
-        body = memoryview(frame.body)[_wire.TIMING.size :]
-        if frame.kind == _wire.RESULT:
+        body = memoryview(frame.body)[wire.TIMING.size :]
+        if frame.kind == wire.RESULT:
             task._set_result_bytes(body)
         else:
-            task._set_exception(_wire.unpack_exception(body))
+            task._set_exception(unpack_exception(body))
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
 
@@ -289,7 +290,7 @@ class WorkerSlot:
         for task in cancels:
             if task.id in self._inflight and task.id not in self._cancelling:
                 self._cancelling.add(task.id)
-                skip += _wire.encode(_wire.CANCEL, task.id)
+                skip += wire.encode(wire.CANCEL, task.id)
         if skip and self.worker is not None:
             await self.worker.send(skip)
         if not self._inflight:

@@ -15,23 +15,24 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._admission import Admission
-from ._backlog import Backlog
-from ._deadlines import Deadlines
-from ._errors import PoolClosedError
+from .._child._call import ChunkRunner
+from .._core._admission import Admission
+from .._core._backlog import Backlog
+from .._core._deadlines import Deadlines
+from .._core._observe import EventHook, PoolObserver, PoolStats
+from .._core._stream import StreamLink
+from .._core._task import Task
+from .._engine._healing import Healing
+from .._engine._process import WorkerProcess, worker_context
+from .._engine._reports import logging_levels
+from .._engine._slot import WorkerSlot
+from .._errors import PoolClosedError
+from .._sizing import available_cpus, check_start_method
+from .._transport._pickling import dumps_for_transport, dumps_function
 from ._executor import PoolExecutor
-from ._healing import Healing
 from ._map import MapIterator
-from ._observe import EventHook, PoolObserver, PoolStats
-from ._process import WorkerProcess, worker_context
 from ._progress import ProgressOption, open_progress
-from ._reports import logging_levels
-from ._sizing import available_cpus, check_start_method
-from ._slot import WorkerSlot
-from ._stream import StreamIterator, StreamLink
-from ._task import Task
-from ._wire import dumps_for_transport, dumps_function
-from ._worker import ChunkRunner
+from ._stream import StreamIterator
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -22,8 +22,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from . import _reports, _wire, _worker
-from ._errors import InitializerError, WorkerCrashedError
+from .._child import InheritedFd, worker_main
+from .._errors import InitializerError, WorkerCrashedError
+from .._transport import unpack_exception, wire
+from . import _reports
 
 _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
@@ -31,7 +33,7 @@ _EXIT_POLL_INTERVAL = 0.002
 # multiprocessing reaps finished children from inside Process.start() (and active_children()),
 # so starting a worker in one thread while reading another's exit status in the event loop could
 # race for the same status; this lock serialises our side of both.
-_mp_lock = threading.Lock()
+mp_lock = threading.Lock()
 _live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
 
 
@@ -52,17 +54,17 @@ def worker_context(start_method: str) -> BaseContext:
 def poll_exitcode(process: Any) -> int | None:
     """A multiprocessing process's exit code, read without waiting; None while it runs, or while
     another thread starting a process holds the lock (then look again shortly)."""
-    if not _mp_lock.acquire(blocking=False):
+    if not mp_lock.acquire(blocking=False):
         return None
     try:
         code: int | None = process.exitcode
     finally:
-        _mp_lock.release()
+        mp_lock.release()
     return code
 
 
-def _start_locked(process: Any) -> None:
-    with _mp_lock:
+def start_locked(process: Any) -> None:
+    with mp_lock:
         try:
             process.start()
         except BaseException as exc:
@@ -92,8 +94,8 @@ class WorkerProcess:
         self._lifeline = lifeline
         self._started = started
         self._started_at_exit: int | None = None  # read from ``started`` before it is unmapped
-        self._frames = _wire.FrameBuffer()
-        self._pending: deque[_wire.Frame] = deque()
+        self._frames = wire.FrameBuffer()
+        self._pending: deque[wire.Frame] = deque()
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
         self._released = False
@@ -113,17 +115,17 @@ class WorkerProcess:
         parent_channel, child_channel = socket.socketpair()
         parent_lifeline, child_lifeline = socket.socketpair()
         started_fd = _started_memory()
-        started = mmap.mmap(started_fd, _wire.STARTED.size)
+        started = mmap.mmap(started_fd, wire.STARTED.size)
         try:
             process = context.Process(  # type: ignore[attr-defined]
-                target=_worker.main,
-                args=(child_channel, child_lifeline, setup, _worker.InheritedFd(started_fd)),
+                target=worker_main,
+                args=(child_channel, child_lifeline, setup, InheritedFd(started_fd)),
                 name="procpool-worker",
             )
             # Shielded: a cancellation arriving just after the start would leave a process that
             # nobody stops; it is delivered at the next checkpoint, which stops the worker.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_start_locked, process)
+                await anyio.to_thread.run_sync(start_locked, process)
         except BaseException as exc:
             for sock in (parent_channel, parent_lifeline):
                 sock.close()
@@ -141,15 +143,15 @@ class WorkerProcess:
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker.receive()
-            while frame is not None and frame.kind in _wire.REPORTS:  # the initializer logged or printed
+            while frame is not None and frame.kind in wire.REPORTS:  # the initializer logged or printed
                 _reports.deliver(worker.pid, frame, None)
                 frame = await worker.receive()
             if frame is None:
                 await worker.wait_exit()
                 raise worker.crash_error("its start-up")
-            if frame.kind == _wire.INIT_FAILED:
+            if frame.kind == wire.INIT_FAILED:
                 raise InitializerError("the pool's initializer raised in a new worker") from (
-                    _wire.unpack_exception(frame.body)
+                    unpack_exception(frame.body)
                 )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -185,9 +187,9 @@ class WorkerProcess:
             known[fn_id] = None
             if len(known) > _FUNCTIONS_PER_WORKER:
                 forget_id, _ = known.popitem(last=False)
-        return _wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
+        return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
 
-    async def receive(self) -> _wire.Frame | None:
+    async def receive(self) -> wire.Frame | None:
         """The next frame from the worker; None once the channel is at end of file."""
         while not self._pending:
             try:
@@ -202,7 +204,7 @@ class WorkerProcess:
             self._pending.extend(frames)
         return self._pending.popleft()
 
-    def receive_buffered(self) -> _wire.Frame | None:
+    def receive_buffered(self) -> wire.Frame | None:
         """The next frame already read, if any: several often come in one read."""
         return self._pending.popleft() if self._pending else None
 
@@ -217,7 +219,7 @@ class WorkerProcess:
         shared memory before it even unpickles a task, so when a worker dies the tasks it had not
         begun are known, and can go to another worker."""
         if self._started_at_exit is None:
-            last: int = _wire.STARTED.unpack_from(self._started)[0]
+            last: int = wire.STARTED.unpack_from(self._started)[0]
             return last
         return self._started_at_exit
 
@@ -227,7 +229,7 @@ class WorkerProcess:
 
     def _signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the worker and every process its tasks started: the worker leads its
-        own process group (see `_worker.main`), whose id is the worker's pid."""
+        own process group (see `worker_main`), whose id is the worker's pid."""
         if self._exitcode is not None:
             return  # reaped: the pid, and the group id, may belong to others by now
         try:
@@ -325,7 +327,7 @@ class WorkerProcess:
         if self._released:
             return
         self._signal(signal.SIGKILL)
-        with _mp_lock:
+        with mp_lock:
             self._process.join(5)
             code = self._process.exitcode
         if code is not None:
@@ -341,7 +343,7 @@ def _started_memory() -> int:
     else:
         with tempfile.TemporaryFile() as file:  # mode 0600, already unlinked
             fd = os.dup(file.fileno())
-    os.ftruncate(fd, _wire.STARTED.size)
+    os.ftruncate(fd, wire.STARTED.size)
     return fd
 
 

@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._transport._pickling import dumps_for_transport
 from ._fdshare import Handles
 from ._sync import Condition
 from ._waiting import Op, check_timeout, deadline_for, dual
-from ._wire import dumps_for_transport
 
 BrokenBarrierError = threading.BrokenBarrierError
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from ._errors import InvalidStateError, SerializationError, TaskCancelledError
+from .._errors import InvalidStateError, SerializationError, TaskCancelledError
+from .._transport._wire import Body
 from ._observe import TaskTiming
-from ._wire import Body
 
 if TYPE_CHECKING:
     from ._stream import StreamLink

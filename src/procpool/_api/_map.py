@@ -10,8 +10,8 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
+from .._core._task import Task
 from ._progress import Progress
-from ._task import Task
 
 R = TypeVar("R")
 T = TypeVar("T")

@@ -20,8 +20,8 @@ import struct
 import tempfile
 from typing import Any
 
+from .._transport._pickling import dumps_for_transport
 from ._waiting import Op, Port, Wait
-from ._wire import dumps_for_transport
 
 _INLINE = b"\x00"
 _SPILLED = b"\x01"

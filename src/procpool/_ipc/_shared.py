@@ -24,10 +24,10 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ._errors import InvalidStateError
-from ._process import _mp_lock, worker_context
-from ._sizing import check_start_method
-from ._worker import _arm_lifeline
+from .._child import arm_lifeline
+from .._engine._process import mp_lock, worker_context
+from .._errors import InvalidStateError
+from .._sizing import check_start_method
 
 _LENGTH = struct.Struct("!i")
 _LONG_LENGTH = struct.Struct("!Q")
@@ -54,8 +54,8 @@ _Server.register(
 
 def _start_server(server: _Server, lifeline: socket.socket) -> tuple[str, socket.socket]:
     """Start the server and open the parent's connection (blocking: runs in a worker thread)."""
-    with _mp_lock:  # multiprocessing reaps other children from inside start() (see _process)
-        server.start(_arm_lifeline, (lifeline,))
+    with mp_lock:  # multiprocessing reaps other children from inside start() (see _process)
+        server.start(arm_lifeline, (lifeline,))
     try:
         address = server.address
         assert address is not None
@@ -75,7 +75,7 @@ def _start_server(server: _Server, lifeline: socket.socket) -> tuple[str, socket
 
 
 def _stop_server(server: _Server) -> None:
-    with _mp_lock:
+    with mp_lock:
         server.shutdown()
 
 

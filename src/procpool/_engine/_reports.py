@@ -9,9 +9,9 @@ import pickle
 import sys
 from typing import Any
 
-from . import _wire
-from ._task import Task
-from ._worker_reports import STDOUT
+from .._child._reports import STDOUT
+from .._core._task import Task
+from .._transport import wire
 
 _log = logging.getLogger("procpool")
 
@@ -26,18 +26,18 @@ def logging_levels() -> dict[str, int]:
     return levels
 
 
-def deliver(pid: int, frame: _wire.Frame, task: Task[Any] | None) -> None:
+def deliver(pid: int, frame: wire.Frame, task: Task[Any] | None) -> None:
     """Act on a report frame from worker ``pid``; ``task`` is the task it names, if still there."""
-    if frame.kind == _wire.LOG:
+    if frame.kind == wire.LOG:
         _deliver_record(pid, frame.body)
-    elif frame.kind == _wire.OUTPUT:
+    elif frame.kind == wire.OUTPUT:
         _deliver_output(frame.body)
-    elif frame.kind == _wire.PROGRESS and task is not None:
-        done, total = _wire.PROGRESS_BODY.unpack(frame.body)
+    elif frame.kind == wire.PROGRESS and task is not None:
+        done, total = wire.PROGRESS_BODY.unpack(frame.body)
         task._set_progress(done, None if math.isnan(total) else total)
 
 
-def _deliver_record(pid: int, body: _wire.Body) -> None:
+def _deliver_record(pid: int, body: wire.Body) -> None:
     try:
         state = pickle.loads(body)
     except Exception as exc:  # a record whose extra fields unpickle only in the worker
@@ -50,7 +50,7 @@ def _deliver_record(pid: int, body: _wire.Body) -> None:
         logger.handle(record)
 
 
-def _deliver_output(body: _wire.Body) -> None:
+def _deliver_output(body: wire.Body) -> None:
     stream = sys.stdout if body[0] == STDOUT else sys.stderr
     if stream is None:
         return

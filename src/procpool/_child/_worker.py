@@ -26,27 +26,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from multiprocessing import reduction
 from typing import Any
 
-from . import _wire, _worker_reports
+from .._transport import dumps, dumps_for_transport, pack_exception, wire
+from . import _reports
+from ._call import call, complete, describe, new_event_loop
 
 _END = object()
 _BATCH_TASK_TIME = 50e-6
 _BATCH_SIZE = 64
 _SMOOTHING = 0.2
-
-
-class ChunkRunner:
-    """Runs ``fn`` over a chunk of argument tuples in one task (``Pool.map``, ``Executor.map``)."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __call__(self, chunk: tuple[tuple[Any, ...], ...]) -> Any:
-        if inspect.iscoroutinefunction(self.fn):
-            return self._run_async(chunk)
-        return [self.fn(*args) for args in chunk]
-
-    async def _run_async(self, chunk: tuple[tuple[Any, ...], ...]) -> list[Any]:
-        return list(await asyncio.gather(*(self.fn(*args) for args in chunk)))
 
 
 def _lead_own_group() -> bool:
@@ -59,7 +46,7 @@ def _lead_own_group() -> bool:
     return True
 
 
-def _arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None:
+def arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None:
     """Ask the kernel for SIGIO when the owner's end of ``lifeline`` closes.
 
     Nothing is ever sent on the lifeline, so the only event is the owner's death; SIGIO's default
@@ -73,22 +60,14 @@ def _arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None
     signal.signal(signal.SIGIO, signal.SIG_DFL)
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 class _Inbox:
     """Frames from the parent, read in large chunks: one system call brings many small tasks."""
 
     def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
-        self.frames: deque[_wire.Frame] = deque()
+        self.frames: deque[wire.Frame] = deque()
         self.closed = False  # the parent closed the channel
-        self._buffer = _wire.FrameBuffer()
+        self._buffer = wire.FrameBuffer()
         self._cancels = False
 
     def fill(self, *, wait: bool) -> None:
@@ -100,29 +79,29 @@ class _Inbox:
             self.closed = True
             return
         for frame in frames:
-            self._cancels = self._cancels or frame.kind == _wire.CANCEL
+            self._cancels = self._cancels or frame.kind == wire.CANCEL
             self.frames.append(frame)
 
-    def next_task(self, skipped: Callable[[_wire.Frame], None]) -> _wire.Frame | None:
+    def next_task(self, skipped: Callable[[wire.Frame], None]) -> wire.Frame | None:
         """The next CALL or STREAM frame, if one has arrived. Tasks the parent cancelled before
         they started are dropped, and reported through ``skipped``."""
         if self._cancels:
             self._drop_cancelled(skipped)
         while self.frames:
             frame = self.frames.popleft()
-            if frame.kind in (_wire.CALL, _wire.STREAM):
+            if frame.kind in (wire.CALL, wire.STREAM):
                 return frame
             # Otherwise a stream's CREDIT or CLOSE that crossed its end: nothing to do.
         return None
 
-    def _drop_cancelled(self, skipped: Callable[[_wire.Frame], None]) -> None:
+    def _drop_cancelled(self, skipped: Callable[[wire.Frame], None]) -> None:
         self._cancels = False
-        cancelled = {frame.task_id for frame in self.frames if frame.kind == _wire.CANCEL}
-        kept: deque[_wire.Frame] = deque()
+        cancelled = {frame.task_id for frame in self.frames if frame.kind == wire.CANCEL}
+        kept: deque[wire.Frame] = deque()
         for frame in self.frames:
-            if frame.kind == _wire.CANCEL:
+            if frame.kind == wire.CANCEL:
                 continue
-            if frame.task_id in cancelled and frame.kind in (_wire.CALL, _wire.STREAM):
+            if frame.task_id in cancelled and frame.kind in (wire.CALL, wire.STREAM):
                 skipped(frame)
                 continue
             kept.append(frame)
@@ -141,7 +120,7 @@ class _Worker:
         self.last_fn_id = 0  # the function of the last task started
         self._write_lock = threading.RLock()  # a task's threads may log or print while a result goes out
         self._main_thread = threading.get_ident()
-        self.reporter = _worker_reports.Reporter(self.write)
+        self.reporter = _reports.Reporter(self.write)
 
     def write(self, buffers: list[bytes]) -> None:
         """Write frames to the parent, reading what it sends meanwhile.
@@ -151,7 +130,7 @@ class _Worker:
         at once waits for the channel to become writable *or* readable, and reads into the inbox.
         Only the main thread reads; a task's own threads (logging, printing) just wait.
         """
-        if sum(map(len, buffers)) <= _wire.JOIN_LIMIT:
+        if sum(map(len, buffers)) <= wire.JOIN_LIMIT:
             buffers = [b"".join(buffers)]
         with self._write_lock:
             for buffer in buffers:
@@ -173,7 +152,7 @@ class _Worker:
                 view = view[self.channel.send(view, socket.MSG_DONTWAIT) :]
 
     def send(self, kind: int, task_id: int, body: bytes = b"") -> None:
-        self.write(_wire.encode(kind, task_id, body))
+        self.write(wire.encode(kind, task_id, body))
 
     def function(self, fn_id: int) -> Callable[..., Any]:
         fn = self.functions[fn_id]
@@ -185,35 +164,37 @@ class _Worker:
             self.functions[fn_id] = fn
         return fn
 
-    def await_result(self, awaitable: Awaitable[Any]) -> Any:
+    def loop_runner(self) -> asyncio.Runner:
+        """The worker's event loop, made on first use and kept: tasks' coroutines run on it."""
         if self.runner is None:
-            self.runner = asyncio.Runner(loop_factory=_new_event_loop)
-        return self.runner.run(_as_coroutine(awaitable))
+            self.runner = asyncio.Runner(loop_factory=new_event_loop)
+        return self.runner
 
-    def register(self, body: _wire.Body) -> tuple[int, int]:
+    def await_result(self, awaitable: Awaitable[Any]) -> Any:
+        return complete(awaitable, self.loop_runner())
+
+    def register(self, body: wire.Body) -> tuple[int, int]:
         """Update the function cache as a call frame says; the function's id and where its
         pickled arguments start."""
-        fn_id, forget_id, fn_len = _wire.CALL_PREFIX.unpack_from(body)
+        fn_id, forget_id, fn_len = wire.CALL_PREFIX.unpack_from(body)
         self.functions.pop(forget_id, None)
-        start = _wire.CALL_PREFIX.size
+        start = wire.CALL_PREFIX.size
         if fn_len:
             self.functions[fn_id] = bytes(body[start : start + fn_len])
         return fn_id, start + fn_len
 
-    def load_call(self, body: _wire.Body) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    def load_call(self, body: wire.Body) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         fn_id, args_start = self.register(body)
         fn = self.function(fn_id)
         args, kwargs = pickle.loads(body[args_start:])
         return fn, args, kwargs
 
-    def call(self, body: _wire.Body) -> bytes:
+    def call(self, body: wire.Body) -> bytes:
         fn, args, kwargs = self.load_call(body)
-        result = fn(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = self.await_result(result)
-        return _wire.dumps_for_transport(result, f"the result of {_name(fn)}")
+        result = call(fn, args, kwargs, self.loop_runner())
+        return dumps_for_transport(result, f"the result of {describe(fn)}")
 
-    def stream(self, task_id: int, body: _wire.Body) -> bytes:
+    def stream(self, task_id: int, body: wire.Body) -> bytes:
         """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
         never more than the parent granted; the generator is closed however the stream ends."""
         fn, args, kwargs = self.load_call(body)
@@ -222,12 +203,12 @@ class _Worker:
         credit = 0
         try:
             while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not _END:
-                self.send(_wire.ITEM, task_id, _wire.dumps_for_transport(item, f"an item of {_name(fn)}"))
+                self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
                 credit -= 1
         finally:
             if close is not None:
                 close()
-        return _wire.dumps(None)
+        return dumps(None)
 
     def item_source(self, items: Any) -> tuple[Callable[[], Any], Callable[[], object] | None]:
         """How to take the next item (`_END` at the end) and how to close the source, if it can be."""
@@ -258,16 +239,16 @@ class _Worker:
                 inbox.fill(wait=True)
                 continue
             frame = inbox.frames.popleft()
-            if frame.kind == _wire.CLOSE:
+            if frame.kind == wire.CLOSE:
                 return 0
-            if frame.kind == _wire.CREDIT:
-                credit += _wire.CREDIT_BODY.unpack(frame.body)[0]
+            if frame.kind == wire.CREDIT:
+                credit += wire.CREDIT_BODY.unpack(frame.body)[0]
         return credit
 
-    def skipped(self, frame: _wire.Frame) -> None:
+    def skipped(self, frame: wire.Frame) -> None:
         self.register(frame.body)  # the parent counts on the function it carried being cached
         self.flush()
-        self.send(_wire.CANCELLED, frame.task_id)
+        self.send(wire.CANCELLED, frame.task_id)
 
     def serve(self) -> None:
         inbox = self.inbox
@@ -282,33 +263,33 @@ class _Worker:
                 continue
             # Results held back for batching go now if this task calls another function: it
             # may run long, and the parent must see which task is running (to kill it on cancel).
-            fn_id = _wire.CALL_PREFIX.unpack_from(frame.body)[0]
+            fn_id = wire.CALL_PREFIX.unpack_from(frame.body)[0]
             if fn_id != self.last_fn_id:
                 self.last_fn_id = fn_id
                 self.flush()
             if self.started is not None:
                 # Before anything of the task runs, even its unpickling: if this worker dies from
                 # here on, the parent knows the task started, else it gives the task to another.
-                _wire.STARTED.pack_into(self.started, 0, frame.task_id)
+                wire.STARTED.pack_into(self.started, 0, frame.task_id)
             reporter = self.reporter
             reporter.task_id = frame.task_id
             started = time.monotonic()
             try:
-                if frame.kind == _wire.STREAM:
+                if frame.kind == wire.STREAM:
                     self.flush()
-                    outcome = _wire.RESULT, self.stream(frame.task_id, frame.body)
+                    outcome = wire.RESULT, self.stream(frame.task_id, frame.body)
                 else:
-                    outcome = _wire.RESULT, self.call(frame.body)
+                    outcome = wire.RESULT, self.call(frame.body)
             except SystemExit:
                 self.flush()
                 raise  # sys.exit() in a task ends this worker, as it would end any process
             except BaseException as exc:
-                outcome = _wire.ERROR, _wire.pack_exception(exc)
+                outcome = wire.ERROR, pack_exception(exc)
             finished = time.monotonic()
             reporter.task_id = 0
             if reporter.streams:
                 reporter.flush_output()  # what the task printed goes out ahead of its result
-            self.unsent += _wire.encode(outcome[0], frame.task_id, _wire.TIMING.pack(started, finished), outcome[1])
+            self.unsent += wire.encode(outcome[0], frame.task_id, wire.TIMING.pack(started, finished), outcome[1])
             self.task_time += _SMOOTHING * (finished - started - self.task_time)
             # Results of tiny tasks go back together while more tasks are already here: the
             # next one delays them by about as long as these took. Anything else goes at once.
@@ -323,14 +304,6 @@ class _Worker:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
-
-
-def _name(fn: Callable[..., Any]) -> str:
-    return repr(getattr(fn, "__qualname__", fn))
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 class InheritedFd:
@@ -358,7 +331,7 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     ``started_fd`` is memory shared with the parent, where the worker writes the id of each task
     as it begins it.
     """
-    _arm_lifeline(lifeline, whole_group=_lead_own_group())
+    arm_lifeline(lifeline, whole_group=_lead_own_group())
     # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
     # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -366,26 +339,26 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     # worker's death by the channel's end of file, which a child holding it would delay. The
     # child's prints and logs then go to the inherited descriptors instead of that channel.
     os.register_at_fork(after_in_child=channel.close)
-    os.register_at_fork(after_in_child=_worker_reports.uninstall)
+    os.register_at_fork(after_in_child=_reports.uninstall)
     channel.setblocking(True)
     started = None
     if started_fd is not None:
         try:
-            started = mmap.mmap(started_fd, _wire.STARTED.size)
+            started = mmap.mmap(started_fd, wire.STARTED.size)
         finally:
             os.close(started_fd)
     worker = _Worker(channel, started)
     initializer, initargs, log_levels, forward_output = pickle.loads(setup)
-    worker.reporter = _worker_reports.install(worker.write, log_levels, forward_output)
+    worker.reporter = _reports.install(worker.write, log_levels, forward_output)
     try:
         if initializer is not None:
             try:
                 initializer(*initargs)
             except BaseException as exc:
-                worker.send(_wire.INIT_FAILED, 0, _wire.pack_exception(exc))
+                worker.send(wire.INIT_FAILED, 0, pack_exception(exc))
                 return
         worker.reporter.flush_output()
-        worker.send(_wire.READY, 0)
+        worker.send(wire.READY, 0)
         worker.serve()
     except (BrokenPipeError, ConnectionResetError):
         pass  # the pool went away; nothing is waiting for an answer

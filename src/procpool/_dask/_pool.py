@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from . import _dask_worker
-from ._errors import PoolClosedError, WorkerCrashedError
-from ._pool import _check_positive_int, _State, _TaskGroupOwner, _Verbs
-from ._sizing import available_cpus
-from ._task import Task
-from ._wire import dumps_for_transport, unpack_exception
+from .._api._pool import _check_positive_int, _State, _TaskGroupOwner, _Verbs
+from .._core._task import Task
+from .._errors import PoolClosedError, WorkerCrashedError
+from .._sizing import available_cpus
+from .._transport._pickling import dumps_for_transport, unpack_exception
+from . import _worker as _dask_worker
 
 if TYPE_CHECKING:
     from distributed import Client, Future, KilledWorker, LocalCluster

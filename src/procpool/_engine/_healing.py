@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from ._errors import InitializerError, WorkerCrashedError
+from .._errors import InitializerError, WorkerCrashedError
 from ._process import WorkerProcess
 
 _START_ATTEMPTS = 5  # starts of one worker killed before ready, before its task fails

@@ -2,7 +2,7 @@
 
 Each report is a frame on the worker's own channel, so it needs no thread and no extra pipe,
 and the parent's slot reads it along with the results. Import-light like `_worker`: stdlib and
-`_wire` only.
+`procpool._transport` only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _wire
+from .._transport import wire
 
 _PROGRESS_INTERVAL = 0.05  # seconds between progress frames of one task: the parent redraws no faster
 _OUTPUT_BUFFER = 8192  # characters held before a write without a newline goes out
@@ -56,7 +56,7 @@ class Reporter:
 
     def send(self, kind: int, body: bytes) -> None:
         with contextlib.suppress(OSError):  # the pool has gone: nobody is left to read it
-            self._write(_wire.encode(kind, self.task_id, body))
+            self._write(wire.encode(kind, self.task_id, body))
 
     def progress(self, done: float, total: float | None) -> None:
         if not isinstance(done, (int, float)) or not isinstance(total, (int, float, type(None))):
@@ -67,8 +67,8 @@ class Reporter:
         if last_task == self.task_id and now - last_time < _PROGRESS_INTERVAL and not finished:
             return
         self._last_progress = (self.task_id, now)
-        body = _wire.PROGRESS_BODY.pack(done, math.nan if total is None else total)
-        self.send(_wire.PROGRESS, body)
+        body = wire.PROGRESS_BODY.pack(done, math.nan if total is None else total)
+        self.send(wire.PROGRESS, body)
 
     def flush_output(self) -> None:
         """Send what the task printed, ahead of its result; restore a stream the task closed."""
@@ -123,7 +123,7 @@ class _ForwardedText(io.TextIOBase):
             self.pending = 0
         if text:
             data = bytes([self._which]) + text.encode("utf-8", "backslashreplace")
-            self._reporter.send(_wire.OUTPUT, data)
+            self._reporter.send(wire.OUTPUT, data)
 
     def reopen(self) -> None:
         """A task closed it (``sys.stdout.close()``): the next task gets a working stream."""
@@ -141,7 +141,7 @@ class _LogForwarder(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._reporter.send(_wire.LOG, _pickle_record(record))
+            self._reporter.send(wire.LOG, _pickle_record(record))
         except Exception:  # a broken channel or a record that cannot travel: never fail the task
             self.handleError(record)
 

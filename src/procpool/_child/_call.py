@@ -1,0 +1,81 @@
+"""Run one call the way every backend runs it: the worker, `DaskPool`'s workers, `InlinePool`'s
+thread and `Process`'s child.
+
+A function that returns an awaitable (an ``async def`` function) has it run to completion on an
+event loop of the caller's thread (uvloop when installed). Import-light (stdlib, cloudpickle):
+workers import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import pickle
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._transport import dumps_for_transport, pack_exception
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop a child runs coroutines on: uvloop's when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], runner: asyncio.Runner | None = None
+) -> Any:
+    """``fn(*args, **kwargs)``; an awaitable result is awaited on ``runner`` (a fresh loop if None)."""
+    result = fn(*args, **kwargs)
+    return complete(result, runner) if inspect.isawaitable(result) else result
+
+
+def complete(awaitable: Awaitable[Any], runner: asyncio.Runner | None = None) -> Any:
+    """Run ``awaitable`` to completion on ``runner``'s loop, or on a fresh loop if None."""
+    if runner is not None:
+        return runner.run(_as_coroutine(awaitable))
+    with asyncio.Runner(loop_factory=new_event_loop) as fresh:
+        return fresh.run(_as_coroutine(awaitable))
+
+
+def describe(fn: Callable[..., Any]) -> str:
+    """How a function is named in error messages."""
+    return repr(getattr(fn, "__qualname__", fn))
+
+
+def run_pickled(fn_bytes: bytes, args_bytes: bytes) -> tuple[bool, bytes]:
+    """Unpickle a call, run it, pickle its outcome; never raises.
+
+    Returns:
+        ``(True, pickled result)``, or ``(False, the exception packed by pack_exception)``: also
+        for SystemExit and KeyboardInterrupt, which must not end a process that others share.
+    """
+    try:
+        fn = pickle.loads(fn_bytes)
+        args, kwargs = pickle.loads(args_bytes)
+        return True, dumps_for_transport(call(fn, args, kwargs), f"the result of {describe(fn)}")
+    except BaseException as exc:
+        return False, pack_exception(exc)
+
+
+class ChunkRunner:
+    """Runs ``fn`` over a chunk of argument tuples in one task (``Pool.map``, ``Executor.map``)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, chunk: tuple[tuple[Any, ...], ...]) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return self._run_async(chunk)
+        return [self.fn(*args) for args in chunk]
+
+    async def _run_async(self, chunk: tuple[tuple[Any, ...], ...]) -> list[Any]:
+        return list(await asyncio.gather(*(self.fn(*args) for args in chunk)))

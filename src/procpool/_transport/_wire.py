@@ -1,0 +1,127 @@
+"""Wire format between the parent and a worker: length-prefixed frames.
+
+Every frame is ``header + body``. The header carries the body length, the frame kind and the
+task id, so the parent routes a frame to its task before decoding the body: a body that fails
+to decode fails only its own task. Stdlib only: workers import it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import NamedTuple
+
+HEADER = struct.Struct("<QBQ")  # body length, kind, task id
+CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
+CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
+TIMING = struct.Struct("<dd")  # leads a RESULT or ERROR body: when the task started and finished (monotonic)
+PROGRESS_BODY = struct.Struct("<dd")  # done, total (NaN: unknown)
+STARTED = struct.Struct("<Q")  # in memory shared with the parent: the task the worker began last
+
+# Parent -> worker.
+CALL = 1
+STREAM = 6  # like CALL, for a function that returns an iterator: its items come back one by one
+CREDIT = 7
+CLOSE = 8  # stop the stream: close the generator in the worker
+CANCEL = 10  # skip this task if it has not started
+# Worker -> parent.
+READY = 2
+INIT_FAILED = 3
+RESULT = 4  # also ends a stream
+ERROR = 5
+ITEM = 9
+CANCELLED = 11  # the task was skipped, as asked
+# Worker -> parent, reports besides results, at any time (task id 0: between tasks).
+LOG = 12  # a logging record
+OUTPUT = 13  # text written to sys.stdout or sys.stderr: one byte for which, then UTF-8
+PROGRESS = 14  # `report_progress` from the running task
+REPORTS = frozenset({LOG, OUTPUT, PROGRESS})
+
+_SMALL_FRAME = 64 * 1024
+JOIN_LIMIT = 256 * 1024  # frames up to this size in all are joined and written in one system call
+_READ_SIZE = 256 * 1024
+
+
+Body = bytes | bytearray | memoryview  # a large frame's body stays in the buffer it was read into
+
+
+class Frame(NamedTuple):
+    kind: int
+    task_id: int
+    body: Body
+
+
+def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
+    """A frame as a list of buffers; small frames are joined so they go out in one system call."""
+    size = sum(len(p) for p in parts)
+    header = HEADER.pack(size, kind, task_id)
+    if size <= _SMALL_FRAME:
+        return [b"".join((header, *parts))]
+    return [header, *parts]
+
+
+def encode_call(kind: int, task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
+    """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``."""
+    prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
+    return encode(kind, task_id, prefix, fn_bytes, args_bytes)
+
+
+def encode_credit(task_id: int, count: int) -> list[bytes]:
+    return encode(CREDIT, task_id, CREDIT_BODY.pack(count))
+
+
+class FrameBuffer:
+    """Reads frames from a channel, many at a time.
+
+    Small frames come in large reads and are split out; the body of a large frame is read
+    straight into a buffer of its size, so a large payload is copied once on its way in.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._large: bytearray | None = None  # the body being read straight in
+        self._large_filled = 0
+        self._large_header = (0, 0)  # its kind and task id
+
+    def read(self, sock: socket.socket) -> list[Frame] | None:
+        """The frames completed by one read (maybe none yet); None at end of file.
+
+        Raises:
+            BlockingIOError: a non-blocking ``sock`` has nothing to read.
+        """
+        large = self._large
+        if large is not None:
+            with memoryview(large) as view:
+                count = sock.recv_into(view[self._large_filled :])
+            if not count:
+                return None
+            self._large_filled += count
+            if self._large_filled < len(large):
+                return []
+            self._large = None
+            return [Frame(*self._large_header, large)]
+        data = sock.recv(_READ_SIZE)
+        if not data:
+            return None
+        return self._split(data)
+
+    def _split(self, data: bytes) -> list[Frame]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        while len(buffer) >= HEADER.size:
+            size, kind, task_id = HEADER.unpack_from(buffer)
+            end = HEADER.size + size
+            if len(buffer) < end:
+                if size > _READ_SIZE:  # large: read the rest of its body straight into place
+                    self._large = bytearray(size)
+                    self._large[: len(buffer) - HEADER.size] = memoryview(buffer)[HEADER.size :]
+                    self._large_filled = len(buffer) - HEADER.size
+                    self._large_header = (kind, task_id)
+                    buffer.clear()
+                break
+            with memoryview(buffer) as view:
+                body = bytes(view[HEADER.size : end])
+            del buffer[:end]  # bytearray drops a prefix without moving the rest
+            frames.append(Frame(kind, task_id, body))
+        return frames
