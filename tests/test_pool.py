@@ -456,8 +456,10 @@ async def test_cancelled_task_sent_ahead_never_runs(tmp_path: Path) -> None:
         markers = [tmp_path / f"ran-{i}" for i in range(4)]
         followers = [pool.submit(workfns.touch_after, str(marker), 0) for marker in markers]
         await anyio.sleep(0.1)  # the blocker runs; the followers wait behind it, in the worker
-        assert followers[0].running()
+        assert followers[0].timing.sent is not None  # sent ahead...
+        assert not followers[0].running()  # ...but pending, as a concurrent.futures.Future would be
         assert followers[0].cancel()
+        assert followers[0].cancelled()  # at once: it will never start
         with pytest.raises(procpool.TaskCancelledError):
             await followers[0]
         assert await blocker == "blocker"
@@ -472,7 +474,7 @@ async def test_crash_sends_waiting_tasks_to_another_worker() -> None:
         crashing = pool.submit(workfns.sleep_then_kill_self, 0.3)
         followers = [pool.submit(workfns.square, i) for i in range(20)]
         await anyio.sleep(0.1)
-        assert followers[0].running()  # sent to the worker, behind the task that will crash it
+        assert followers[0].timing.sent is not None  # sent to the worker, behind the task that will crash it
         with pytest.raises(procpool.WorkerCrashedError):
             await crashing
         assert [await task for task in followers] == [i * i for i in range(20)]
@@ -485,7 +487,8 @@ async def test_killing_a_cancelled_task_keeps_the_waiting_ones() -> None:
         running = pool.submit(workfns.sleep_and_return, 30)
         followers = [pool.submit(workfns.square, i) for i in range(10)]
         await anyio.sleep(0.2)
-        assert followers[0].running()
+        assert running.running()
+        assert followers[0].timing.sent is not None  # sent ahead, behind the task to be killed
         assert running.cancel()
         with pytest.raises(procpool.TaskCancelledError):
             await running
@@ -499,8 +502,9 @@ async def test_queued_counts_tasks_sent_ahead() -> None:
         running = pool.submit(workfns.sleep_and_return, 0.5)
         waiting = [pool.submit(workfns.square, i) for i in range(3)]
         await anyio.sleep(0.2)
-        assert waiting[0].running()  # sent ahead to the busy worker...
-        assert pool.queued == 3  # ...and still counted as waiting to start
+        assert waiting[0].timing.sent is not None  # sent ahead to the busy worker...
+        assert not waiting[0].running()  # ...still pending...
+        assert pool.queued == 3  # ...and counted as waiting to start
         await running
         assert [await task for task in waiting] == [0, 1, 4]
         assert pool.queued == 0

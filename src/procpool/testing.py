@@ -12,34 +12,29 @@ own for the endpoints that take it through `procpool.integrations.fastapi`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ._api._pool import Pool, PoolOptions, _State, _TaskBookkeeping, _Verbs
+from ._api import Pool, PoolFacade, PoolOptions
 from ._child import call
-from ._core._backlog import Backlog, BacklogClosed
-from ._core._deadlines import Deadlines
-from ._core._observe import PoolObserver, PoolStats
-from ._core._task import Task
+from ._core import Backlog, BacklogClosed, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task
 from ._errors import InitializerError, PoolClosedError
-from ._transport._pickling import dumps_for_transport, pack_exception, unpack_exception
+from ._transport import dumps_for_transport, pack_exception, unpack_exception
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ._core._stream import StreamLink
 
-
-class InlinePool(_Verbs, _TaskBookkeeping):
+class InlinePool(PoolFacade):
     """A pool with the `procpool.Pool` surface whose tasks run in this process, one at a time,
     each in a thread.
 
@@ -63,41 +58,28 @@ class InlinePool(_Verbs, _TaskBookkeeping):
         TypeError: ``initializer`` is not callable.
     """
 
+    _backend: _InlineBackend
+
     def __init__(self, *, initializer: Callable[..., object] | None = None, initargs: Iterable[Any] = ()) -> None:
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
-        # `_Verbs` (run/submit/map/starmap) is typed for `Pool`; it uses only `workers`,
-        # `_check_open`, `_submit_pickled` and `_kill_grace`, which this class provides.
-        self._pool = self  # type: ignore[assignment]
         self._kill_on_cancel = True
-        self._kill_grace = 0.0
-        self.workers: int = 1
-        self._initializer = initializer
-        self._initargs = tuple(initargs)
-        self._state = _State.NEW
-        self._thread: int | None = None
-        self._task_ids = itertools.count(1)
-        self._backlog = Backlog()
-        self._outstanding: set[Task[Any]] = set()
-        self._task_group: TaskGroup | None = None
-        self._deadlines: Deadlines | None = None
-        self._observer = PoolObserver(None)
-        self._running = False
-        self._stopped = anyio.Event()
-
-    def __repr__(self) -> str:
-        return f"<procpool.testing.InlinePool {self._state.value}>"
+        self._backend = _InlineBackend(initializer, initargs)
 
     @property
-    def queued(self) -> int:
-        """How many submitted tasks are waiting for their turn (not yet started, not cancelled)."""
-        return len(self._backlog)
+    def workers(self) -> int:
+        """1: calls run one at a time."""
+        return 1
+
+    def __repr__(self) -> str:
+        return f"<procpool.testing.InlinePool {self._backend.state.value}>"
 
     def stats(self) -> PoolStats:
         """A snapshot in the shape of `procpool.Pool.stats`: one worker (this process), alive
         while the pool is open, busy while a call runs; counts and times of the tasks run here."""
-        alive = int(self._state is _State.OPEN)
-        return self._observer.stats(workers=1, alive=alive, busy=int(self._running), queued=self.queued)
+        backend = self._backend
+        alive = int(backend.state is PoolState.OPEN)
+        return backend.observer.stats(workers=1, alive=alive, busy=int(backend.running), queued=backend.queued)
 
     def options(self, *, kill_on_cancel: bool = True, timeout: float | None = None, retries: int = 0) -> PoolOptions:
         """A view of this pool with other per-call options, as `procpool.Pool.options`.
@@ -115,128 +97,150 @@ class InlinePool(_Verbs, _TaskBookkeeping):
         Raises:
             TypeError, ValueError: an option has the wrong type or is out of range.
         """
-        return PoolOptions(self, kill_on_cancel=kill_on_cancel, timeout=timeout, retries=retries)  # type: ignore[arg-type]
+        return PoolOptions(self._backend, kill_on_cancel=kill_on_cancel, timeout=timeout, retries=retries)
 
-    async def __aenter__(self) -> InlinePool:
-        if self._state is not _State.NEW:
+
+class _InlineBackend:
+    """Runs jobs one at a time, each in a thread of this process."""
+
+    workers = 1
+    admission = None
+    kill_grace = 0.0
+
+    def __init__(self, initializer: Callable[..., object] | None, initargs: Iterable[Any]) -> None:
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self.state = PoolState.NEW
+        self.observer = PoolObserver(None)
+        self.running = False
+        self._thread: int | None = None
+        self._job_ids = itertools.count(1)
+        self._backlog = Backlog()
+        self._outstanding: set[Job] = set()
+        self._task_group: TaskGroup | None = None
+        self._deadlines: Deadlines | None = None
+        self._stopped = anyio.Event()
+
+    @property
+    def queued(self) -> int:
+        """How many submitted tasks are waiting for their turn (not yet started, not cancelled)."""
+        return len(self._backlog)
+
+    def new_job_id(self) -> int:
+        return next(self._job_ids)
+
+    def check_open(self) -> None:
+        if self.state is not PoolState.OPEN:
+            state = (
+                "not started: use it as `async with InlinePool() as pool:`" if self.state is PoolState.NEW else "closed"
+            )
+            raise PoolClosedError(f"the InlinePool is {state}")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError("an InlinePool must be used from the thread running its event loop")
+
+    def submit(self, job: Job) -> None:
+        if job.stream is not None:
+            raise NotImplementedError("InlinePool does not run pool.stream(); test streams with procpool.Pool(1)")
+        task = job.task
+        assert task is not None
+        self._outstanding.add(job)
+        task.add_done_callback(functools.partial(self._job_done, job))
+        self._backlog.put(job)
+
+    def _job_done(self, job: Job, task: Task[Any]) -> None:
+        self._outstanding.discard(job)
+        self.observer.task_done(task)
+
+    def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
+        assert self._deadlines is not None
+        self._deadlines.add(job, deadline, timeout)
+
+    async def open(self) -> None:
+        if self.state is not PoolState.NEW:
             raise RuntimeError("an InlinePool can be entered only once; create a new one")
-        self._state = _State.CLOSING  # not open for tasks until the initializer has run
+        self.state = PoolState.CLOSING  # not open for tasks until the initializer has run
         if self._initializer is not None:
             try:
                 self._initializer(*self._initargs)
             except Exception as exc:
-                self._state = _State.CLOSED
+                self.state = PoolState.CLOSED
                 raise InitializerError("the pool's initializer raised") from exc
         self._thread = threading.get_ident()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._serve)
         self._deadlines = Deadlines(self._task_group.start_soon)
-        self._state = _State.OPEN
-        return self
+        self.state = PoolState.OPEN
 
-    async def aclose(self) -> None:
-        """Refuse new tasks and wait for the submitted ones. Safe to call more than once."""
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
+    async def close(self) -> None:
+        if self.state is PoolState.NEW:
+            self.state = PoolState.CLOSED
             return
-        if self._state is _State.OPEN:
-            self._state = _State.CLOSING
+        if self.state is PoolState.OPEN:
+            self.state = PoolState.CLOSING
         self._backlog.close()
         await self._stopped.wait()
         if self._deadlines is not None:
             self._deadlines.stop()
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._task_group is not None
+    async def exit(self, *, abort: bool) -> None:
         task_group, self._task_group = self._task_group, None
         try:
-            if exc is None:
-                await self.aclose()
-            else:
+            if abort:
                 self._backlog.close()
-                for task in list(self._outstanding):
-                    task.cancel()
-                task_group.cancel_scope.cancel()  # ends the deadlines' task too
+                for job in list(self._outstanding):
+                    job.cancel()
+                if task_group is not None:
+                    task_group.cancel_scope.cancel()  # ends the deadlines' task too
         finally:
-            await task_group.__aexit__(None, None, None)
-            self._state = _State.CLOSED
+            if task_group is not None:
+                await task_group.__aexit__(None, None, None)
+            self.state = PoolState.CLOSED
 
     async def _serve(self) -> None:
         try:
             while True:
                 try:
-                    task = await self._backlog.get()
+                    job = await self._backlog.get()
                 except BacklogClosed:
                     return
-                self._running = True
+                self.running = True
                 try:
-                    await _run_in_thread(task)
+                    await _run_in_thread(job)
                 finally:
-                    self._running = False
+                    self.running = False
         finally:
             self._stopped.set()
 
-    def _check_open(self) -> None:
-        if self._state is not _State.OPEN:
-            state = (
-                "not started: use it as `async with InlinePool() as pool:`" if self._state is _State.NEW else "closed"
-            )
-            raise PoolClosedError(f"the InlinePool is {state}")
-        if threading.get_ident() != self._thread:
-            raise RuntimeError("an InlinePool must be used from the thread running its event loop")
 
-    def _submit_pickled(
-        self,
-        fn_bytes: bytes,
-        name: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        kill_on_cancel: bool,
-        stream: StreamLink | None = None,
-    ) -> Task[Any]:
-        if stream is not None:
-            raise NotImplementedError("InlinePool does not run pool.stream(); test streams with procpool.Pool(1)")
-        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
-        task_id = next(self._task_ids)
-        call = (0, fn_bytes, args_bytes)  # no function id: nothing caches functions here
-        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", call, kill_on_cancel)
-        task._withdraw = self._backlog.discard
-        self._outstanding.add(task)
-        task._add_done_callback(self._task_done)
-        self._backlog.put(task)
-        return task
-
-
-async def _run_in_thread(task: Task[Any]) -> None:
-    # A thread cannot be killed: cancelling the running task just marks it cancelled.
-    call = task._start(task._set_cancelled)
-    if call is None:
+async def _run_in_thread(job: Job) -> None:
+    fn_bytes, args_bytes = job.fn_bytes, job.args_bytes
+    if not job.take():
         return  # cancelled while queued
-    _, fn_bytes, args_bytes = call
-    task._sent_at = time.monotonic()
+    # A thread cannot be stopped: cancelling the running job settles it at once, and the call
+    # runs to its end in its thread, its result dropped.
+    job.on_cancel = Job.cancel_now
+    job.began()
     try:
         # Abandoned only when the pool is torn down: the call then ends on its own, unawaited.
-        result = await anyio.to_thread.run_sync(_timed_call, task, fn_bytes, args_bytes, abandon_on_cancel=True)
+        result = await anyio.to_thread.run_sync(_timed_call, job, fn_bytes, args_bytes, abandon_on_cancel=True)
     except Exception as exc:
-        task._received_at = time.monotonic()
-        task._set_exception(exc)
+        job.received_at = time.monotonic()
+        job.fail(exc)
     else:
-        task._received_at = time.monotonic()
-        task._set_result_bytes(result)
+        job.received_at = time.monotonic()
+        job.succeed(result)
     finally:
-        task._set_cancelled()  # a no-op unless the pool was torn down while the call ran
+        job.cancel_now()  # a no-op unless the pool was torn down while the call ran
 
 
-def _timed_call(task: Task[Any], fn_bytes: bytes, args_bytes: bytes) -> bytes:
-    """`_call`, noting in ``task`` when it started and finished, as a worker reports it."""
-    task._started_at = time.monotonic()
+def _timed_call(job: Job, fn_bytes: bytes, args_bytes: bytes) -> bytes:
+    """`_call`, noting in ``job`` when it started and finished, as a worker reports it."""
+    job.started_at = time.monotonic()
     try:
-        return _call(fn_bytes, args_bytes, task.description)
+        return _call(fn_bytes, args_bytes, job.description)
     finally:
-        task._finished_at = time.monotonic()
+        job.finished_at = time.monotonic()
 
 
 def _call(fn_bytes: bytes, args_bytes: bytes, description: str) -> bytes:

@@ -1,1 +1,28 @@
+"""The public API layer: the verbs written once against the `Backend` boundary, `Pool` (the local
+engine's facade), the executor view, maps, streams and the default pool."""
 
+from ._checks import check_positive_int as check_positive_int
+from ._default import configure_default_pool as configure_default_pool
+from ._default import default_pool as default_pool
+from ._default import run_sync as run_sync
+from ._executor import PoolExecutor as PoolExecutor
+from ._map import MapIterator as MapIterator
+from ._map import as_completed as as_completed
+from ._pool import Pool as Pool
+from ._stream import StreamIterator as StreamIterator
+from ._verbs import PoolFacade as PoolFacade
+from ._verbs import PoolOptions as PoolOptions
+
+__all__ = (
+    "MapIterator",
+    "Pool",
+    "PoolExecutor",
+    "PoolFacade",
+    "PoolOptions",
+    "StreamIterator",
+    "as_completed",
+    "check_positive_int",
+    "configure_default_pool",
+    "default_pool",
+    "run_sync",
+)

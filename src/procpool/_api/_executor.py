@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio.from_thread
 from anyio.lowlevel import EventLoopToken
 
-from .._child._call import ChunkRunner
-from .._core._task import Task
+from .._child import ChunkRunner
+from .._core import Task
 from .._errors import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -124,10 +124,13 @@ class PoolExecutor(Executor):
     def _submit_in_loop(
         self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Task[Any]:
-        task = self._pool.submit(fn, *args, **kwargs)
-        # Future.cancel() may come from any thread; whichever of it and the start comes first wins.
-        task._set_start_gate(future.set_running_or_notify_cancel)
-        task._add_done_callback(lambda done: _copy_outcome(done, future))
+        job = self._pool._submit(fn, args, kwargs, anyio.current_time())
+        # Future.cancel() may come from any thread; whichever of it and the job's first send comes
+        # first wins. Asked once: a job sent again after its worker died has a running future.
+        job.start_gate = future.set_running_or_notify_cancel
+        task = job.task
+        assert task is not None
+        task.add_done_callback(lambda done: _copy_outcome(done, future))
         return task
 
     def _on_future_done(self, future: Future[Any], task: Task[Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .._core._task import Task
+from .._core import Task, wait_done
 from ._progress import Progress
 
 R = TypeVar("R")
@@ -28,7 +28,7 @@ class _Completions(Generic[T]):
         self._wakeup = anyio.Event()
 
     def watch(self, task: Task[T]) -> None:
-        task._add_done_callback(self._on_done)
+        task.add_done_callback(self._on_done)
 
     def _on_done(self, task: Task[T]) -> None:
         self._done.append(task)
@@ -158,7 +158,7 @@ class MapIterator(Generic[R]):
         tasks = self._shut()
         with anyio.CancelScope(shield=True):
             for task in tasks:
-                await task._finished()
+                await wait_done(task)
 
     def __del__(self) -> None:
         self._shut()
@@ -221,7 +221,7 @@ class MapIterator(Generic[R]):
     async def _next_done(self) -> Task[list[R]]:
         if self._ordered:
             task = self._in_flight[0]
-            await task._finished()
+            await wait_done(task)
             self._in_flight.popleft()
             return task
         task = await self._completions.next()

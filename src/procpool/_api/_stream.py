@@ -15,8 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .._core._stream import StreamLink
-from .._core._task import Task
+from .._core import StreamLink, Task, wait_done
 
 T = TypeVar("T")
 
@@ -34,7 +33,7 @@ class StreamIterator(Generic[T]):
         self._task = task
         self._link = link
         self._kill_grace = kill_grace
-        task._add_done_callback(lambda _: link.detach())
+        task.add_done_callback(lambda _: link.detach())
 
     def __aiter__(self) -> StreamIterator[T]:
         return self
@@ -83,10 +82,10 @@ class StreamIterator(Generic[T]):
             return
         with anyio.move_on_after(kill_after if task.kill_on_cancel else None):
             await self._link.close()
-            await task._finished()
+            await wait_done(task)
         if not task.done():
             task.cancel()  # kills the worker
-            await task._finished()
+            await wait_done(task)
 
     def __del__(self) -> None:
         if not self._task.done():

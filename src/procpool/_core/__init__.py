@@ -1,0 +1,48 @@
+"""The core every backend shares: a call's record (`Job`) and handle (`Task`), the `Backend`
+boundary, and the queueing helpers (backlog, deadlines, admission) and observation they use."""
+
+from ._admission import Admission as Admission
+from ._backend import Backend as Backend
+from ._backend import PoolState as PoolState
+from ._backlog import Backlog as Backlog
+from ._backlog import BacklogClosed as BacklogClosed
+from ._deadlines import Deadlines as Deadlines
+from ._job import Job as Job
+from ._job import Stage as Stage
+from ._observe import EventHook as EventHook
+from ._observe import ExitReason as ExitReason
+from ._observe import PoolObserver as PoolObserver
+from ._observe import PoolStats as PoolStats
+from ._observe import TaskEnded as TaskEnded
+from ._observe import TaskStarted as TaskStarted
+from ._observe import TaskTiming as TaskTiming
+from ._observe import WorkerExited as WorkerExited
+from ._observe import WorkerStarted as WorkerStarted
+from ._stream import WINDOW as WINDOW
+from ._stream import StreamLink as StreamLink
+from ._task import Task as Task
+from ._task import wait_done as wait_done
+
+__all__ = (
+    "WINDOW",
+    "Admission",
+    "Backend",
+    "Backlog",
+    "BacklogClosed",
+    "Deadlines",
+    "EventHook",
+    "ExitReason",
+    "Job",
+    "PoolObserver",
+    "PoolState",
+    "PoolStats",
+    "Stage",
+    "StreamLink",
+    "Task",
+    "TaskEnded",
+    "TaskStarted",
+    "TaskTiming",
+    "WorkerExited",
+    "WorkerStarted",
+    "wait_done",
+)

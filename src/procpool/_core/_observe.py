@@ -166,18 +166,19 @@ class PoolObserver:
             return
         try:
             self.on_event(event)
-        except Exception:  # a broken hook must not break the pool
+        except BaseException:  # a broken hook must not break the pool (SystemExit included)
             _log.exception("procpool: the on_event hook raised on %r", event)
 
     def task_done(self, task: Task[Any]) -> None:
         if task.cancelled():
             self.cancelled += 1
-        elif task._exception is not None:
+        elif task.exception() is not None:
             self.failed += 1
         else:
             self.completed += 1
-        if task._started_at is not None and task._finished_at is not None:
-            wait, run = task._started_at - task._submitted_at, task._finished_at - task._started_at
+        timing = task.timing
+        wait, run = timing.queue_wait, timing.run_time
+        if wait is not None and run is not None:
             self._timed += 1
             self._wait_sum += wait
             self._run_sum += run

@@ -1,34 +1,45 @@
-"""`Task`: the handle of one submitted call: awaitable, cancellable, inspectable."""
+"""`Task`: the user's handle on one submitted call: awaitable, cancellable, inspectable.
+
+Its states are those of a `concurrent.futures.Future`: pending, running, then finished or
+cancelled, never back. Only its `Job` (the backend's record, `_job.py`) moves it on.
+"""
 
 from __future__ import annotations
 
 import enum
 import logging
-import pickle
-import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 
-from .._errors import InvalidStateError, SerializationError, TaskCancelledError
-from .._transport._wire import Body
+from .._errors import InvalidStateError, TaskCancelledError
 from ._observe import TaskTiming
 
 if TYPE_CHECKING:
-    from ._stream import StreamLink
+    from ._job import Job
 
 T = TypeVar("T")
 
+_log = logging.getLogger("procpool")
+
 
 class _State(enum.Enum):
-    QUEUED = "queued"
+    PENDING = "pending"
     RUNNING = "running"
-    DONE = "done"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+_DONE = frozenset({_State.FINISHED, _State.CANCELLED})
 
 
 class Task(Generic[T]):
-    """A call submitted to a `Pool`: await it for the result, or ``cancel()`` it.
+    """A call submitted to a pool: await it for the result, or ``cancel()`` it.
+
+    Its states follow `concurrent.futures.Future`: *pending* while it waits for a worker (also
+    when it has been sent ahead to a worker still busy with another task), *running* once its
+    worker runs it, then *done*: finished (a result or an exception) or cancelled.
 
     Awaiting a task returns the function's result or raises the child's exception. If the
     coroutine that awaits it is cancelled, the task is cancelled too; when the task was running
@@ -36,83 +47,60 @@ class Task(Generic[T]):
     process is gone.
     """
 
-    def __init__(
-        self,
-        task_id: int,
-        description: str,
-        call: tuple[int, bytes, bytes],
-        kill_on_cancel: bool,
-        on_leave_queue: Callable[[], None] | None = None,
-        stream: StreamLink | None = None,
-    ) -> None:
-        self.id = task_id
-        self.description = description
-        self.kill_on_cancel = kill_on_cancel
-        self._state = _State.QUEUED
-        self._call: tuple[int, bytes, bytes] | None = call  # function id, pickled function, pickled arguments
+    def __init__(self, job: Job) -> None:
+        self.id = job.id
+        self.description = job.description
+        self._job: Job | None = job
+        self._kill_on_cancel = job.kill_on_cancel
+        self._state = _State.PENDING
         self._result: T | None = None
         self._exception: BaseException | None = None
-        self._cancelled = False
         self._event = anyio.Event()
-        self._interrupt: Callable[[], None] | None = None
-        self._callbacks: list[Callable[[Task[Any]], None]] = []
-        self._on_leave_queue = on_leave_queue
-        self._start_gate: Callable[[], bool] | None = None
-        self._withdraw: Callable[[Task[Any]], None] | None = None  # takes a cancelled task out of its queue
-        self._stream = stream  # set for a `Pool.stream` task: where its items go
-        self._submitted_at = time.monotonic()
-        self._sent_at: float | None = None
-        self._started_at: float | None = None  # these two by the worker's clock, which is the same
-        self._finished_at: float | None = None
-        self._received_at: float | None = None
+        self._callbacks: list[Callable[[Task[T]], object]] = []
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] = []
-        self._retries = 0  # times it may still be re-run after its worker died under it
-        self._crashes = 0  # workers that died while running it
-        self._timeout: float | None = None  # set once its deadline has passed: the seconds it had
+        self._timing: TaskTiming | None = None  # kept once done, when the job is let go
 
     def __repr__(self) -> str:
-        state = "cancelled" if self._cancelled else self._state.value
-        return f"<procpool.Task {self.id} {self.description} {state}>"
+        return f"<procpool.Task {self.id} {self.description} {self._state.value}>"
 
-    # -- the public handle ---------------------------------------------------------------------
+    @property
+    def kill_on_cancel(self) -> bool:
+        """Whether cancelling the task while it runs kills its worker (else its result is dropped)."""
+        return self._kill_on_cancel if self._job is None else self._job.kill_on_cancel
 
     def done(self) -> bool:
         """True once the task has a result, an exception, or was cancelled."""
-        return self._state is _State.DONE
+        return self._state in _DONE
 
     def running(self) -> bool:
-        """True while the task runs in a worker."""
+        """True while a worker runs the task (not while it waits, queued or sent ahead)."""
         return self._state is _State.RUNNING
 
     def cancelled(self) -> bool:
         """True if the task ended by cancellation."""
-        return self._cancelled
+        return self._state is _State.CANCELLED
 
     def cancel(self) -> bool:
         """Cancel the task. Returns False if it was already done.
 
-        A queued task never starts. A running task has its worker killed and replaced when the
-        task was submitted with ``kill_on_cancel=True`` (the default); otherwise it runs to its end
-        and its result is dropped. The task counts as done only once that has happened.
+        A pending task never starts: it is cancelled at once (one sent ahead to a busy worker is
+        skipped there). A running task has its worker killed and replaced when the task was
+        submitted with ``kill_on_cancel=True`` (the default), and counts as cancelled once the
+        worker is gone; otherwise it is cancelled at once, runs to its end, and its result is
+        dropped.
         """
-        if self._state is _State.DONE:
-            return False
-        interrupt = self._interrupt if self._state is _State.RUNNING else None
-        if interrupt is None or not self.kill_on_cancel:
-            if self._state is _State.QUEUED and self._withdraw is not None:
-                self._withdraw(self)
-            self._set_cancelled()
-        if interrupt is not None:
-            # The worker's slot stops it: if the worker has not started it yet, it is told to skip
-            # it; if it runs and kill_on_cancel is set, the worker is killed, then the task is done.
-            interrupt()
-        return True
+        job = self._job
+        return job is not None and job.cancel()
 
     @property
     def timing(self) -> TaskTiming:
         """When the task was submitted, sent, started, finished and received (see `TaskTiming`)."""
-        return TaskTiming(self._submitted_at, self._sent_at, self._started_at, self._finished_at, self._received_at)
+        if self._timing is not None:
+            return self._timing
+        job = self._job
+        assert job is not None
+        return TaskTiming(job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
 
     @property
     def progress(self) -> tuple[float, float | None] | None:
@@ -125,6 +113,16 @@ class Task(Generic[T]):
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         self._progress_callbacks.append(callback)
+
+    def add_done_callback(self, callback: Callable[[Task[T]], object]) -> None:
+        """Call ``callback(task)`` in the event loop's thread once the task is done (at once if
+        it is). An exception from the callback is logged and ends nothing else."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if self.done():
+            self._call(callback)
+        else:
+            self._callbacks.append(callback)
 
     def result(self) -> T:
         """The result of a done task; raises its exception, or `TaskCancelledError`.
@@ -144,15 +142,15 @@ class Task(Generic[T]):
             TaskCancelledError: the task was cancelled.
             InvalidStateError: the task is not done yet.
         """
-        if self._state is not _State.DONE:
-            raise InvalidStateError(f"{self!r} is not done yet: await it first")
-        if self._cancelled:
+        if self._state is _State.CANCELLED:
             raise TaskCancelledError(f"{self!r} was cancelled")
+        if self._state is not _State.FINISHED:
+            raise InvalidStateError(f"{self!r} is not done yet: await it first")
         return self._exception
 
     async def wait(self) -> T:
         """Wait for the task and return its result (the same as ``await task``)."""
-        if self._state is not _State.DONE:
+        if not self.done():
             try:
                 await self._event.wait()
             except anyio.get_cancelled_exc_class():
@@ -165,99 +163,51 @@ class Task(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
 
-    # -- used by the pool ----------------------------------------------------------------------
+    # -- moved on by its job only -------------------------------------------------------------
 
-    async def _finished(self) -> None:
-        """Wait until done, without cancelling the task if the waiter is cancelled."""
-        await self._event.wait()
-
-    def _set_start_gate(self, gate: Callable[[], bool]) -> None:
-        """``gate()`` is asked once, as the task is about to start; False cancels it instead."""
-        self._start_gate = gate
-
-    def _add_done_callback(self, callback: Callable[[Task[Any]], None]) -> None:
-        if self._state is _State.DONE:
-            callback(self)
-        else:
-            self._callbacks.append(callback)
-
-    def _start(self, interrupt: Callable[[], None]) -> tuple[int, bytes, bytes] | None:
-        """Mark the task running and hand over its call; None if it was cancelled while queued.
-
-        The call is kept until the task is done, so a task that a dead worker never started can
-        be sent again (`_requeue`).
-        """
-        call = self._call
-        if self._state is not _State.QUEUED or call is None:
-            return None
-        if self._start_gate is not None and not self._start_gate():
-            self._set_cancelled()  # vetoed: its concurrent.futures.Future was cancelled meanwhile
-            return None
-        self._leave_queue()
-        self._state = _State.RUNNING
-        self._interrupt = interrupt
-        return call
-
-    def _requeue(self) -> None:
-        """Back to the queue: it was sent to a worker that died or was killed before starting it."""
-        if self._state is _State.RUNNING:
-            self._state = _State.QUEUED
-            self._interrupt = None
+    def _set_running(self) -> None:
+        if self._state is _State.PENDING:
+            self._state = _State.RUNNING
 
     def _set_progress(self, done: float, total: float | None) -> None:
-        if self._state is _State.DONE:
+        if self.done():
             return
         self._progress = (done, total)
         for callback in self._progress_callbacks:
             try:
                 callback(done, total)
             except Exception:  # the task goes on: a broken display is no reason to fail it
-                logging.getLogger("procpool").exception("a progress callback of %r raised", self)
+                _log.exception("a progress callback of %r raised", self)
 
-    def _set_result_bytes(self, body: Body) -> None:
-        if self._state is _State.DONE:
-            return  # cancelled without killing: the result is dropped
-        try:
-            result = pickle.loads(body)
-        except Exception as exc:
-            error = SerializationError(f"the result of {self.description} could not be unpickled: {exc!r}")
-            error.__cause__ = exc
-            self._set_exception(error)
-        else:
-            self._result = result
-            self._finish()
+    def _set_result(self, result: T) -> None:
+        self._result = result
+        self._finish(_State.FINISHED)
 
     def _set_exception(self, exception: BaseException) -> None:
-        if self._state is not _State.DONE:
-            self._exception = exception
-            self._finish()
+        self._exception = exception
+        self._finish(_State.FINISHED)
 
     def _set_cancelled(self) -> None:
-        if self._state is not _State.DONE:
-            if self._timeout is not None:
-                message = f"{self.description} did not finish within its {self._timeout:g} s timeout"
-                self._exception = TimeoutError(message)
-            else:
-                self._cancelled = True
-            self._finish()
+        self._finish(_State.CANCELLED)
 
-    def _expire(self, timeout: float) -> None:
-        """Its deadline passed: stop it as a cancel would, but it ends with `TimeoutError`."""
-        if self._state is not _State.DONE:
-            self._timeout = timeout
-            self.cancel()
-
-    def _leave_queue(self) -> None:
-        if self._on_leave_queue is not None:
-            self._on_leave_queue()
-            self._on_leave_queue = None
-
-    def _finish(self) -> None:
-        self._leave_queue()
-        self._state = _State.DONE
-        self._call = None
-        self._interrupt = None
+    def _finish(self, state: _State) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            self._kill_on_cancel = job.kill_on_cancel
+            self._timing = TaskTiming(job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
+        self._state = state
         self._event.set()
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
+            self._call(callback)
+
+    def _call(self, callback: Callable[[Task[T]], object]) -> None:
+        try:
             callback(self)
+        except BaseException:  # SystemExit too: one callback's failure must not stop the pool
+            _log.exception("a done callback of %r raised", self)
+
+
+async def wait_done(task: Task[Any]) -> None:
+    """Wait until ``task`` is done, without cancelling it if this wait is cancelled."""
+    await task._event.wait()

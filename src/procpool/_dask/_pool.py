@@ -17,19 +17,16 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from .._api._pool import _check_positive_int, _State, _TaskGroupOwner, _Verbs
-from .._core._task import Task
+from .._api import PoolFacade, check_positive_int
+from .._core import Job, PoolState
 from .._errors import PoolClosedError, WorkerCrashedError
 from .._sizing import available_cpus
-from .._transport._pickling import dumps_for_transport, unpack_exception
+from .._transport import unpack_exception
 from . import _worker as _dask_worker
 
 if TYPE_CHECKING:
     from distributed import Client, Future, KilledWorker, LocalCluster
     from distributed.security import Security
-
-# A task's call goes to Dask, not through the task (which only carries the outcome back).
-_NO_CALL = (0, b"", b"")
 
 
 class _ClusterLike(Protocol):
@@ -93,7 +90,7 @@ def _consume_outcome(gathering: asyncio.Future[tuple[str, bytes]]) -> None:
         gathering.exception()  # retrieved here, so an abandoned gather's error is not logged
 
 
-class DaskPool(_Verbs, _TaskGroupOwner):
+class DaskPool(PoolFacade):
     """The same async API as `Pool` (``run``, ``submit``, ``map``, `Task`), on a Dask distributed cluster.
 
     Use it as an async context manager, under asyncio or uvloop (not trio: Dask's client runs on
@@ -134,7 +131,7 @@ class DaskPool(_Verbs, _TaskGroupOwner):
         _require_distributed()
         from distributed import Client
 
-        _check_positive_int("workers", workers, optional=True)
+        check_positive_int("workers", workers, optional=True)
         if address is not None and workers is not None:
             raise ValueError(
                 "workers sizes only the LocalCluster that DaskPool starts when given no address; "
@@ -146,26 +143,18 @@ class DaskPool(_Verbs, _TaskGroupOwner):
                 "address must be a Dask scheduler address ('tcp://host:8786'), a Dask cluster object, "
                 f"a distributed.Client, or None for a LocalCluster, not {type(address).__name__}"
             )
-        # `_Verbs` (run/submit/map/starmap) is typed for `Pool`; those verbs use only `workers`,
-        # `_check_open` and `_submit_pickled`, which DaskPool provides with the same signatures
-        # (`stream`, which needs more, is overridden below).
-        self._pool = self  # type: ignore[assignment]
         self._kill_on_cancel = False
         self._address = address
-        self.workers: int = (workers or available_cpus()) if address is None else 0
-        self._state = _State.NEW
-        self._thread: int | None = None
-        self._client: Client | None = None
-        self._cluster: LocalCluster | None = None
-        self._task_group: TaskGroup | None = None
-        self._task_ids = itertools.count(1)
-        self._outstanding: set[Task[Any]] = set()  # tasks whose Dask future is still held
-        self._drained: anyio.Event | None = None  # set when the last of them is released, for aclose()
-        self._queued = 0
+        self._backend = _DaskBackend(address, (workers or available_cpus()) if address is None else 0)
+
+    @property
+    def workers(self) -> int:
+        """The cluster's worker threads when the pool opened (before: the LocalCluster's size, or 0)."""
+        return self._backend.workers
 
     def __repr__(self) -> str:
         where = "LocalCluster" if self._address is None else self._address
-        return f"<procpool.DaskPool {where!s:.60} workers={self.workers} {self._state.value}>"
+        return f"<procpool.DaskPool {where!s:.60} workers={self.workers} {self._backend.state.value}>"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(
@@ -177,10 +166,7 @@ class DaskPool(_Verbs, _TaskGroupOwner):
     def queued(self) -> int:
         """How many submitted tasks have not finished: Dask does not report when a task starts, so
         unlike `Pool.queued` this counts the tasks running on the cluster too."""
-        return self._queued
-
-    def _left_queue(self) -> None:
-        self._queued -= 1
+        return self._backend.queued
 
     def options(self, *, kill_on_cancel: bool, timeout: None = None, retries: int = 0) -> DaskPool:
         """This pool, for code written for `Pool.options`: only ``kill_on_cancel=False`` applies.
@@ -216,27 +202,45 @@ class DaskPool(_Verbs, _TaskGroupOwner):
             "return a list from pool.run, split the work with pool.map, or use procpool.Pool.stream"
         )
 
+
+class _DaskBackend:
+    """Runs jobs on a Dask cluster: each as one Dask task of `run_call`, awaited by a driver task."""
+
+    def __init__(self, address: str | _ClusterLike | Client | None, workers: int) -> None:
+        self.workers = workers
+        self.state = PoolState.NEW
+        self.admission = None
+        self.kill_grace = 0.0
+        self.queued = 0
+        self._address = address
+        self._thread: int | None = None
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
+        self._task_group: TaskGroup | None = None
+        self._job_ids = itertools.count(1)
+        self._outstanding: set[Job] = set()  # jobs whose Dask future is still held
+        self._drained: anyio.Event | None = None  # set when the last of them is released, for close()
+
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> DaskPool:
-        if self._state is not _State.NEW:
+    async def open(self) -> None:
+        if self.state is not PoolState.NEW:
             raise RuntimeError("a DaskPool can be entered only once; create a new DaskPool")
         _require_asyncio()
-        self._state = _State.CLOSING  # not open for tasks until connected
+        self.state = PoolState.CLOSING  # not open for tasks until connected
         self._thread = threading.get_ident()
         try:
             client = await self._connect()
             nthreads = await client.nthreads()
         except BaseException:
             await self._disconnect()
-            self._state = _State.CLOSED
+            self.state = PoolState.CLOSED
             raise
         # What the cluster runs at once now (it may grow or shrink); map's default backpressure.
         self.workers = max(1, sum(nthreads.values()))
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._state = _State.OPEN
-        return self
+        self.state = PoolState.OPEN
 
     async def _connect(self) -> Client:
         from distributed import Client, LocalCluster
@@ -274,38 +278,48 @@ class DaskPool(_Verbs, _TaskGroupOwner):
                     assert closing is not None  # an asynchronous cluster's close() is awaitable
                     await closing
 
-    async def aclose(self) -> None:
-        """Close the pool: refuse new tasks, wait for the submitted ones, disconnect from the cluster
-        (and stop the ``LocalCluster`` the pool started, if any).
-
-        Safe to call more than once; ``async with`` calls it on a normal exit.
-        """
-        if self._state is _State.NEW:
-            self._state = _State.CLOSED
+    async def close(self) -> None:
+        """Refuse new tasks, wait for the submitted ones, disconnect from the cluster (and stop the
+        ``LocalCluster`` the pool started, if any)."""
+        if self.state is PoolState.NEW:
+            self.state = PoolState.CLOSED
             return
-        if self._state is _State.OPEN:
-            self._state = _State.CLOSING
+        if self.state is PoolState.OPEN:
+            self.state = PoolState.CLOSING
         while self._outstanding:
             self._drained = anyio.Event()
             await self._drained.wait()
         await self._disconnect()
 
-    async def _tear_down(self, task_group: TaskGroup) -> None:
-        """Cancel every outstanding task, stop their drivers, disconnect."""
-        self._state = _State.CLOSING
-        for task in list(self._outstanding):
-            task.cancel()
-        task_group.cancel_scope.cancel()
+    async def exit(self, *, abort: bool) -> None:
+        """With ``abort``, cancel every outstanding task and stop their drivers; then disconnect."""
+        task_group, self._task_group = self._task_group, None
         try:
-            await task_group.__aexit__(None, None, None)
+            if abort:
+                self.state = PoolState.CLOSING
+                for job in list(self._outstanding):
+                    job.cancel()
+                if task_group is not None:
+                    task_group.cancel_scope.cancel()
+            if task_group is not None:
+                await task_group.__aexit__(None, None, None)
         finally:
-            await self._disconnect()
+            try:
+                await self._disconnect()
+            finally:
+                self.state = PoolState.CLOSED
 
     # -- submission ----------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._state is not _State.OPEN:
-            if self._state is _State.NEW:
+    def new_job_id(self) -> int:
+        return next(self._job_ids)
+
+    def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
+        raise NotImplementedError("DaskPool takes no timeout: wrap the call in anyio.fail_after(...)")
+
+    def check_open(self) -> None:
+        if self.state is not PoolState.OPEN:
+            if self.state is PoolState.NEW:
                 raise PoolClosedError("the pool is not started: use it as `async with procpool.DaskPool(...) as pool:`")
             raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
         if threading.get_ident() != self._thread:
@@ -314,25 +328,27 @@ class DaskPool(_Verbs, _TaskGroupOwner):
                 "use anyio.from_thread.run(pool.run, fn, ...)"
             )
 
-    def _submit_pickled(
-        self, fn_bytes: bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], kill_on_cancel: bool
-    ) -> Task[Any]:
-        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
+    def submit(self, job: Job) -> None:
         assert self._client is not None
         assert self._task_group is not None
-        task_id = next(self._task_ids)
+        task = job.task
+        assert task is not None
         # Only our two byte strings meet Dask's submit keywords; a unique key and pure=False keep
         # Dask from merging identical calls into one.
+        name = job.description.partition("() [task")[0]
         future = self._client.submit(
-            _dask_worker.run_call, fn_bytes, args_bytes, key=f"{name}-{uuid.uuid4().hex}", pure=False
+            _dask_worker.run_call, job.fn_bytes, job.args_bytes, key=f"{name}-{uuid.uuid4().hex}", pure=False
         )
-        task: Task[Any] = Task(task_id, f"{name}() [task {task_id}]", _NO_CALL, kill_on_cancel, self._left_queue)
-        self._queued += 1
-        self._outstanding.add(task)
-        self._task_group.start_soon(self._drive, task, future)
-        return task
+        job.take()  # Dask does not say when a task starts: it stays pending until its outcome comes
+        self.queued += 1
+        self._outstanding.add(job)
+        task.add_done_callback(self._left_queue)
+        self._task_group.start_soon(self._drive, job, future)
 
-    async def _drive(self, task: Task[Any], future: Future[tuple[str, bytes]]) -> None:
+    def _left_queue(self, _: object) -> None:
+        self.queued -= 1
+
+    async def _drive(self, job: Job, future: Future[tuple[str, bytes]]) -> None:
         """Wait for one task's Dask future and hand its outcome to the task."""
         from distributed import KilledWorker
 
@@ -340,7 +356,7 @@ class DaskPool(_Verbs, _TaskGroupOwner):
             with anyio.CancelScope() as waiting:
                 # Cancelled by its caller, queued or running alike: stop waiting. Releasing the
                 # future (below) makes Dask drop the call if it has not started yet.
-                task._add_done_callback(lambda _: waiting.cancel())
+                job.on_cancel = lambda _: waiting.cancel()
                 try:
                     # Dask gathers the results of concurrent awaits in one shared request;
                     # cancelling one await would cancel it for all, so cancellation stops only
@@ -349,17 +365,17 @@ class DaskPool(_Verbs, _TaskGroupOwner):
                     gathering.add_done_callback(_consume_outcome)
                     kind, body = await asyncio.shield(gathering)
                 except KilledWorker as exc:
-                    task._set_exception(_worker_lost(exc, task.description))
+                    job.fail(_worker_lost(exc, job.description))
                 except Exception as exc:  # the scheduler is gone, the task could not be loaded...
-                    task._set_exception(exc)
+                    job.fail(exc)
                 else:
                     if kind == _dask_worker.OK:
-                        task._set_result_bytes(body)
+                        job.succeed(body)
                     else:
-                        task._set_exception(unpack_exception(body))
+                        job.fail(unpack_exception(body))
         finally:
             future.release()
-            task._set_cancelled()  # a no-op if it is done; else the pool is being torn down around it
-            self._outstanding.discard(task)
+            job.cancel_now()  # a no-op if it is done; else the pool is being torn down around it
+            self._outstanding.discard(job)
             if not self._outstanding and self._drained is not None:
                 self._drained.set()

@@ -7,10 +7,9 @@ import logging
 import math
 import pickle
 import sys
-from typing import Any
 
-from .._child._reports import STDOUT
-from .._core._task import Task
+from .._child import STDOUT
+from .._core import Job
 from .._transport import wire
 
 _log = logging.getLogger("procpool")
@@ -26,15 +25,15 @@ def logging_levels() -> dict[str, int]:
     return levels
 
 
-def deliver(pid: int, frame: wire.Frame, task: Task[Any] | None) -> None:
-    """Act on a report frame from worker ``pid``; ``task`` is the task it names, if still there."""
+def deliver(pid: int, frame: wire.Frame, job: Job | None) -> None:
+    """Act on a report frame from worker ``pid``; ``job`` is the job it names, if still there."""
     if frame.kind == wire.LOG:
         _deliver_record(pid, frame.body)
     elif frame.kind == wire.OUTPUT:
         _deliver_output(frame.body)
-    elif frame.kind == wire.PROGRESS and task is not None:
+    elif frame.kind == wire.PROGRESS and job is not None:
         done, total = wire.PROGRESS_BODY.unpack(frame.body)
-        task._set_progress(done, None if math.isnan(total) else total)
+        job.report_progress(done, None if math.isnan(total) else total)
 
 
 def _deliver_record(pid: int, body: wire.Body) -> None:

@@ -14,18 +14,14 @@ the backlog if its worker dies.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 
-from .._core._backlog import Backlog, BacklogClosed
-from .._core._observe import ExitReason, PoolObserver, TaskStarted, WorkerStarted
-from .._core._task import Task
+from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, Stage, TaskStarted, WorkerStarted
 from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
@@ -59,8 +55,8 @@ class WorkerSlot:
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
         self.worker: WorkerProcess | None = None
-        self._inflight: OrderedDict[int, Task[Any]] = OrderedDict()  # sent to the worker, in order
-        self._cancels: list[Task[Any]] = []
+        self._inflight: OrderedDict[int, Job] = OrderedDict()  # sent to the worker, in order
+        self._cancels: list[Job] = []
         self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
         self._wait: anyio.CancelScope | None = None
         self._task_time: float | None = None
@@ -89,20 +85,21 @@ class WorkerSlot:
             while True:
                 if not self._inflight:
                     try:
-                        task = await self._next_task()
+                        job = await self._next_job()
                     except BacklogClosed:
                         return
-                    if task is None:
+                    if job is None:
                         continue  # idle too long: the worker was let go
-                    if await self._ready_worker(task):
-                        await self._send([task, *self._tasks_ahead(task, 1)])
+                    if await self._ready_worker(job):
+                        await self._send([job, *self._jobs_ahead(job, 1)])
+                    del job  # settled jobs hold nothing, but nothing here needs it any longer
                 if self._inflight:
                     await self._serve_once()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._shut_down()
 
-    async def _next_task(self) -> Task[Any] | None:
+    async def _next_job(self) -> Job | None:
         """The next task for an idle worker; None if it idled for ``idle_timeout`` and was stopped."""
         idle_timeout = self._healing.idle_timeout
         if idle_timeout is None or self.worker is None:
@@ -117,28 +114,28 @@ class WorkerSlot:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def _ready_worker(self, task: Task[Any]) -> bool:
-        """Make sure a live worker is there for ``task``; if none can be started, fail the task."""
+    async def _ready_worker(self, job: Job) -> bool:
+        """Make sure a live worker is there for ``job``; if none can be started, fail the job."""
         if self.worker is not None and not self.worker.has_exited():
             return True
         await self._retire("crashed")  # it died between tasks
         if self._healing.broken is not None:
-            task._set_exception(self._healing.broken_error())
+            job.fail(self._healing.broken_error())
             return False
         try:
             self._set_worker(await self._healing.restart())
         except InitializerError:
-            task._set_exception(self._healing.broken_error())
+            job.fail(self._healing.broken_error())
             return False
         except WorkerCrashedError as exc:
-            if task._retries > 0:  # killed during its start-up: the task never ran, try again
-                task._retries -= 1
-                self._backlog.put_front([task])
+            if job.retries > 0 and not job.settled:  # killed during its start-up: the job never ran, try again
+                job.retries -= 1
+                self._backlog.put_front([job])
             else:
-                task._set_exception(exc)
+                job.fail(exc)
             return False
         except Exception as exc:
-            task._set_exception(exc)
+            job.fail(exc)
             return False
         return True
 
@@ -148,44 +145,55 @@ class WorkerSlot:
         self._healing.live_workers += 1
         self._observer.emit(WorkerStarted(worker.pid))
 
-    async def _send(self, tasks: list[Task[Any]]) -> None:
+    async def _send(self, jobs: list[Job]) -> None:
         worker = self.worker
         assert worker is not None
         frames: list[bytes] = []
-        started: list[Task[Any]] = []
-        now = time.monotonic()
-        for task in tasks:
-            call = task._start(functools.partial(self._request_cancel, task))
-            if call is None:
+        head = None if self._inflight else jobs[0]
+        streams: list[Job] = []
+        for job in jobs:
+            if not job.take():
+                if job is head:
+                    head = None
                 continue  # cancelled meanwhile
             if not self._inflight:
-                self._head_since = now
-            self._inflight[task.id] = task
-            task._sent_at = now
+                self._head_since = time.monotonic()
+            job.on_cancel = self._request_cancel
+            self._inflight[job.id] = job
             worker.dispatched += 1
-            kind = wire.CALL if task._stream is None else wire.STREAM
-            frames += worker.encode_call(kind, task.id, *call)
-            started.append(task)
+            kind = wire.CALL if job.stream is None else wire.STREAM
+            frames += worker.encode_call(kind, job.id, job.fn_id, job.fn_bytes, job.args_bytes)
+            if job.stream is not None:
+                streams.append(job)
         if frames:
             await worker.send(frames)
-        if self._observer.on_event is not None:
-            for task in started:
-                self._observer.emit(TaskStarted(task, worker.pid))
-        for task in started:
-            if task._stream is not None:
-                await task._stream.attach(task.id, worker.send)
+        if head is not None:
+            self._began(head)
+        for job in streams:
+            assert job.stream is not None
+            await job.stream.attach(job.id, worker.send)
+
+    def _began(self, job: Job) -> None:
+        """``job`` is now first in its worker's queue: the worker runs it (it reads and begins
+        tasks in order), so its handle becomes running. A job cancelled while it was sent ahead
+        has settled: the worker skips it, or its result is dropped."""
+        if job.stage is not Stage.SENT:
+            return
+        job.began()
+        if self._observer.on_event is not None and job.task is not None and self.worker is not None:
+            self._observer.emit(TaskStarted(job.task, self.worker.pid))
 
     async def _top_up(self) -> None:
         """Send more tasks ahead of the running one, up to what the recent task time calls for."""
         if self._inflight:
-            batch = self._tasks_ahead(next(iter(self._inflight.values())), len(self._inflight))
+            batch = self._jobs_ahead(next(iter(self._inflight.values())), len(self._inflight))
             if batch:
                 await self._send(batch)
 
-    def _tasks_ahead(self, head: Task[Any], in_flight: int) -> list[Task[Any]]:
-        """Tasks to send behind ``head`` when ``in_flight`` are already on their way."""
+    def _jobs_ahead(self, head: Job, in_flight: int) -> list[Job]:
+        """Jobs to send behind ``head`` when ``in_flight`` are already on their way."""
         worker = self.worker
-        if worker is None or head._stream is not None or self._task_time is None or self._retiring:
+        if worker is None or head.stream is not None or self._task_time is None or self._retiring:
             return []
         limit = min(1 + int(_PREFETCH_BUDGET / max(self._task_time, 1e-7)), _MAX_AHEAD)
         if self._task_time < _SHORT_TASK:
@@ -195,10 +203,10 @@ class WorkerSlot:
         room = min(limit - in_flight, self._backlog.spare)
         if self._max_tasks is not None:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
-        batch: list[Task[Any]] = []
-        while len(batch) < room and (task := self._backlog.peek()) is not None and task._stream is None:
+        batch: list[Job] = []
+        while len(batch) < room and (job := self._backlog.peek()) is not None and job.stream is None:
             self._backlog.get_nowait()
-            batch.append(task)
+            batch.append(job)
         return batch
 
     # -- receiving -------------------------------------------------------------------------------
@@ -246,40 +254,43 @@ class WorkerSlot:
                 self._retiring = True
 
     def _settle(self, worker: WorkerProcess, frame: wire.Frame) -> None:
-        task = self._inflight.get(frame.task_id)
+        job = self._inflight.get(frame.task_id)
         if frame.kind in wire.REPORTS:
-            _reports.deliver(worker.pid, frame, task)
+            _reports.deliver(worker.pid, frame, job)
             return
-        if task is None:
-            return  # a late frame of a task already settled
+        if job is None:
+            return  # a late frame of a job already settled
         if frame.kind == wire.ITEM:
-            if task._stream is not None:
-                task._stream.deliver(frame.body)
+            if job.stream is not None:
+                job.stream.deliver(frame.body)
             return
         del self._inflight[frame.task_id]
         if frame.kind == wire.CANCELLED or frame.task_id in self._cancelling:
             self._cancelling.discard(frame.task_id)
-            task._set_cancelled()
-            return
-        worker.tasks_run += 1
-        now = time.monotonic()
-        sample, self._head_since = now - self._head_since, now
-        self._task_time = (
-            sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
-        )
-        task._started_at, task._finished_at = wire.TIMING.unpack_from(frame.body)
-        task._received_at = now
-        body = memoryview(frame.body)[wire.TIMING.size :]
-        if frame.kind == wire.RESULT:
-            task._set_result_bytes(body)
+            job.cancel_now()
         else:
-            task._set_exception(unpack_exception(body))
+            worker.tasks_run += 1
+            now = time.monotonic()
+            sample, self._head_since = now - self._head_since, now
+            self._task_time = (
+                sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
+            )
+            job.started_at, job.finished_at = wire.TIMING.unpack_from(frame.body)
+            job.received_at = now
+            self._began(job)  # not marked yet when its result came in one read with the one before
+            body = memoryview(frame.body)[wire.TIMING.size :]
+            if frame.kind == wire.RESULT:
+                job.succeed(body)
+            else:
+                job.fail(unpack_exception(body))
+        if self._inflight:
+            self._began(next(iter(self._inflight.values())))
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
 
-    def _request_cancel(self, task: Task[Any]) -> None:
-        """Called by `Task.cancel` on a task this slot has sent to its worker."""
-        self._cancels.append(task)
+    def _request_cancel(self, job: Job) -> None:
+        """Called by `Job.cancel` on a job this slot has sent to its worker."""
+        self._cancels.append(job)
         if self._wait is not None:
             self._wait.cancel()
 
@@ -287,27 +298,28 @@ class WorkerSlot:
         """Act on cancellations; True if the worker was killed (and replaced)."""
         cancels, self._cancels = self._cancels, []
         skip: list[bytes] = []
-        for task in cancels:
-            if task.id in self._inflight and task.id not in self._cancelling:
-                self._cancelling.add(task.id)
-                skip += wire.encode(wire.CANCEL, task.id)
+        for job in cancels:
+            if job.id in self._inflight and job.id not in self._cancelling:
+                self._cancelling.add(job.id)
+                skip += wire.encode(wire.CANCEL, job.id)
         if skip and self.worker is not None:
             await self.worker.send(skip)
         if not self._inflight:
             return False
         head_id, head = next(iter(self._inflight.items()))
-        # The head is running (or about to): skipping is no longer possible, killing is.
-        if head_id in self._cancelling and head.kill_on_cancel and not head.done():
+        # The head is running (or about to): skipping is no longer possible, killing is. A head
+        # cancelled while it was sent ahead has settled already; it is skipped, not killed.
+        if head_id in self._cancelling and head.kill_on_cancel and not head.settled:
             await self._kill(head)
             return True
         return False
 
-    async def _kill(self, head: Task[Any]) -> None:
+    async def _kill(self, head: Job) -> None:
         worker = self.worker
         assert worker is not None
         await worker.terminate(self._kill_grace)
         self._inflight.pop(head.id)
-        head._set_cancelled()
+        head.cancel_now()
         self._give_back_unstarted()
         await self._replace("killed")
 
@@ -318,51 +330,51 @@ class WorkerSlot:
         # The tasks it began, up to the one it began last, ended with it (their results are lost
         # with it; tiny tasks' results go back in batches). If it died between tasks, none did.
         last = worker.last_began()
-        ran = list(itertools.takewhile(lambda task_id: task_id != last, self._inflight))
+        ran = list(itertools.takewhile(lambda job_id: job_id != last, self._inflight))
         ran = [*ran, last] if last in self._inflight else []
-        again: list[Task[Any]] = []
-        for task_id in ran:
-            task = self._inflight.pop(task_id)
-            if task_id in self._cancelling:
-                task._set_cancelled()
+        again: list[Job] = []
+        for job_id in ran:
+            job = self._inflight.pop(job_id)
+            if job_id in self._cancelling or job.settled:
+                job.cancel_now()  # cancelled: never run again
                 continue
-            if task_id == last:  # the one running when it died: maybe the cause
-                task._crashes += 1
-                if task._crashes >= self._healing.max_crashes:
-                    task._set_exception(self._poison_error(worker, task))
+            if job_id == last:  # the one running when it died: maybe the cause
+                job.crashes += 1
+                if job.crashes >= self._healing.max_crashes:
+                    job.fail(self._poison_error(worker, job))
                     continue
-            if task._retries > 0:
-                task._retries -= 1  # the caller said it is safe to run again
-                task._requeue()
-                again.append(task)
+            if job.retries > 0:
+                job.retries -= 1  # the caller said it is safe to run again
+                job.requeue()
+                again.append(job)
             else:
-                task._set_exception(worker.crash_error(task.description))
+                job.fail(worker.crash_error(job.description))
         self._give_back_unstarted(again)
         await self._replace("crashed")
 
     @staticmethod
-    def _poison_error(worker: WorkerProcess, task: Task[Any]) -> PoisonTaskError:
-        crash = worker.crash_error(task.description)
+    def _poison_error(worker: WorkerProcess, job: Job) -> PoisonTaskError:
+        crash = worker.crash_error(job.description)
         return PoisonTaskError(
             pid=crash.pid,
             exitcode=crash.exitcode,
             signal_name=crash.signal_name,
-            task=task.description,
-            crashes=task._crashes,
+            task=job.description,
+            crashes=job.crashes,
         )
 
-    def _give_back_unstarted(self, requeue: list[Task[Any]] | None = None) -> None:
-        """The worker is gone: tasks it had not started go back to the front of the backlog,
-        after ``requeue`` (the crashed task, when it is run again)."""
-        self._cancelling.update(task.id for task in self._cancels)
+    def _give_back_unstarted(self, requeue: list[Job] | None = None) -> None:
+        """The worker is gone: jobs it had not started go back to the front of the backlog,
+        after ``requeue`` (the crashed job, when it is run again)."""
+        self._cancelling.update(job.id for job in self._cancels)
         self._cancels.clear()
         requeue = requeue or []
-        for task_id, task in self._inflight.items():
-            if task_id in self._cancelling:
-                task._set_cancelled()
+        for job_id, job in self._inflight.items():
+            if job_id in self._cancelling or job.settled:
+                job.cancel_now()
             else:
-                task._requeue()
-                requeue.append(task)
+                job.requeue()
+                requeue.append(job)
         self._inflight.clear()
         self._cancelling.clear()
         self._backlog.put_front(requeue)
@@ -400,7 +412,7 @@ class WorkerSlot:
         if self._inflight and self.worker is not None:
             await self.worker.terminate(self._kill_grace)
             reason = "killed"
-        for task in self._inflight.values():
-            task._set_cancelled()
+        for job in self._inflight.values():
+            job.cancel_now()
         self._inflight.clear()
         await self._retire(reason)

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._transport._pickling import dumps_for_transport
+from .._transport import dumps_for_transport
 from ._fdshare import Handles
 from ._sync import Condition
 from ._waiting import Op, check_timeout, deadline_for, dual

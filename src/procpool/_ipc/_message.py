@@ -20,7 +20,7 @@ import struct
 import tempfile
 from typing import Any
 
-from .._transport._pickling import dumps_for_transport
+from .._transport import dumps_for_transport
 from ._waiting import Op, Port, Wait
 
 _INLINE = b"\x00"

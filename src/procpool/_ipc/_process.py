@@ -17,10 +17,10 @@ from typing import Any, NoReturn
 import anyio
 
 from .._child import arm_lifeline, call
-from .._engine._process import poll_exitcode, start_locked, worker_context
+from .._engine import poll_exitcode, start_locked, worker_context
 from .._errors import InvalidStateError
 from .._sizing import check_start_method
-from .._transport._pickling import dumps_for_transport
+from .._transport import dumps_for_transport
 from ._waiting import Port, running_async
 
 _EXIT_POLL_INTERVAL = 0.002

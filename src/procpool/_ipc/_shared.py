@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 import anyio
 
 from .._child import arm_lifeline
-from .._engine._process import mp_lock, worker_context
+from .._engine import mp_lock, worker_context
 from .._errors import InvalidStateError
 from .._sizing import check_start_method
 

@@ -136,7 +136,7 @@ def unpack_exception(body: Body) -> BaseException:
     if exc_bytes is not None:
         try:
             exc = pickle.loads(exc_bytes)
-        except Exception:
+        except BaseException:  # SystemExit from a __reduce__ too: it would act on the parent
             exc = None
     if not isinstance(exc, Exception):
         exc = RemoteError(type_name, message, tb_text)

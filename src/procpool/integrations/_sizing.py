@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .._api._pool import _check_positive_int
+from .._api import check_positive_int
 from .._sizing import available_cpus
 
 _WEB_CONCURRENCY = "WEB_CONCURRENCY"
@@ -35,8 +35,8 @@ def web_pool_size(workers: int | None = None, *, web_processes: int | None = Non
         RuntimeWarning: the web processes would start more pool workers in all than there are CPUs;
             CPU-bound tasks would then slow each other down and take CPU time from the event loops.
     """
-    _check_positive_int("workers", workers, optional=True)
-    _check_positive_int("web_processes", web_processes, optional=True)
+    check_positive_int("workers", workers, optional=True)
+    check_positive_int("web_processes", web_processes, optional=True)
     if web_processes is None:
         web_processes = _web_concurrency()
     cpus = available_cpus()

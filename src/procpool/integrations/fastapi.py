@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from .._api._pool import Pool
+from .._api import Pool
 from . import starlette as _starlette
 from .starlette import STATE_KEY as STATE_KEY
 from .starlette import pool_from as pool_from

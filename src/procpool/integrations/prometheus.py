@@ -21,7 +21,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .._core._observe import PoolStats
+from .._core import PoolStats
 
 __all__ = ("PoolCollector",)
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypedDict, Unpack
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
-from .._api._pool import Pool, _check_positive_int
+from .._api import Pool, check_positive_int
 from ._sizing import web_pool_size
 
 STATE_KEY = "procpool_pool"
@@ -78,7 +78,7 @@ def pool_lifespan(
         ValueError: ``workers``, ``web_processes`` or a pool option is out of range.
         TypeError: ``lifespan`` is not callable, or an unknown or ill-typed pool option is given.
     """
-    _check_positive_int("web_processes", web_processes, optional=True)
+    check_positive_int("web_processes", web_processes, optional=True)
     if lifespan is not None and not callable(lifespan):
         raise TypeError(f"lifespan must be the app's lifespan function or None, not {type(lifespan).__name__}")
     # Check the pool's options now, where the app is defined, not when the server starts: a Pool
@@ -145,7 +145,7 @@ class QueueLimit:
     """
 
     def __init__(self, max_queued: int, *, retry_after: int = 1) -> None:
-        _check_positive_int("max_queued", max_queued, optional=False)
+        check_positive_int("max_queued", max_queued, optional=False)
         if not isinstance(retry_after, int) or isinstance(retry_after, bool) or retry_after < 0:
             raise ValueError(f"retry_after must be a whole number of seconds >= 0, not {retry_after!r}")
         self.max_queued = max_queued

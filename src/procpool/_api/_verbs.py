@@ -1,0 +1,369 @@
+"""The verbs (``submit``, ``run``, ``stream``, ``map``, ``starmap``), written once against the
+`Backend` boundary, and the facade every pool shares (``async with``, ``aclose``, ``options`` views).
+
+`Pool`, `DaskPool` and `InlinePool` are each this facade over a backend of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sized
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio
+import anyio.lowlevel
+
+from .._child import ChunkRunner
+from .._core import Backend, Job, StreamLink, Task
+from .._transport import dumps_for_transport, dumps_function
+from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
+from ._map import MapIterator
+from ._progress import ProgressOption, open_progress
+from ._stream import StreamIterator
+
+P = ParamSpec("P")
+T = TypeVar("T")
+R = TypeVar("R")
+F = TypeVar("F", bound="PoolFacade")
+
+
+class Verbs:
+    """The ways to send work to a pool; shared by every pool and the views from ``options``."""
+
+    _backend: Backend
+    _kill_on_cancel: bool
+    _timeout: float | None = None  # seconds from the call, queue time included (`Pool.options`)
+    _retries = 0  # re-runs of a task whose worker died under it (`Pool.options`)
+
+    @overload
+    def submit(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
+    @overload
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task[Any]:
+        """Submit ``fn(*args, **kwargs)`` and return its `Task` at once, without waiting.
+
+        ``fn`` may be any callable cloudpickle can carry, or an ``async def`` function, which the
+        worker runs on its own event loop. Must be called from the event loop's thread.
+
+        Raises:
+            TypeError: ``fn`` is not callable.
+            SerializationError: ``fn`` or an argument cannot be pickled.
+            PoolClosedError: the pool is not open.
+        """
+        task = self._submit(fn, args, kwargs, anyio.current_time()).task
+        assert task is not None  # just made: nothing has settled it yet
+        return task
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        called_at: float,
+        stream: StreamLink | None = None,
+    ) -> Job:
+        fn_bytes, name = self._prepare(fn)
+        return self._submit_pickled(fn_bytes, name, args, kwargs, called_at, stream)
+
+    def _submit_pickled(
+        self,
+        fn_bytes: bytes,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        called_at: float,
+        stream: StreamLink | None = None,
+    ) -> Job:
+        """Make the call's job and hand it to the backend, with this view's options."""
+        backend = self._backend
+        room = backend.admission
+        if room is not None:
+            room.enter()
+        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
+        job_id = backend.new_job_id()
+        job = Job(
+            job_id,
+            f"{name}() [task {job_id}]",
+            fn_bytes,
+            args_bytes,
+            kill_on_cancel=self._kill_on_cancel,
+            stream=stream,
+        )
+        job.retries = self._retries
+        backend.submit(job)
+        if self._timeout is not None:
+            backend.set_deadline(job, called_at + self._timeout, self._timeout)
+        return job
+
+    def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
+        """Check a call can be submitted; the pickled function and its name."""
+        check_callable(fn)
+        self._backend.check_open()
+        name = describe(fn)
+        return dumps_for_transport(fn, f"the function {name}", dumps_function), name
+
+    async def _wait_for_room(self) -> None:
+        """Wait until a pool with ``max_queued`` has room (for at most the call's ``timeout``)."""
+        room = self._backend.admission
+        if room is None:
+            return
+        if self._timeout is None:
+            await room.wait()
+        else:
+            with anyio.fail_after(self._timeout):
+                await room.wait()
+        self._backend.check_open()  # it may have closed (or broken) while this call waited
+
+    @overload
+    async def run(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    @overload
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+    async def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a worker and return its result.
+
+        An exception raised by ``fn`` is raised here as the same type, with the child's traceback
+        as its ``__cause__``. If the worker dies, `WorkerCrashedError` is raised. If this call is
+        cancelled (``anyio.fail_after``, ``asyncio.timeout``...), a queued call never starts and a
+        running one has its worker killed (see ``kill_on_cancel``).
+
+        On a pool with ``max_queued``, waits for room first, in turn with other callers. With
+        ``pool.options(timeout=...)``, that wait counts towards the timeout.
+        """
+        # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
+        # which could send the task before this call's first wait sees the cancellation.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        called_at = anyio.current_time()
+        fn_bytes, name = self._prepare(fn)
+        if self._backend.admission is not None:
+            await self._wait_for_room()
+        task = self._submit_pickled(fn_bytes, name, args, kwargs, called_at).task
+        assert task is not None
+        return await task
+
+    @overload
+    def stream(self, fn: Callable[P, AsyncIterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
+    @overload
+    def stream(self, fn: Callable[P, Iterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
+    def stream(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> StreamIterator[Any]:
+        """Run the generator ``fn(*args, **kwargs)`` in a worker and receive its items as they come.
+
+        ``fn`` may be a generator function, an async generator function, or any function that
+        returns an iterable. The worker runs ahead of the consumer by at most a few items (it waits
+        for the parent to take them); leaving the loop early, with ``async with`` or `aclose`, closes
+        the generator in the worker so its ``finally`` blocks run, and frees the worker. Awaiting
+        the stream collects its items into a list.
+
+        Example::
+
+            async with pool.stream(read_records, path) as records:
+                async for record in records:
+                    ...
+        """
+        if self._retries:
+            raise ValueError("retries does not apply to pool.stream(): a re-run would send its items again")
+        link = StreamLink()
+        task = self._submit(fn, args, kwargs, anyio.current_time(), stream=link).task
+        assert task is not None
+        return StreamIterator(task, link, self._backend.kill_grace)
+
+    @overload
+    def map(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[R]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[..., R],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[R]: ...
+    def map(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *iterables: Iterable[Any] | AsyncIterable[Any],
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[Any]:
+        """``fn`` applied to the items of ``iterables`` (like builtin ``map``), as an async iterator;
+        await it instead to collect the results into a list.
+
+        Args:
+            fn: the function; called as ``fn(a, b, ...)`` with one item from each iterable.
+            iterables: sync or async iterables, possibly endless; the shortest ends the map.
+            ordered: yield results in input order (True) or as they complete (False).
+            chunksize: items sent to a worker in one task; raise it for many tiny items.
+            max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
+                inputs are pulled only as fast as results are consumed.
+            progress: show a progress bar on stderr: True picks tqdm on a terminal when it is
+                installed (``procpool[progress]``), plain text otherwise; ``"tqdm"`` or ``"text"``
+                force one; a callable is called as ``callback(done, total)`` as results come in
+                (``total`` is None when the iterables have no length).
+        """
+        if not iterables:
+            raise TypeError("map() needs at least one iterable")
+        return self._map(
+            fn,
+            iterables,
+            star=False,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )
+
+    @overload
+    def starmap(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[R]: ...
+    @overload
+    def starmap(
+        self,
+        fn: Callable[..., R],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[R]: ...
+    def starmap(
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]] | AsyncIterable[Iterable[Any]],
+        /,
+        *,
+        ordered: bool = True,
+        chunksize: int = 1,
+        max_in_flight: int | None = None,
+        progress: ProgressOption = False,
+    ) -> MapIterator[Any]:
+        """``fn(*args)`` for each ``args`` in ``iterable`` (like ``itertools.starmap``).
+
+        The same as `map` in every other way: iterate it with ``async for``, or await it for a list.
+        """
+        return self._map(
+            fn,
+            (iterable,),
+            star=True,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight,
+            progress=progress,
+        )
+
+    def _map(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
+        *,
+        star: bool,
+        ordered: bool,
+        chunksize: int,
+        max_in_flight: int | None,
+        progress: ProgressOption,
+    ) -> MapIterator[Any]:
+        check_callable(fn)
+        for iterable in iterables:
+            if not isinstance(iterable, (Iterable, AsyncIterable)):
+                raise TypeError(f"expected iterables or async iterables, not {type(iterable).__name__}")
+        check_bool("ordered", ordered)
+        check_positive_int("chunksize", chunksize, optional=False)
+        check_positive_int("max_in_flight", max_in_flight, optional=True)
+        backend = self._backend
+        backend.check_open()
+        name = describe(fn)
+        runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
+
+        def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
+            task = self._submit_pickled(runner_bytes, name, (chunk,), {}, anyio.current_time()).task
+            assert task is not None
+            return task
+
+        sized = all(isinstance(iterable, Sized) for iterable in iterables)
+        total = min(len(iterable) for iterable in iterables) if sized else None  # type: ignore[arg-type]
+        return MapIterator(
+            submit_chunk,
+            iterables,
+            star=star,
+            ordered=ordered,
+            chunksize=chunksize,
+            max_in_flight=max_in_flight or 2 * backend.workers,
+            progress=open_progress(progress, total, name),
+            wait_for_room=self._wait_for_room if backend.admission is not None else None,
+        )
+
+
+class PoolOptions(Verbs):
+    """A view of a pool whose ``run``/``submit``/``stream``/``map`` use other per-call options."""
+
+    def __init__(
+        self, backend: Backend, *, kill_on_cancel: bool, timeout: float | None = None, retries: int = 0
+    ) -> None:
+        check_seconds("timeout", timeout)
+        check_count("retries", retries)
+        self._backend = backend
+        self._kill_on_cancel = kill_on_cancel
+        self._timeout = None if timeout is None else float(timeout)
+        self._retries = retries
+
+
+class PoolFacade(Verbs):
+    """How every pool is opened and closed (`Pool`, `DaskPool`, `InlinePool`): over its backend.
+
+    A normal exit from ``async with`` waits for the submitted tasks (`aclose`); an exit by an
+    exception, or a cancellation while waiting, cancels everything (the backend's ``abort``) and
+    lets the exception go on unchanged, never wrapped in an ExceptionGroup.
+
+    Entered only once, and left in the task that entered it.
+    """
+
+    async def __aenter__(self: F) -> F:
+        await self._backend.open()
+        return self
+
+    async def aclose(self) -> None:
+        """Close the pool: refuse new tasks, wait for the submitted ones, stop the workers.
+
+        Safe to call more than once; ``async with`` calls it on a normal exit.
+        """
+        await self._backend.close()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        abort = exc is not None
+        if not abort:
+            try:
+                await self._backend.close()
+            except BaseException:  # cancelled while waiting for the tasks
+                await self._backend.exit(abort=True)
+                raise
+        await self._backend.exit(abort=abort)
+
+    @property
+    def queued(self) -> int:
+        """How many submitted tasks wait to start."""
+        return self._backend.queued

@@ -1,0 +1,73 @@
+"""`Backend`: what the verbs (``run``, ``submit``, ``map``, ``stream``, the executor view) need from
+whatever runs the calls: the local engine (`procpool.Pool`), a Dask cluster (`procpool.DaskPool`),
+this process (`procpool.testing.InlinePool`), or a fake in the tests.
+
+The verbs make a `Job` per call and hand it over with `submit`; from then on the backend alone
+moves the job on (`Job.take`, `began`, `succeed`, `fail`, `cancel_now`) until it settles.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ._admission import Admission
+    from ._job import Job
+
+
+class PoolState(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Backend(Protocol):
+    """Runs jobs. Every method is called from the event loop's thread that opened it."""
+
+    @property
+    def workers(self) -> int:
+        """How many calls it runs at once (the default backpressure of ``map``)."""
+
+    @property
+    def state(self) -> PoolState: ...
+
+    @property
+    def admission(self) -> Admission | None:
+        """The ``max_queued`` limit, if the backend has one."""
+
+    @property
+    def kill_grace(self) -> float:
+        """Seconds a worker gets to stop before it is killed (a stream closed early waits this long)."""
+
+    @property
+    def queued(self) -> int:
+        """How many submitted jobs wait to start."""
+
+    def new_job_id(self) -> int:
+        """An id for the next job, unique in this backend."""
+
+    def check_open(self) -> None:
+        """Raise unless jobs can be submitted now, from here.
+
+        Raises:
+            PoolClosedError: not opened yet, or closed.
+            RuntimeError: called from another thread or event loop than the backend's own.
+        """
+
+    def submit(self, job: Job) -> None:
+        """Take ``job`` (QUEUED) and run it; the backend settles it in the end, whatever happens."""
+
+    def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
+        """Expire ``job`` (`Job.expire`) if it has not settled at ``deadline`` (``anyio.current_time()``)."""
+
+    async def open(self) -> None:
+        """Start: workers ready (or the cluster connected) when it returns."""
+
+    async def close(self) -> None:
+        """Refuse new jobs, wait for the submitted ones, stop. Safe to call more than once, from any task."""
+
+    async def exit(self, *, abort: bool) -> None:
+        """The end of ``async with``, in the task that opened it: with ``abort``, cancel every job
+        (killing running ones) first; then end the backend's background tasks."""

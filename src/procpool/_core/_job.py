@@ -1,0 +1,194 @@
+"""`Job`: a backend's record of one call, and the one place where a call changes stage.
+
+A call's life is a small state machine::
+
+    QUEUED --take--> SENT --began--> RUNNING --succeed/fail--> settled
+      ^                |                |
+      +----requeue-----+----------------+   (its worker died; the handle does not notice)
+    any stage --cancel/expire/fail--> settled
+
+The user holds a `Task`, the handle; the backend holds the `Job`. A job can be re-queued, sent
+again or dropped without touching its handle's state, which only moves forward, as a
+`concurrent.futures.Future`'s does: pending (QUEUED, SENT), running (RUNNING), then finished or
+cancelled. Settling a job settles its handle and drops everything the job held (payload, handle,
+hooks), so a record kept anywhere (a deadline heap, a slot) keeps no result alive.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._errors import SerializationError
+from ._task import Task
+
+if TYPE_CHECKING:
+    from .._transport import Body
+    from ._stream import StreamLink
+
+_log = logging.getLogger("procpool")
+
+
+class Stage(enum.Enum):
+    QUEUED = "queued"  # waits for a worker
+    SENT = "sent"  # on its way to a worker, or waiting there behind the task it runs
+    RUNNING = "running"  # its worker runs it
+    SETTLED = "settled"  # it has an outcome (result, exception, cancelled); its handle is done
+
+
+class Job:
+    """One call as a backend sees it: payload, stage, retries and crashes, times, and its handle.
+
+    Args:
+        job_id: unique in its pool.
+        description: how messages name the call, e.g. ``"square() [task 3]"``.
+        fn_bytes: the pickled function.
+        args_bytes: the pickled ``(args, kwargs)``.
+        kill_on_cancel: cancelling it while it runs kills its worker (True) or drops its result.
+        stream: for ``Pool.stream``: where its items go.
+    """
+
+    def __init__(
+        self,
+        job_id: int,
+        description: str,
+        fn_bytes: bytes,
+        args_bytes: bytes,
+        *,
+        kill_on_cancel: bool,
+        stream: StreamLink | None = None,
+    ) -> None:
+        self.id = job_id
+        self.description = description
+        self.fn_bytes = fn_bytes
+        self.args_bytes = args_bytes
+        self.fn_id = 0  # set by a backend that caches functions by id
+        self.kill_on_cancel = kill_on_cancel
+        self.stream = stream
+        self.stage = Stage.QUEUED
+        self.retries = 0  # times it may still run again after its worker died under it
+        self.crashes = 0  # workers that died while it ran or was being received
+        self.expired_after: float | None = None  # its timeout, once its deadline has passed
+        # Asked once, as the job is first sent: False cancels it (a concurrent.futures.Future
+        # cancelled meanwhile). Never asked again: a re-queued job's future is already running.
+        self.start_gate: Callable[[], bool] | None = None
+        # How its holder takes it back on cancel: out of a queue, or stopped in its worker.
+        self.on_cancel: Callable[[Job], None] | None = None
+        self.submitted_at = time.monotonic()
+        self.sent_at: float | None = None
+        self.started_at: float | None = None  # these two by the worker's clock (CLOCK_MONOTONIC,
+        self.finished_at: float | None = None  # one clock for every process)
+        self.received_at: float | None = None
+        self.task: Task[Any] | None = Task(self)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.description} {self.stage.value}>"
+
+    @property
+    def settled(self) -> bool:
+        return self.stage is Stage.SETTLED
+
+    # -- moving on ---------------------------------------------------------------------------
+
+    def take(self) -> bool:
+        """The holder is about to send it; False if it must not go (settled, or vetoed by its
+        start gate, which then cancels it)."""
+        if self.stage is Stage.SETTLED:
+            return False
+        gate, self.start_gate = self.start_gate, None
+        if gate is not None and not _ask(gate, self):
+            self.cancel_now()
+            return False
+        self.stage = Stage.SENT
+        self.sent_at = time.monotonic()
+        return True
+
+    def began(self) -> None:
+        """Its worker runs it now: the handle becomes running."""
+        if self.stage is Stage.SENT:
+            self.stage = Stage.RUNNING
+            assert self.task is not None
+            self.task._set_running()
+
+    def requeue(self) -> None:
+        """Back to the queue (its worker died or was killed before it ended); the handle keeps
+        its state: a running handle stays running while its call is run again."""
+        if self.stage is not Stage.SETTLED:
+            self.stage = Stage.QUEUED
+
+    def report_progress(self, done: float, total: float | None) -> None:
+        if self.task is not None:
+            self.task._set_progress(done, total)
+
+    # -- settling ------------------------------------------------------------------------------
+
+    def succeed(self, body: Body) -> None:
+        """It returned: unpickle its result (here, after routing, so a bad result fails only this job)."""
+        if self.stage is Stage.SETTLED:
+            return
+        try:
+            result = pickle.loads(body)
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt from a __reduce__ too: this job's alone
+            error = SerializationError(f"the result of {self.description} could not be unpickled: {exc!r}")
+            error.__cause__ = exc
+            self.fail(error)
+        else:
+            self._settle(lambda task: task._set_result(result))
+
+    def fail(self, exception: BaseException) -> None:
+        self._settle(lambda task: task._set_exception(exception))
+
+    def cancel_now(self) -> None:
+        """Settle it as cancelled, or with `TimeoutError` if its deadline passed."""
+        timeout = self.expired_after
+        if timeout is None:
+            self._settle(lambda task: task._set_cancelled())
+        else:
+            message = f"{self.description} did not finish within its {timeout:g} s timeout"
+            self._settle(lambda task: task._set_exception(TimeoutError(message)))
+
+    def cancel(self) -> bool:
+        """Its handle was cancelled (or its deadline passed); False if it had already settled.
+
+        A job that is queued or sent ahead is settled at once and taken back by its holder (a job
+        sent ahead is skipped by its worker). A running one is settled at once too when its result
+        is only to be dropped; one to be killed is settled by its holder once its worker is gone.
+        """
+        if self.stage is Stage.SETTLED:
+            return False
+        stop = self.on_cancel
+        if self.stage is Stage.RUNNING and self.kill_on_cancel and stop is not None:
+            stop(self)
+            return True
+        self.cancel_now()
+        if stop is not None:
+            stop(self)
+        return True
+
+    def expire(self, timeout: float) -> None:
+        """Its deadline passed: stop it as a cancel would, but it ends with `TimeoutError`."""
+        if self.stage is not Stage.SETTLED:
+            self.expired_after = timeout
+            self.cancel()
+
+    def _settle(self, outcome: Callable[[Task[Any]], None]) -> None:
+        task = self.task
+        if task is None:
+            return
+        self.stage = Stage.SETTLED
+        self.task = None
+        self.fn_bytes = self.args_bytes = b""
+        self.on_cancel = self.start_gate = None
+        outcome(task)
+
+
+def _ask(gate: Callable[[], bool], job: Job) -> bool:
+    try:
+        return gate()
+    except BaseException:  # a broken gate vetoes its own job, and stops nothing else
+        _log.exception("the start gate of %s raised", job.description)
+        return False

@@ -1,0 +1,298 @@
+"""`LocalBackend`: the local engine behind `procpool.Pool`: worker processes on this machine, one
+slot each, fed from one backlog.
+
+It starts the workers, owns the task group its slots and helpers run in, admits jobs
+(``max_queued``), keeps their deadlines, and counts what happens for ``stats()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+
+from .._core import Admission, Backlog, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task
+from .._errors import PoolClosedError
+from .._transport import dumps_for_transport
+from ._healing import Healing
+from ._process import WorkerProcess, worker_context
+from ._reports import logging_levels
+from ._slot import WorkerSlot
+
+_FUNCTION_IDS = 1024
+
+
+class _FunctionIds:
+    """Content-addressed ids for pickled functions.
+
+    Equal pickles share an id, so a worker that already loaded a function is sent only its id,
+    while a function that changed (a closure over new values) gets a new id and is sent again.
+    """
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[bytes, int] = OrderedDict()
+        self._counter = itertools.count(1)
+
+    def id_for(self, fn_bytes: bytes) -> int:
+        fn_id = self._ids.get(fn_bytes)
+        if fn_id is None:
+            fn_id = self._ids[fn_bytes] = next(self._counter)
+            if len(self._ids) > _FUNCTION_IDS:
+                self._ids.popitem(last=False)
+        else:
+            self._ids.move_to_end(fn_bytes)
+        return fn_id
+
+
+class LocalBackend:
+    """Worker processes on this machine (see `procpool.Pool` for the options)."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        start_method: str,
+        initializer: Callable[..., object] | None,
+        initargs: Iterable[Any],
+        max_tasks_per_worker: int | None,
+        kill_grace: float,
+        forward_logs: bool,
+        forward_output: bool,
+        observer: PoolObserver,
+        max_queued: int | None,
+        max_memory_per_worker: int | None,
+        max_crashes_per_task: int,
+        idle_timeout: float | None,
+        min_workers: int,
+    ) -> None:
+        self.workers = workers
+        self.start_method = start_method
+        self.kill_grace = kill_grace
+        self.observer = observer
+        self.state = PoolState.NEW
+        self.admission: Admission | None = None
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._max_tasks_per_worker = max_tasks_per_worker
+        self._forward_logs = forward_logs
+        self._forward_output = forward_output
+        self._max_queued = max_queued
+        self._max_memory_per_worker = max_memory_per_worker
+        self._max_crashes_per_task = max_crashes_per_task
+        self._idle_timeout = idle_timeout
+        self._min_workers = min_workers
+        self.thread: int | None = None
+        self.token: anyio.lowlevel.EventLoopToken | None = None
+        self._job_ids = itertools.count(1)
+        self._function_ids = _FunctionIds()
+        self._outstanding: set[Job] = set()
+        self._backlog: Backlog | None = None
+        self._slots: list[WorkerSlot] = []
+        self._task_group: TaskGroup | None = None
+        self._slots_running = 0
+        self._stopped: anyio.Event | None = None
+        self._deadlines: Deadlines | None = None
+        self._healing: Healing | None = None
+
+    # -- what the verbs use ---------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        backlog = 0 if self._backlog is None else len(self._backlog)
+        return backlog + sum(slot.waiting for slot in self._slots)
+
+    def new_job_id(self) -> int:
+        return next(self._job_ids)
+
+    def check_open(self) -> None:
+        if self.state is not PoolState.OPEN:
+            if self.state is PoolState.NEW:
+                raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
+            raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
+        if self._healing is not None and self._healing.broken is not None:
+            raise self._healing.broken_error()
+        if threading.get_ident() != self.thread:
+            raise RuntimeError(
+                "a Pool must be used from the thread running its event loop; from another thread, "
+                "use its executor view: pool.executor.submit(fn, ...) returns a concurrent.futures.Future"
+            )
+        if anyio.lowlevel.current_token() != self.token:
+            raise RuntimeError(
+                "this Pool belongs to another event loop (the one it was opened in); a pool cannot be shared "
+                "between event loops: open one pool per loop (with pytest-asyncio, give the pool the loop's scope)"
+            )
+
+    def submit(self, job: Job) -> None:
+        assert self._backlog is not None
+        task = job.task
+        assert task is not None
+        job.fn_id = self._function_ids.id_for(job.fn_bytes)
+        self._outstanding.add(job)
+        task.add_done_callback(functools.partial(self._job_done, job))
+        if self.admission is not None:
+            task.add_done_callback(self.admission.notify)  # a task sent ahead leaves `queued` as it ends
+        self._backlog.put(job)
+
+    def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
+        assert self._deadlines is not None
+        self._deadlines.add(job, deadline, timeout)
+
+    def _job_done(self, job: Job, task: Task[Any]) -> None:
+        self._outstanding.discard(job)
+        self.observer.task_done(task)
+
+    def stats(self) -> PoolStats:
+        slots = list(self._slots)
+        return self.observer.stats(
+            workers=self.workers,
+            alive=sum(slot.alive for slot in slots),
+            busy=sum(slot.busy for slot in slots),
+            queued=self.queued,
+        )
+
+    def open_since_loop_closed(self) -> bool:
+        """Whether the pool is open but the event loop it was opened in has been closed."""
+        native = getattr(self.token, "native_token", None)
+        is_closed = getattr(native, "is_closed", None)
+        return self.state is PoolState.OPEN and callable(is_closed) and bool(is_closed())
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.state is not PoolState.NEW:
+            raise RuntimeError("a Pool can be entered only once; create a new Pool")
+        self.state = PoolState.CLOSING  # not open for tasks until the workers are ready
+        self.thread = threading.get_ident()
+        self.token = anyio.lowlevel.current_token()
+        context = worker_context(self.start_method)
+        log_levels = logging_levels() if self._forward_logs else None
+        setup = dumps_for_transport(
+            (self._initializer, self._initargs, log_levels, self._forward_output), "the initializer or its arguments"
+        )
+        spawn = functools.partial(WorkerProcess.spawn, context, setup)
+        try:
+            workers = await self._spawn_all(spawn)
+        except BaseException:
+            self.state = PoolState.CLOSED
+            raise
+        self._stopped = anyio.Event()
+        self._task_group = task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        if self._max_queued is not None:
+            self.admission = Admission(self._max_queued, lambda: self.queued)
+        self._backlog = Backlog(on_take=None if self.admission is None else self.admission.notify)
+        self._deadlines = Deadlines(task_group.start_soon)
+        self._healing = healing = Healing(
+            spawn,
+            task_group.start_soon,
+            max_memory_per_worker=self._max_memory_per_worker,
+            max_crashes_per_task=self._max_crashes_per_task,
+            idle_timeout=self._idle_timeout,
+            min_workers=self._min_workers,
+            on_broken=self._on_broken,
+        )
+        for worker in workers:
+            slot = WorkerSlot(
+                healing.spawn,
+                self._backlog,
+                max_tasks_per_worker=self._max_tasks_per_worker,
+                kill_grace=self.kill_grace,
+                observer=self.observer,
+                healing=healing,
+            )
+            self._slots.append(slot)
+            self._slots_running += 1
+            task_group.start_soon(self._run_slot, slot, worker)
+        self.state = PoolState.OPEN
+
+    async def _spawn_all(self, spawn: Callable[[], Coroutine[Any, Any, WorkerProcess]]) -> list[WorkerProcess]:
+        """Start every worker in parallel; if any fails, stop the others and raise its error."""
+        workers: list[WorkerProcess] = []
+        errors: list[Exception] = []
+
+        async def spawn_one() -> None:
+            try:
+                workers.append(await spawn())
+            except Exception as exc:
+                errors.append(exc)
+
+        try:
+            async with anyio.create_task_group() as task_group:
+                for _ in range(self.workers):
+                    task_group.start_soon(spawn_one)
+            if errors:
+                raise errors[0]
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for worker in workers:
+                    await worker.stop(0)
+            raise
+        return workers
+
+    async def _run_slot(self, slot: WorkerSlot, worker: WorkerProcess) -> None:
+        try:
+            await slot.run(worker)
+        finally:
+            self._slots_running -= 1
+            if self._slots_running == 0:
+                await self._after_last_slot()
+
+    async def _after_last_slot(self) -> None:
+        """Every slot has stopped: end the helpers that outlive no slot, then tell `close`."""
+        if self._deadlines is not None:
+            self._deadlines.stop()
+        if self._healing is not None:
+            with anyio.CancelScope(shield=True):
+                await self._healing.close(self.kill_grace)
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def close(self) -> None:
+        if self.state is PoolState.NEW:
+            self.state = PoolState.CLOSED
+            return
+        self._stop_accepting()
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    async def exit(self, *, abort: bool) -> None:
+        """Leave the task group entered by `open` (in the task that opened it); with ``abort``,
+        cancel every job first, killing running ones whatever their options."""
+        task_group, self._task_group = self._task_group, None
+        try:
+            if abort:
+                self._stop_accepting()
+                for job in list(self._outstanding):
+                    job.kill_on_cancel = True
+                    job.cancel()
+                if task_group is not None:
+                    task_group.cancel_scope.cancel()
+            if task_group is not None:
+                await task_group.__aexit__(None, None, None)
+        finally:
+            self.state = PoolState.CLOSED
+
+    def _stop_accepting(self) -> None:
+        if self.state is PoolState.OPEN:
+            self.state = PoolState.CLOSING
+        if self._backlog is not None:
+            self._backlog.close()
+        if self.admission is not None:
+            self.admission.close()
+
+    def _on_broken(self) -> None:
+        """The initializer raised in a replacement worker: fail what waits, and every new call."""
+        healing = self._healing
+        assert healing is not None
+        assert self._backlog is not None
+        while (job := self._backlog.get_nowait()) is not None:
+            job.fail(healing.broken_error())
+        if self.admission is not None:
+            self.admission.close()  # callers waiting for room fail on `check_open`
