@@ -151,8 +151,8 @@ async def _round(pool: procpool.Pool, report: Report, base: int) -> None:
         while not running.running():
             await anyio.sleep(0.001)
         running.cancel()
-        for _, task, _ in tasks:
-            await task._finished()
+        async for _ in procpool.as_completed(task for _, task, _ in tasks):
+            pass
     for kind, task, expected in tasks:
         _check(report, kind, task, expected)
     report.tasks += len(tasks)

@@ -55,8 +55,8 @@ async def _run_under_fire(pool: procpool.Pool | procpool.PoolOptions, seed: int)
     with anyio.fail_after(240):
         async with anyio.create_task_group() as tg:
             tg.start_soon(killer)
-            for task in tasks:
-                await task._finished()
+            async for _ in procpool.as_completed(tasks):
+                pass
     outcomes: list[object] = []
     for task in tasks:
         error = task.exception()
