@@ -124,7 +124,7 @@ class PoolExecutor(Executor):
     def _submit_in_loop(
         self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Task[Any]:
-        job = self._pool._submit(fn, args, kwargs, anyio.current_time())
+        job = self._pool._submit(fn, args, kwargs)
         # Future.cancel() may come from any thread; whichever of it and the job's first send comes
         # first wins. Asked once: a job sent again after its worker died has a running future.
         job.start_gate = future.set_running_or_notify_cancel

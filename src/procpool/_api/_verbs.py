@@ -50,7 +50,7 @@ class Verbs:
             SerializationError: ``fn`` or an argument cannot be pickled.
             PoolClosedError: the pool is not open.
         """
-        task = self._submit(fn, args, kwargs, anyio.current_time()).task
+        task = self._submit(fn, args, kwargs).task
         assert task is not None  # just made: nothing has settled it yet
         return task
 
@@ -59,7 +59,7 @@ class Verbs:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        called_at: float,
+        called_at: float | None = None,
         stream: StreamLink | None = None,
     ) -> Job:
         fn_bytes, name = self._prepare(fn)
@@ -71,10 +71,11 @@ class Verbs:
         name: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        called_at: float,
+        called_at: float | None = None,
         stream: StreamLink | None = None,
     ) -> Job:
-        """Make the call's job and hand it to the backend, with this view's options."""
+        """Make the call's job and hand it to the backend, with this view's options; a timeout
+        counts from ``called_at`` (``anyio.current_time()``; default: now)."""
         backend = self._backend
         room = backend.admission
         if room is not None:
@@ -92,7 +93,8 @@ class Verbs:
         job.retries = self._retries
         backend.submit(job)
         if self._timeout is not None:
-            backend.set_deadline(job, called_at + self._timeout, self._timeout)
+            start = anyio.current_time() if called_at is None else called_at
+            backend.set_deadline(job, start + self._timeout, self._timeout)
         return job
 
     def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
@@ -129,11 +131,11 @@ class Verbs:
         On a pool with ``max_queued``, waits for room first, in turn with other callers. With
         ``pool.options(timeout=...)``, that wait counts towards the timeout.
         """
+        fn_bytes, name = self._prepare(fn)
         # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
         # which could send the task before this call's first wait sees the cancellation.
         await anyio.lowlevel.checkpoint_if_cancelled()
         called_at = anyio.current_time()
-        fn_bytes, name = self._prepare(fn)
         if self._backend.admission is not None:
             await self._wait_for_room()
         task = self._submit_pickled(fn_bytes, name, args, kwargs, called_at).task
@@ -162,7 +164,7 @@ class Verbs:
         if self._retries:
             raise ValueError("retries does not apply to pool.stream(): a re-run would send its items again")
         link = StreamLink()
-        task = self._submit(fn, args, kwargs, anyio.current_time(), stream=link).task
+        task = self._submit(fn, args, kwargs, stream=link).task
         assert task is not None
         return StreamIterator(task, link, self._backend.kill_grace)
 
@@ -298,7 +300,7 @@ class Verbs:
         runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
 
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
-            task = self._submit_pickled(runner_bytes, name, (chunk,), {}, anyio.current_time()).task
+            task = self._submit_pickled(runner_bytes, name, (chunk,), {}).task
             assert task is not None
             return task
 
