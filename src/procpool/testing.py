@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 
 from ._api import Pool, PoolFacade, PoolOptions
 from ._child import call
-from ._core import Backlog, BacklogClosed, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task
+from ._core import Backlog, BacklogClosed, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task, leave_task_group
 from ._errors import InitializerError, PoolClosedError
 from ._transport import dumps_for_transport, pack_exception, unpack_exception
 
@@ -185,16 +185,12 @@ class _InlineBackend:
 
     async def exit(self, *, abort: bool) -> None:
         task_group, self._task_group = self._task_group, None
+        if abort:
+            self._backlog.close()
         try:
-            if abort:
-                self._backlog.close()
-                for job in list(self._outstanding):
-                    job.cancel()
-                if task_group is not None:
-                    task_group.cancel_scope.cancel()  # ends the deadlines' task too
+            # An abort cancels the group's tasks: the running call's wait and the deadlines' task.
+            await leave_task_group(task_group, cancelling=self._outstanding if abort else None)
         finally:
-            if task_group is not None:
-                await task_group.__aexit__(None, None, None)
             self.state = PoolState.CLOSED
 
     async def _serve(self) -> None:

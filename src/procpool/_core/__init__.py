@@ -4,6 +4,7 @@ boundary, and the queueing helpers (backlog, deadlines, admission) and observati
 from ._admission import Admission as Admission
 from ._backend import Backend as Backend
 from ._backend import PoolState as PoolState
+from ._backend import leave_task_group as leave_task_group
 from ._backlog import Backlog as Backlog
 from ._backlog import BacklogClosed as BacklogClosed
 from ._deadlines import Deadlines as Deadlines
@@ -44,5 +45,6 @@ __all__ = (
     "TaskTiming",
     "WorkerExited",
     "WorkerStarted",
+    "leave_task_group",
     "wait_done",
 )

@@ -9,9 +9,12 @@ moves the job on (`Job.take`, `began`, `succeed`, `fail`, `cancel_now`) until it
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from ._admission import Admission
     from ._job import Job
 
@@ -71,3 +74,15 @@ class Backend(Protocol):
     async def exit(self, *, abort: bool) -> None:
         """The end of ``async with``, in the task that opened it: with ``abort``, cancel every job
         (killing running ones) first; then end the backend's background tasks."""
+
+
+async def leave_task_group(task_group: TaskGroup | None, *, cancelling: Iterable[Job] | None) -> None:
+    """End the task group a backend entered in ``open`` (from the task that opened it). Given jobs
+    to cancel (``exit(abort=True)``), cancel them and the group's own tasks first."""
+    if cancelling is not None:
+        for job in list(cancelling):
+            job.cancel()
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+    if task_group is not None:
+        await task_group.__aexit__(None, None, None)

@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._api import PoolFacade, check_positive_int
-from .._core import Job, PoolState
+from .._core import Job, PoolState, leave_task_group
 from .._errors import PoolClosedError, WorkerCrashedError
 from .._sizing import available_cpus
 from .._transport import unpack_exception
@@ -294,15 +294,10 @@ class _DaskBackend:
     async def exit(self, *, abort: bool) -> None:
         """With ``abort``, cancel every outstanding task and stop their drivers; then disconnect."""
         task_group, self._task_group = self._task_group, None
+        if abort:
+            self.state = PoolState.CLOSING
         try:
-            if abort:
-                self.state = PoolState.CLOSING
-                for job in list(self._outstanding):
-                    job.cancel()
-                if task_group is not None:
-                    task_group.cancel_scope.cancel()
-            if task_group is not None:
-                await task_group.__aexit__(None, None, None)
+            await leave_task_group(task_group, cancelling=self._outstanding if abort else None)
         finally:
             try:
                 await self._disconnect()

@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from .._core import Admission, Backlog, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task
+from .._core import Admission, Backlog, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task, leave_task_group
 from .._errors import PoolClosedError
 from .._transport import dumps_for_transport
 from ._healing import Healing
@@ -266,16 +266,12 @@ class LocalBackend:
         """Leave the task group entered by `open` (in the task that opened it); with ``abort``,
         cancel every job first, killing running ones whatever their options."""
         task_group, self._task_group = self._task_group, None
+        if abort:
+            self._stop_accepting()
+            for job in self._outstanding:
+                job.kill_on_cancel = True
         try:
-            if abort:
-                self._stop_accepting()
-                for job in list(self._outstanding):
-                    job.kill_on_cancel = True
-                    job.cancel()
-                if task_group is not None:
-                    task_group.cancel_scope.cancel()
-            if task_group is not None:
-                await task_group.__aexit__(None, None, None)
+            await leave_task_group(task_group, cancelling=self._outstanding if abort else None)
         finally:
             self.state = PoolState.CLOSED
 
