@@ -125,8 +125,8 @@ class PoolExecutor(Executor):
         self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Task[Any]:
         job = self._pool._submit(fn, args, kwargs)
-        # Future.cancel() may come from any thread; whichever of it and the job's first send comes
-        # first wins. Asked once: a job sent again after its worker died has a running future.
+        # Future.cancel() may come from any thread; whichever of it and the job's start comes
+        # first wins. Asked once: a job run again after its worker died has a running future.
         job.start_gate = future.set_running_or_notify_cancel
         task = job.task
         assert task is not None

@@ -73,8 +73,8 @@ class Job:
         self.retries = 0  # times it may still run again after its worker died under it
         self.crashes = 0  # workers that died while it ran or was being received
         self.expired_after: float | None = None  # its timeout, once its deadline has passed
-        # Asked once, as the job is first sent: False cancels it (a concurrent.futures.Future
-        # cancelled meanwhile). Never asked again: a re-queued job's future is already running.
+        # Asked once, as the job begins: False cancels it (a concurrent.futures.Future cancelled
+        # meanwhile). Never asked again: a job run again after a crash has a running future.
         self.start_gate: Callable[[], bool] | None = None
         # How its holder takes it back on cancel: out of a queue, or stopped in its worker.
         self.on_cancel: Callable[[Job], None] | None = None
@@ -95,24 +95,26 @@ class Job:
     # -- moving on ---------------------------------------------------------------------------
 
     def take(self) -> bool:
-        """The holder is about to send it; False if it must not go (settled, or vetoed by its
-        start gate, which then cancels it)."""
+        """The holder is about to send it; False if it must not go (it has settled)."""
         if self.stage is Stage.SETTLED:
-            return False
-        gate, self.start_gate = self.start_gate, None
-        if gate is not None and not _ask(gate, self):
-            self.cancel_now()
             return False
         self.stage = Stage.SENT
         self.sent_at = time.monotonic()
         return True
 
-    def began(self) -> None:
-        """Its worker runs it now: the handle becomes running."""
-        if self.stage is Stage.SENT:
-            self.stage = Stage.RUNNING
-            assert self.task is not None
-            self.task._set_running()
+    def began(self) -> bool:
+        """Its worker runs it now: the handle becomes running, unless its start gate vetoes it,
+        which cancels it instead. True if it became running here."""
+        if self.stage is not Stage.SENT:
+            return False
+        gate, self.start_gate = self.start_gate, None
+        if gate is not None and not _ask(gate, self):
+            self.cancel()
+            return False
+        self.stage = Stage.RUNNING
+        assert self.task is not None
+        self.task._set_running()
+        return True
 
     def requeue(self) -> None:
         """Back to the queue (its worker died or was killed before it ended); the handle keeps
@@ -161,12 +163,10 @@ class Job:
         if self.stage is Stage.SETTLED:
             return False
         stop = self.on_cancel
-        if self.stage is Stage.RUNNING and self.kill_on_cancel and stop is not None:
-            stop(self)
-            return True
-        self.cancel_now()
         if stop is not None:
-            stop(self)
+            stop(self)  # first: a job taken back no longer counts as waiting once it settles
+        if not (self.stage is Stage.RUNNING and self.kill_on_cancel and stop is not None):
+            self.cancel_now()
         return True
 
     def expire(self, timeout: float) -> None:

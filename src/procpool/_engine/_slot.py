@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, Stage, TaskStarted, WorkerStarted
+from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, TaskStarted, WorkerStarted
 from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
@@ -58,14 +58,20 @@ class WorkerSlot:
         self._inflight: OrderedDict[int, Job] = OrderedDict()  # sent to the worker, in order
         self._cancels: list[Job] = []
         self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
+        self._dropped: set[int] = set()  # cancelled while sent: no longer waiting to start
         self._wait: anyio.CancelScope | None = None
         self._task_time: float | None = None
         self._head_since = 0.0
 
     @property
     def waiting(self) -> int:
-        """Tasks sent to the worker behind the one it runs."""
-        return max(0, len(self._inflight) - 1)
+        """Tasks sent to the worker behind the one it runs, less those cancelled there."""
+        if not self._inflight:
+            return 0
+        dropped = len(self._dropped)
+        if dropped and next(iter(self._inflight)) in self._dropped:
+            dropped -= 1
+        return len(self._inflight) - 1 - dropped
 
     @property
     def busy(self) -> bool:
@@ -177,9 +183,8 @@ class WorkerSlot:
         """``job`` is now first in its worker's queue: the worker runs it (it reads and begins
         tasks in order), so its handle becomes running. A job cancelled while it was sent ahead
         has settled: the worker skips it, or its result is dropped."""
-        if job.stage is not Stage.SENT:
-            return
-        job.began()
+        if not job.began():
+            return  # settled (or vetoed by its start gate), or marked already
         if self._observer.on_event is not None and job.task is not None and self.worker is not None:
             self._observer.emit(TaskStarted(job.task, self.worker.pid))
 
@@ -265,6 +270,7 @@ class WorkerSlot:
                 job.stream.deliver(frame.body)
             return
         del self._inflight[frame.task_id]
+        self._dropped.discard(frame.task_id)
         if frame.kind == wire.CANCELLED or frame.task_id in self._cancelling:
             self._cancelling.discard(frame.task_id)
             job.cancel_now()
@@ -290,6 +296,8 @@ class WorkerSlot:
 
     def _request_cancel(self, job: Job) -> None:
         """Called by `Job.cancel` on a job this slot has sent to its worker."""
+        if job.id in self._inflight:
+            self._dropped.add(job.id)
         self._cancels.append(job)
         if self._wait is not None:
             self._wait.cancel()
@@ -308,8 +316,10 @@ class WorkerSlot:
             return False
         head_id, head = next(iter(self._inflight.items()))
         # The head is running (or about to): skipping is no longer possible, killing is. A head
-        # cancelled while it was sent ahead has settled already; it is skipped, not killed.
-        if head_id in self._cancelling and head.kill_on_cancel and not head.settled:
+        # cancelled while it was sent ahead has settled already: its worker skips it, unless it
+        # had begun it before the CANCEL came (then it is killed as a running task would be).
+        began = not head.settled or (self.worker is not None and self.worker.last_began() == head_id)
+        if head_id in self._cancelling and head.kill_on_cancel and began:
             await self._kill(head)
             return True
         return False
@@ -319,6 +329,7 @@ class WorkerSlot:
         assert worker is not None
         await worker.terminate(self._kill_grace)
         self._inflight.pop(head.id)
+        self._dropped.discard(head.id)
         head.cancel_now()
         self._give_back_unstarted()
         await self._replace("killed")
@@ -335,6 +346,7 @@ class WorkerSlot:
         again: list[Job] = []
         for job_id in ran:
             job = self._inflight.pop(job_id)
+            self._dropped.discard(job_id)
             if job_id in self._cancelling or job.settled:
                 job.cancel_now()  # cancelled: never run again
                 continue
@@ -377,6 +389,7 @@ class WorkerSlot:
                 requeue.append(job)
         self._inflight.clear()
         self._cancelling.clear()
+        self._dropped.clear()
         self._backlog.put_front(requeue)
 
     async def _replace(self, reason: ExitReason) -> None:
@@ -415,4 +428,5 @@ class WorkerSlot:
         for job in self._inflight.values():
             job.cancel_now()
         self._inflight.clear()
+        self._dropped.clear()
         await self._retire(reason)
