@@ -5,8 +5,10 @@ channel, so every frame reaches the task it names and a dead worker fails only t
 running. Scheduling is pull-based: an idle slot waits on the backlog; a busy one tops its worker
 up without waiting. To keep a worker busy through the round trip, a slot sends tasks ahead of the
 one running, as many as take about `_PREFETCH_BUDGET` seconds by the recent average (at least
-one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task, so an idle
-worker never waits for long while another has work queued.
+one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task and no
+large call (`_LARGE_CALL`), so an idle worker never waits for long while another has work queued.
+Sending never waits: what the channel cannot take goes out while the slot waits to read (see
+`WorkerProcess.send`), so the slot keeps reading, and a cancel reaches it wherever it waits.
 A task sent ahead but not started is skipped if cancelled (CANCEL), and goes back to the front of
 the backlog if its worker dies.
 """
@@ -35,6 +37,7 @@ from ._process import WorkerProcess
 _PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a round trip
 _MAX_AHEAD = 64
 _SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
+_LARGE_CALL = 64 * 1024  # bytes: a call this large is sent only to an idle worker, never ahead
 _SMOOTHING = 0.2  # weight of the newest sample in the average task time
 _MEMORY_CHECK_INTERVAL = 0.05  # seconds: a worker's memory is read at most this often, after a task
 
@@ -167,13 +170,20 @@ class WorkerSlot:
             frames += worker.encode_call(kind, task.id, *call)
             started.append(task)
         if frames:
-            await worker.send(frames)
+            worker.send(frames)  # does not wait: what the channel cannot take goes out as we read
         if self._observer.on_event is not None:
             for task in started:
                 self._observer.emit(TaskStarted(task, worker.pid))
         for task in started:
             if task._stream is not None:
-                await task._stream.attach(task.id, worker.send)
+                await task._stream.attach(task.id, functools.partial(self._send_for_stream, worker))
+
+    async def _send_for_stream(self, worker: WorkerProcess, frames: list[bytes]) -> None:
+        """Send a stream's CREDIT or CLOSE from its consumer. Should the channel not take it at
+        once, wake this slot from its wait to read, so that it waits to write as well."""
+        worker.send(frames)
+        if worker.sending and self._wait is not None:
+            self._wait.cancel()
 
     async def _top_up(self) -> None:
         """Send more tasks ahead of the running one, up to what the recent task time calls for."""
@@ -196,10 +206,18 @@ class WorkerSlot:
         if self._max_tasks is not None:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
         batch: list[Task[Any]] = []
-        while len(batch) < room and (task := self._backlog.peek()) is not None and task._stream is None:
+        while len(batch) < room and (task := self._backlog.peek()) is not None and self._fits_ahead(worker, task):
             self._backlog.get_nowait()
             batch.append(task)
         return batch
+
+    @staticmethod
+    def _fits_ahead(worker: WorkerProcess, task: Task[Any]) -> bool:
+        """Whether ``task`` may wait in a busy worker's channel: not a stream (its items need the
+        worker to itself), and not a large call, which would wait there for as long as the task
+        ahead runs, while an idle worker could have it at once."""
+        call = task._call
+        return task._stream is None and (call is None or worker.call_size(*call) <= _LARGE_CALL)
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -292,7 +310,7 @@ class WorkerSlot:
                 self._cancelling.add(task.id)
                 skip += wire.encode(wire.CANCEL, task.id)
         if skip and self.worker is not None:
-            await self.worker.send(skip)
+            self.worker.send(skip)
         if not self._inflight:
             return False
         head_id, head = next(iter(self._inflight.items()))
