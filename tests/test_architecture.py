@@ -74,8 +74,7 @@ def _trespasses(module: str, source: str | None = None) -> list[str]:
     return [
         f"{module}:{line} imports {target} {names}"
         for target, names, line in _imports(module, source)
-        if _unit(target) != _unit(module)
-        and (_private_module(target) or any(name.startswith("_") for name in names))
+        if _unit(target) != _unit(module) and (_private_module(target) or any(name.startswith("_") for name in names))
     ]
 
 

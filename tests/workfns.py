@@ -402,3 +402,21 @@ def fail_initializer_if(path: str) -> None:
     """An initializer that raises once ``path`` exists."""
     if os.path.exists(path):
         raise RuntimeError(f"initializer refused: {path} exists")
+
+
+def touch_and_chatter(path: str, seconds: float) -> None:
+    """Write our pid to ``path``, then sleep while a helper thread prints and logs without
+    pause, as a task's own threads may: its reports reach the parent over the worker's channel."""
+
+    def chatter() -> None:
+        log = logging.getLogger("workfns.chatter")
+        n = 0
+        while True:
+            n += 1
+            print(f"chatter {n}", flush=True)
+            log.warning("chatter %d", n)
+            time.sleep(0.001)
+
+    threading.Thread(target=chatter, daemon=True).start()
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(seconds)

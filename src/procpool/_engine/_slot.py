@@ -5,8 +5,10 @@ channel, so every frame reaches the task it names and a dead worker fails only t
 running. Scheduling is pull-based: an idle slot waits on the backlog; a busy one tops its worker
 up without waiting. To keep a worker busy through the round trip, a slot sends tasks ahead of the
 one running, as many as take about `_PREFETCH_BUDGET` seconds by the recent average (at least
-one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task, so an idle
-worker never waits for long while another has work queued.
+one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task and no
+large call (`_LARGE_CALL`), so an idle worker never waits for long while another has work queued.
+Sending never waits: what the channel cannot take goes out while the slot waits to read (see
+`WorkerProcess.send`), so the slot keeps reading, and a cancel reaches it wherever it waits.
 A task sent ahead but not started is skipped if cancelled (CANCEL), and goes back to the front of
 the backlog if its worker dies.
 """
@@ -14,6 +16,7 @@ the backlog if its worker dies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
 from collections import OrderedDict
@@ -31,6 +34,7 @@ from ._process import WorkerProcess
 _PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a round trip
 _MAX_AHEAD = 64
 _SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
+_LARGE_CALL = 64 * 1024  # bytes: a call this large is sent only to an idle worker, never ahead
 _SMOOTHING = 0.2  # weight of the newest sample in the average task time
 _MEMORY_CHECK_INTERVAL = 0.05  # seconds: a worker's memory is read at most this often, after a task
 
@@ -172,12 +176,19 @@ class WorkerSlot:
             if job.stream is not None:
                 streams.append(job)
         if frames:
-            await worker.send(frames)
+            worker.send(frames)  # does not wait: what the channel cannot take goes out as we read
         if head is not None:
             self._began(head)
         for job in streams:
             assert job.stream is not None
-            await job.stream.attach(job.id, worker.send)
+            await job.stream.attach(job.id, functools.partial(self._send_for_stream, worker))
+
+    async def _send_for_stream(self, worker: WorkerProcess, frames: list[bytes]) -> None:
+        """Send a stream's CREDIT or CLOSE from its consumer. Should the channel not take it at
+        once, wake this slot from its wait to read, so that it waits to write as well."""
+        worker.send(frames)
+        if worker.sending and self._wait is not None:
+            self._wait.cancel()
 
     def _began(self, job: Job) -> None:
         """``job`` is now first in its worker's queue: the worker runs it (it reads and begins
@@ -209,10 +220,17 @@ class WorkerSlot:
         if self._max_tasks is not None:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
         batch: list[Job] = []
-        while len(batch) < room and (job := self._backlog.peek()) is not None and job.stream is None:
+        while len(batch) < room and (job := self._backlog.peek()) is not None and self._fits_ahead(worker, job):
             self._backlog.get_nowait()
             batch.append(job)
         return batch
+
+    @staticmethod
+    def _fits_ahead(worker: WorkerProcess, job: Job) -> bool:
+        """Whether ``job`` may wait in a busy worker's channel: not a stream (its items need the
+        worker to itself), and not a large call, which would wait there for as long as the task
+        ahead runs, while an idle worker could have it at once."""
+        return job.stream is None and worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes) <= _LARGE_CALL
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -311,7 +329,7 @@ class WorkerSlot:
                 self._cancelling.add(job.id)
                 skip += wire.encode(wire.CANCEL, job.id)
         if skip and self.worker is not None:
-            await self.worker.send(skip)
+            self.worker.send(skip)
         if not self._inflight:
             return False
         head_id, head = next(iter(self._inflight.items()))
