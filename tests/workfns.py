@@ -402,3 +402,14 @@ def fail_initializer_if(path: str) -> None:
     """An initializer that raises once ``path`` exists."""
     if os.path.exists(path):
         raise RuntimeError(f"initializer refused: {path} exists")
+
+
+def wait_for_release(directory: str, timeout: float) -> int:
+    """Write our pid to ``directory``/pid, then wait up to ``timeout`` s for ``directory``/release."""
+    Path(directory, "pid.tmp").write_text(str(os.getpid()))
+    Path(directory, "pid.tmp").rename(Path(directory, "pid"))  # whole, or not there yet
+    release = Path(directory, "release")
+    deadline = time.monotonic() + timeout
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.getpid()
