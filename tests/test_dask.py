@@ -122,6 +122,23 @@ async def test_a_cancelled_running_task_finishes_on_its_worker(dask_scheduler_ad
 
 @pytest.mark.anyio
 @asyncio_only
+async def test_a_task_cancelled_before_its_driver_starts_never_reaches_the_cluster(
+    dask_scheduler_address: str, tmp_path: Path
+) -> None:
+    """Cancelled in the same step as its submit, before the pool's driver task for it has run:
+    it must not be sent to Dask, whose worker would run it (and the pool's exit wait for it)."""
+    marker = tmp_path / "ran"
+    async with procpool.DaskPool(dask_scheduler_address) as pool:
+        task = pool.submit(workfns.touch_after, str(marker), 0)
+        assert task.cancel()
+        with pytest.raises(procpool.TaskCancelledError):
+            await task
+        assert await pool.run(workfns.square, 2) == 4  # the cluster has run what it was sent
+    assert not marker.exists()
+
+
+@pytest.mark.anyio
+@asyncio_only
 async def test_options_allow_only_letting_running_tasks_finish(dask_scheduler_address: str) -> None:
     async with procpool.DaskPool(dask_scheduler_address) as pool:
         assert await pool.options(kill_on_cancel=False).run(workfns.square, 3) == 9

@@ -420,3 +420,14 @@ def touch_and_chatter(path: str, seconds: float) -> None:
     threading.Thread(target=chatter, daemon=True).start()
     Path(path).write_text(str(os.getpid()))
     time.sleep(seconds)
+
+
+def wait_for_release(directory: str, timeout: float) -> int:
+    """Write our pid to ``directory``/pid, then wait up to ``timeout`` s for ``directory``/release."""
+    Path(directory, "pid.tmp").write_text(str(os.getpid()))
+    Path(directory, "pid.tmp").rename(Path(directory, "pid"))  # whole, or not there yet
+    release = Path(directory, "release")
+    deadline = time.monotonic() + timeout
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.getpid()

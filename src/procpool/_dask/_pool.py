@@ -324,35 +324,43 @@ class _DaskBackend:
             )
 
     def submit(self, job: Job) -> None:
-        assert self._client is not None
         assert self._task_group is not None
         task = job.task
         assert task is not None
-        # Only our two byte strings meet Dask's submit keywords; a unique key and pure=False keep
-        # Dask from merging identical calls into one.
-        name = job.description.partition("() [task")[0]
-        future = self._client.submit(
-            _dask_worker.run_call, job.fn_bytes, job.args_bytes, key=f"{name}-{uuid.uuid4().hex}", pure=False
-        )
-        job.take()  # Dask does not say when a task starts: it stays pending until its outcome comes
         self.queued += 1
         self._outstanding.add(job)
         task.add_done_callback(self._left_queue)
-        self._task_group.start_soon(self._drive, job, future)
+        # Its driver sends it to Dask, in turn: a job cancelled before then never reaches the cluster.
+        self._task_group.start_soon(self._drive, job)
 
     def _left_queue(self, _: object) -> None:
         self.queued -= 1
 
-    async def _drive(self, job: Job, future: Future[tuple[str, bytes]]) -> None:
-        """Wait for one task's Dask future and hand its outcome to the task."""
+    async def _drive(self, job: Job) -> None:
+        """Send one job to Dask, wait for its future and hand its outcome to the job."""
         from distributed import KilledWorker
 
+        future: Future[tuple[str, bytes]] | None = None
         try:
+            # Dask does not say when a task starts: once sent, it stays pending until its outcome comes.
+            if not job.take():
+                return  # cancelled since its submit
+            assert self._client is not None
             with anyio.CancelScope() as waiting:
                 # Cancelled by its caller, queued or running alike: stop waiting. Releasing the
                 # future (below) makes Dask drop the call if it has not started yet.
                 job.on_cancel = lambda _: waiting.cancel()
                 try:
+                    # Only our two byte strings meet Dask's submit keywords; a unique key and
+                    # pure=False keep Dask from merging identical calls into one.
+                    name = job.description.partition("() [task")[0]
+                    future = self._client.submit(
+                        _dask_worker.run_call,
+                        job.fn_bytes,
+                        job.args_bytes,
+                        key=f"{name}-{uuid.uuid4().hex}",
+                        pure=False,
+                    )
                     # Dask gathers the results of concurrent awaits in one shared request;
                     # cancelling one await would cancel it for all, so cancellation stops only
                     # our wait and leaves the gather to finish.
@@ -369,7 +377,8 @@ class _DaskBackend:
                     else:
                         job.fail(unpack_exception(body))
         finally:
-            future.release()
+            if future is not None:
+                future.release()
             job.cancel_now()  # a no-op if it is done; else the pool is being torn down around it
             self._outstanding.discard(job)
             if not self._outstanding and self._drained is not None:
