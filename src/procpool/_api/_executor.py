@@ -124,12 +124,9 @@ class PoolExecutor(Executor):
     def _submit_in_loop(
         self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Task[Any]:
-        job = self._pool._submit(fn, args, kwargs)
-        # Future.cancel() may come from any thread; whichever of it and the job's start comes
-        # first wins. Asked once: a job run again after its worker died has a running future.
-        job.start_gate = future.set_running_or_notify_cancel
-        task = job.task
-        assert task is not None
+        # Future.cancel() may come from any thread; whichever of it and the task's start comes
+        # first wins. Asked once: a task run again after its worker died has a running future.
+        task = self._pool._submit(fn, args, kwargs, start_gate=future.set_running_or_notify_cancel)
         task.add_done_callback(lambda done: _copy_outcome(done, future))
         return task
 

@@ -50,20 +50,19 @@ class Verbs:
             SerializationError: ``fn`` or an argument cannot be pickled.
             PoolClosedError: the pool is not open.
         """
-        task = self._submit(fn, args, kwargs).task
-        assert task is not None  # just made: nothing has settled it yet
-        return task
+        return self._submit(fn, args, kwargs)
 
     def _submit(
         self,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        called_at: float | None = None,
+        *,
         stream: StreamLink | None = None,
-    ) -> Job:
+        start_gate: Callable[[], bool] | None = None,
+    ) -> Task[Any]:
         fn_bytes, name = self._prepare(fn)
-        return self._submit_pickled(fn_bytes, name, args, kwargs, called_at, stream)
+        return self._submit_pickled(fn_bytes, name, args, kwargs, stream=stream, start_gate=start_gate)
 
     def _submit_pickled(
         self,
@@ -72,10 +71,13 @@ class Verbs:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         called_at: float | None = None,
+        *,
         stream: StreamLink | None = None,
-    ) -> Job:
+        start_gate: Callable[[], bool] | None = None,
+    ) -> Task[Any]:
         """Make the call's job and hand it to the backend, with this view's options; a timeout
-        counts from ``called_at`` (``anyio.current_time()``; default: now)."""
+        counts from ``called_at`` (``anyio.current_time()``; default: now). Returns its handle,
+        taken before the backend has the job: a backend may settle it at once."""
         backend = self._backend
         room = backend.admission
         if room is not None:
@@ -91,11 +93,14 @@ class Verbs:
             stream=stream,
         )
         job.retries = self._retries
-        backend.submit(job)
+        job.start_gate = start_gate
+        task = job.task
+        assert task is not None  # just made: nothing has settled it yet
         if self._timeout is not None:
             start = anyio.current_time() if called_at is None else called_at
             backend.set_deadline(job, start + self._timeout, self._timeout)
-        return job
+        backend.submit(job)
+        return task
 
     def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
         """Check a call can be submitted; the pickled function and its name."""
@@ -138,9 +143,7 @@ class Verbs:
         called_at = anyio.current_time()
         if self._backend.admission is not None:
             await self._wait_for_room()
-        task = self._submit_pickled(fn_bytes, name, args, kwargs, called_at).task
-        assert task is not None
-        return await task
+        return await self._submit_pickled(fn_bytes, name, args, kwargs, called_at)
 
     @overload
     def stream(self, fn: Callable[P, AsyncIterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
@@ -164,9 +167,7 @@ class Verbs:
         if self._retries:
             raise ValueError("retries does not apply to pool.stream(): a re-run would send its items again")
         link = StreamLink()
-        task = self._submit(fn, args, kwargs, stream=link).task
-        assert task is not None
-        return StreamIterator(task, link, self._backend.kill_grace)
+        return StreamIterator(self._submit(fn, args, kwargs, stream=link), link, self._backend.kill_grace)
 
     @overload
     def map(
@@ -300,8 +301,7 @@ class Verbs:
         runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
 
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
-            task = self._submit_pickled(runner_bytes, name, (chunk,), {}).task
-            assert task is not None
+            task: Task[list[Any]] = self._submit_pickled(runner_bytes, name, (chunk,), {})
             return task
 
         sized = all(isinstance(iterable, Sized) for iterable in iterables)

@@ -60,7 +60,8 @@ class Backend(Protocol):
         """
 
     def submit(self, job: Job) -> None:
-        """Take ``job`` (QUEUED) and run it; the backend settles it in the end, whatever happens."""
+        """Take ``job`` (QUEUED) and run it; the backend settles it in the end, whatever happens
+        (it may do so before returning). A deadline for it, if any, is set before."""
 
     def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
         """Expire ``job`` (`Job.expire`) if it has not settled at ``deadline`` (``anyio.current_time()``)."""
