@@ -335,9 +335,13 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
     # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A task that forks must not hand the channel to its child: the parent learns of this
-    # worker's death by the channel's end of file, which a child holding it would delay. The
-    # child's prints and logs then go to the inherited descriptors instead of that channel.
+    # A task that forks or starts a program must not hand the channel on: a process holding it
+    # once this worker has died would delay the end of file by which the parent learns of the
+    # death (the parent watches the process too, for a task that hands it on anyway). The
+    # descriptors arrive inheritable. A forked child prints and logs to the inherited stdout and
+    # stderr instead of the channel.
+    channel.set_inheritable(False)
+    lifeline.set_inheritable(False)
     os.register_at_fork(after_in_child=channel.close)
     os.register_at_fork(after_in_child=_reports.uninstall)
     channel.setblocking(True)
