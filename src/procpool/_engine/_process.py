@@ -31,6 +31,7 @@ from . import _reports
 _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
 _MAX_BUFFERS_PER_WRITE = 512  # well under the system's limit on buffers per sendmsg (IOV_MAX, 1024 on Linux)
+_START_EXIT_GRACE = 1.0  # seconds a worker that closed its channel during its start gets to exit
 
 # multiprocessing reaps finished children from inside Process.start() (and active_children()),
 # so starting a worker in one thread while reading another's exit status in the event loop could
@@ -92,6 +93,7 @@ class WorkerProcess:
 
     def __init__(self, process: Any, channel: socket.socket, lifeline: socket.socket, started: mmap.mmap) -> None:
         self._process = process
+        self._exit_fd = _exit_descriptor(process)
         self._channel = channel
         self._lifeline = lifeline
         self._started = started
@@ -145,12 +147,9 @@ class WorkerProcess:
         worker = cls(process, parent_channel, parent_lifeline, started)
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
-            frame = await worker.receive()
-            while frame is not None and frame.kind in wire.REPORTS:  # the initializer logged or printed
-                _reports.deliver(worker.pid, frame, None)
-                frame = await worker.receive()
+            frame = await worker._first_frame()
             if frame is None:
-                await worker.wait_exit()
+                await worker.wait_exit(_START_EXIT_GRACE)
                 raise worker.crash_error("its start-up")
             if frame.kind == wire.INIT_FAILED:
                 raise InitializerError("the pool's initializer raised in a new worker") from (
@@ -161,6 +160,18 @@ class WorkerProcess:
                 await worker.stop(grace=0)
             raise
         return worker
+
+    async def _first_frame(self) -> wire.Frame | None:
+        """The worker's first frame after what its initializer reported; None if it died first
+        (watched as a task's worker is: see `watch`)."""
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(self.watch)
+            frame = await self.receive()
+            while frame is not None and frame.kind in wire.REPORTS:  # the initializer logged or printed
+                _reports.deliver(self.pid, frame, None)
+                frame = await self.receive()
+            watching.cancel_scope.cancel()
+        return frame
 
     # -- the channel ---------------------------------------------------------------------------
 
@@ -279,7 +290,29 @@ class WorkerProcess:
 
     def has_exited(self) -> bool:
         """Whether the process has ended (checked without waiting)."""
-        return self._exitcode is not None or bool(select.select([self._process.sentinel], [], [], 0)[0])
+        return self._exitcode is not None or bool(select.select([self._exit_fd], [], [], 0)[0])
+
+    async def watch(self) -> None:
+        """Return once the process has ended, having shut the parent's end of its channel down.
+
+        Run it beside whatever reads the channel. A worker's death usually shows as end of file
+        on its channel, but not while a process it started still holds the worker's end (a task
+        that handed it on); the shutdown ends a wait for frames all the same, after what the
+        worker sent, and drops the frames still to be written instead of waiting for room.
+        """
+        if self._released:
+            return
+        # A descriptor of its own, as `wait_exit` may wait on `_exit_fd` meanwhile; opened anew,
+        # not copied, for an event loop's epoll set can keep a closed descriptor's copy watched.
+        fd = _exit_descriptor(self._process)
+        try:
+            if not self.has_exited():  # else its pid may be another process's by now
+                await anyio.wait_readable(fd)
+        finally:
+            anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
+            os.close(fd)
+        with contextlib.suppress(OSError):  # closed already: the worker was stopped
+            self._channel.shutdown(socket.SHUT_RDWR)
 
     def _signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the worker and every process its tasks started: the worker leads its
@@ -305,17 +338,27 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
 
-    async def wait_exit(self) -> int:
-        """Wait, without blocking the event loop, until the process has exited; its exit code."""
+    async def _exited(self) -> None:
+        """Wait, without blocking the event loop, until the process has exited, and reap it."""
         while self._exitcode is None:
-            await anyio.wait_readable(self._process.sentinel)
+            await anyio.wait_readable(self._exit_fd)
             self._kill_leftovers()
             code = poll_exitcode(self._process)
             if code is not None:
                 self._exitcode = code
                 self._release()
                 break
-            await anyio.sleep(_EXIT_POLL_INTERVAL)
+            await anyio.sleep(_EXIT_POLL_INTERVAL)  # exited, but its status is not readable yet
+
+    async def wait_exit(self, grace: float) -> int:
+        """Wait until the process has exited, SIGKILLing it (its process group too) if it has not
+        within ``grace`` seconds; its exit code. A cancel ends the wait and leaves the process be."""
+        with anyio.move_on_after(grace):
+            await self._exited()
+        if self._exitcode is None:
+            self._signal(signal.SIGKILL)
+            await self._exited()
+        assert self._exitcode is not None
         return self._exitcode
 
     async def stop(self, grace: float) -> None:
@@ -327,7 +370,7 @@ class WorkerProcess:
         try:
             if grace > 0:
                 with anyio.move_on_after(grace):
-                    await self.wait_exit()
+                    await self._exited()
                     return
             await self.terminate(grace)
         except BaseException:
@@ -338,11 +381,7 @@ class WorkerProcess:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is gone."""
         try:
             self._signal(signal.SIGTERM)
-            with anyio.move_on_after(grace):
-                await self.wait_exit()
-                return
-            self._signal(signal.SIGKILL)
-            await self.wait_exit()
+            await self.wait_exit(grace)
         except BaseException:
             # Interrupted even inside a shielded scope: asyncio's own Task.cancel() (as
             # asyncio.run sends every task at shutdown) passes through anyio's shields.
@@ -371,6 +410,7 @@ class WorkerProcess:
         self._lifeline.close()
         self._started_at_exit = self.last_began()
         self._started.close()
+        os.close(self._exit_fd)
         self._process.close()
         _live.discard(self)
 
@@ -388,6 +428,18 @@ class WorkerProcess:
         if code is not None:
             self._exitcode = code
             self._release()
+
+
+def _exit_descriptor(process: Any) -> int:
+    """A descriptor that becomes readable once ``process`` has ended: a pidfd, which no process
+    the worker starts can hold open (as one can hold multiprocessing's sentinel pipe under spawn);
+    else a copy of the sentinel. Opened as the process starts, before its pid could be reused."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None:
+        with contextlib.suppress(OSError):  # no pidfds (Linux before 5.3), or it is gone already
+            fd: int = pidfd_open(process.pid)
+            return fd
+    return os.dup(process.sentinel)
 
 
 def _started_memory() -> int:

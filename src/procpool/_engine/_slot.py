@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, TaskStarted, WorkerStarted
 from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
@@ -64,6 +65,7 @@ class WorkerSlot:
         self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
         self._dropped: set[int] = set()  # cancelled while sent: no longer waiting to start
         self._wait: anyio.CancelScope | None = None
+        self._watchers: TaskGroup | None = None  # where each worker's `WorkerProcess.watch` runs
         self._task_time: float | None = None
         self._head_since = 0.0
 
@@ -87,27 +89,30 @@ class WorkerSlot:
 
     async def run(self, worker: WorkerProcess | None) -> None:
         """Serve tasks until the backlog is closed and drained; then stop the worker."""
-        self.worker = worker
-        if worker is not None:
-            self._healing.live_workers += 1
-            self._observer.emit(WorkerStarted(worker.pid))
-        try:
-            while True:
-                if not self._inflight:
-                    try:
-                        job = await self._next_job()
-                    except BacklogClosed:
-                        return
-                    if job is None:
-                        continue  # idle too long: the worker was let go
-                    if await self._ready_worker(job):
-                        await self._send([job, *self._jobs_ahead(job, 1)])
-                    del job  # settled jobs hold nothing, but nothing here needs it any longer
-                if self._inflight:
-                    await self._serve_once()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._shut_down()
+        async with anyio.create_task_group() as self._watchers:
+            if worker is not None:
+                self._set_worker(worker)
+            try:
+                await self._serve()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._shut_down()
+                self._watchers.cancel_scope.cancel()  # their workers are gone: nothing to watch
+
+    async def _serve(self) -> None:
+        while True:
+            if not self._inflight:
+                try:
+                    job = await self._next_job()
+                except BacklogClosed:
+                    return
+                if job is None:
+                    continue  # idle too long: the worker was let go
+                if await self._ready_worker(job):
+                    await self._send([job, *self._jobs_ahead(job, 1)])
+                del job  # settled jobs hold nothing, but nothing here needs it any longer
+            if self._inflight:
+                await self._serve_once()
 
     async def _next_job(self) -> Job | None:
         """The next task for an idle worker; None if it idled for ``idle_timeout`` and was stopped."""
@@ -153,6 +158,8 @@ class WorkerSlot:
         self.worker = worker
         self._retiring = False
         self._healing.live_workers += 1
+        assert self._watchers is not None
+        self._watchers.start_soon(worker.watch)  # its death ends a wait for its frames
         self._observer.emit(WorkerStarted(worker.pid))
 
     async def _send(self, jobs: list[Job]) -> None:
@@ -353,11 +360,20 @@ class WorkerSlot:
         await self._replace("killed")
 
     async def _worker_died(self) -> None:
+        """The worker's channel is at its end: the worker died, or closed it and is dying."""
         worker = self.worker
         assert worker is not None
-        await worker.wait_exit()
+        # One that closed its channel and lives on is killed after the grace. A cancel ends the
+        # wait at once: nothing more can come from the worker, so the canceller does not wait.
+        with anyio.CancelScope() as self._wait:
+            await worker.wait_exit(self._kill_grace)
+        self._wait = None
+        if worker.exitcode is None:
+            await worker.terminate(self._kill_grace)
+        self._cancelling.update(job.id for job in self._cancels)  # cancelled: never run again
+        self._cancels.clear()
         # The tasks it began, up to the one it began last, ended with it (their results are lost
-        # with it; tiny tasks' results go back in batches). If it died between tasks, none did.
+        # with it; tiny tasks' results go back in batches).
         last = worker.last_began()
         ran = list(itertools.takewhile(lambda job_id: job_id != last, self._inflight))
         ran = [*ran, last] if last in self._inflight else []
@@ -366,21 +382,34 @@ class WorkerSlot:
             job = self._inflight.pop(job_id)
             self._dropped.discard(job_id)
             if job_id in self._cancelling or job.settled:
-                job.cancel_now()  # cancelled: never run again
+                job.cancel_now()
                 continue
-            if job_id == last:  # the one running when it died: maybe the cause
-                job.crashes += 1
-                if job.crashes >= self._healing.max_crashes:
-                    job.fail(self._poison_error(worker, job))
-                    continue
+            if job_id == last and self._crashed(worker, job):  # the one running when it died
+                continue
             if job.retries > 0:
                 job.retries -= 1  # the caller said it is safe to run again
                 job.requeue()
                 again.append(job)
             else:
                 job.fail(worker.crash_error(job.description))
+        if not ran and self._inflight:
+            # It died before it began any of them: while it received the first, or waited for
+            # it. That task may be the cause (an argument too large for the worker's memory), so
+            # the death counts against it. Having never run, it goes back with the others,
+            # retries or not, until its crashes reach `max_crashes_per_task`.
+            head_id, head = next(iter(self._inflight.items()))
+            if head_id not in self._cancelling and not head.settled and self._crashed(worker, head):
+                del self._inflight[head_id]
         self._give_back_unstarted(again)
         await self._replace("crashed")
+
+    def _crashed(self, worker: WorkerProcess, job: Job) -> bool:
+        """Count a crash against ``job``; True if that makes it a poison task, failed now."""
+        job.crashes += 1
+        if job.crashes < self._healing.max_crashes:
+            return False
+        job.fail(self._poison_error(worker, job))
+        return True
 
     @staticmethod
     def _poison_error(worker: WorkerProcess, job: Job) -> PoisonTaskError:
