@@ -45,9 +45,11 @@ class Pool(PoolFacade):
         max_memory_per_worker: bytes of resident memory (RSS) a worker may reach; a worker over
             it is replaced after the task that took it there (None: no limit). Read from
             ``/proc`` at most every 50 ms per worker, after a task ends.
-        max_crashes_per_task: a task that kills its worker this many times in a row (with
+        max_crashes_per_task: a task that kills its worker this many times (with
             ``pool.options(retries=...)``) fails with `PoisonTaskError` rather than being run
-            again.
+            again. A worker that dies while it receives a task, before beginning it (an
+            argument too large for its memory), counts a crash against that task too, which
+            is sent again, retries or not, until it reaches this limit.
         idle_timeout: seconds a worker may wait for a task before it is stopped, down to
             ``min_workers``; stopped workers are started again when work comes (None: never).
         min_workers: how many workers ``idle_timeout`` keeps running.
