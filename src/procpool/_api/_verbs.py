@@ -140,7 +140,8 @@ class Verbs:
         # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
         # which could send the task before this call's first wait sees the cancellation.
         await anyio.lowlevel.checkpoint_if_cancelled()
-        called_at = anyio.current_time()
+        # The clock is read only when a timeout needs it: a tiny task's call is worth saving for.
+        called_at = None if self._timeout is None else anyio.current_time()
         if self._backend.admission is not None:
             await self._wait_for_room()
         return await self._submit_pickled(fn_bytes, name, args, kwargs, called_at)

@@ -5,6 +5,7 @@ from ._admission import Admission as Admission
 from ._backend import Backend as Backend
 from ._backend import PoolState as PoolState
 from ._backend import leave_task_group as leave_task_group
+from ._backend import loop_probe as loop_probe
 from ._backlog import Backlog as Backlog
 from ._backlog import BacklogClosed as BacklogClosed
 from ._deadlines import Deadlines as Deadlines
@@ -46,5 +47,6 @@ __all__ = (
     "WorkerExited",
     "WorkerStarted",
     "leave_task_group",
+    "loop_probe",
     "wait_done",
 )

@@ -8,8 +8,9 @@ moves the job on (`Job.take`, `began`, `succeed`, `fail`, `cancel_now`) until it
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -87,3 +88,16 @@ async def leave_task_group(task_group: TaskGroup | None, *, cancelling: Iterable
             task_group.cancel_scope.cancel()
     if task_group is not None:
         await task_group.__aexit__(None, None, None)
+
+
+def loop_probe() -> Callable[[], object]:
+    """A cheap way to name the running event loop (asyncio's loop, or trio's token), called
+    where ``anyio.lowlevel.current_token()`` would cost too much (each submit): a backend
+    compares what it returns with what it returned when the backend opened."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: the other loop anyio runs on
+        import trio
+
+        return trio.lowlevel.current_trio_token
+    return asyncio.get_running_loop

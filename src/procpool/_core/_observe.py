@@ -176,9 +176,9 @@ class PoolObserver:
             self.failed += 1
         else:
             self.completed += 1
-        timing = task.timing
-        wait, run = timing.queue_wait, timing.run_time
-        if wait is not None and run is not None:
+        submitted, _, started, finished, _ = task._current_times()
+        if started is not None and finished is not None:
+            wait, run = started - submitted, finished - started
             self._timed += 1
             self._wait_sum += wait
             self._run_sum += run

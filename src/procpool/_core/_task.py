@@ -59,7 +59,9 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[T]], object]] = []
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] = []
-        self._timing: TaskTiming | None = None  # kept once done, when the job is let go
+        # When it was submitted, sent, started, finished, received: kept once done, when the job
+        # is let go (a plain tuple: `timing` makes the `TaskTiming` only when asked).
+        self._times: tuple[float, float | None, float | None, float | None, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"<procpool.Task {self.id} {self.description} {self._state.value}>"
@@ -96,11 +98,14 @@ class Task(Generic[T]):
     @property
     def timing(self) -> TaskTiming:
         """When the task was submitted, sent, started, finished and received (see `TaskTiming`)."""
-        if self._timing is not None:
-            return self._timing
+        return TaskTiming(*self._current_times())
+
+    def _current_times(self) -> tuple[float, float | None, float | None, float | None, float | None]:
+        if self._times is not None:
+            return self._times
         job = self._job
         assert job is not None
-        return TaskTiming(job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
+        return (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
 
     @property
     def progress(self) -> tuple[float, float | None] | None:
@@ -194,7 +199,7 @@ class Task(Generic[T]):
         job, self._job = self._job, None
         if job is not None:
             self._kill_on_cancel = job.kill_on_cancel
-            self._timing = TaskTiming(job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
+            self._times = (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
         self._state = state
         self._event.set()
         callbacks, self._callbacks = self._callbacks, []

@@ -18,7 +18,18 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from .._core import Admission, Backlog, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task, leave_task_group
+from .._core import (
+    Admission,
+    Backlog,
+    Deadlines,
+    Job,
+    PoolObserver,
+    PoolState,
+    PoolStats,
+    Task,
+    leave_task_group,
+    loop_probe,
+)
 from .._errors import PoolClosedError
 from .._transport import dumps_for_transport
 from ._healing import Healing
@@ -90,9 +101,11 @@ class LocalBackend:
         self._min_workers = min_workers
         self.thread: int | None = None
         self.token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_probe: Callable[[], object] = loop_probe()
+        self._loop: object = None  # what `_loop_probe` returned in the loop that opened the pool
         self._job_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
-        self._outstanding: set[Job] = set()
+        self._outstanding: dict[int, Job] = {}  # by id, until their handles are done
         self._backlog: Backlog | None = None
         self._slots: list[WorkerSlot] = []
         self._task_group: TaskGroup | None = None
@@ -123,7 +136,11 @@ class LocalBackend:
                 "a Pool must be used from the thread running its event loop; from another thread, "
                 "use its executor view: pool.executor.submit(fn, ...) returns a concurrent.futures.Future"
             )
-        if anyio.lowlevel.current_token() != self.token:
+        try:
+            same_loop = self._loop_probe() is self._loop
+        except RuntimeError:  # no event loop runs here at all
+            same_loop = False
+        if not same_loop:
             raise RuntimeError(
                 "this Pool belongs to another event loop (the one it was opened in); a pool cannot be shared "
                 "between event loops: open one pool per loop (with pytest-asyncio, give the pool the loop's scope)"
@@ -134,8 +151,8 @@ class LocalBackend:
         task = job.task
         assert task is not None
         job.fn_id = self._function_ids.id_for(job.fn_bytes)
-        self._outstanding.add(job)
-        task.add_done_callback(functools.partial(self._job_done, job))
+        self._outstanding[job.id] = job
+        task.add_done_callback(self._job_done)
         if self.admission is not None:
             task.add_done_callback(self.admission.notify)  # a task sent ahead leaves `queued` as it ends
         self._backlog.put(job)
@@ -144,8 +161,8 @@ class LocalBackend:
         assert self._deadlines is not None
         self._deadlines.add(job, deadline, timeout)
 
-    def _job_done(self, job: Job, task: Task[Any]) -> None:
-        self._outstanding.discard(job)
+    def _job_done(self, task: Task[Any]) -> None:
+        del self._outstanding[task.id]
         self.observer.task_done(task)
 
     def stats(self) -> PoolStats:
@@ -171,6 +188,8 @@ class LocalBackend:
         self.state = PoolState.CLOSING  # not open for tasks until the workers are ready
         self.thread = threading.get_ident()
         self.token = anyio.lowlevel.current_token()
+        self._loop_probe = loop_probe()
+        self._loop = self._loop_probe()
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
@@ -268,10 +287,10 @@ class LocalBackend:
         task_group, self._task_group = self._task_group, None
         if abort:
             self._stop_accepting()
-            for job in self._outstanding:
+            for job in self._outstanding.values():
                 job.kill_on_cancel = True
         try:
-            await leave_task_group(task_group, cancelling=self._outstanding if abort else None)
+            await leave_task_group(task_group, cancelling=self._outstanding.values() if abort else None)
         finally:
             self.state = PoolState.CLOSED
 

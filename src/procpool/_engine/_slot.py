@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, TaskStarted, WorkerStarted
+from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, Stage, TaskStarted, WorkerStarted
 from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
@@ -308,14 +308,15 @@ class WorkerSlot:
             )
             job.started_at, job.finished_at = wire.TIMING.unpack_from(frame.body)
             job.received_at = now
-            self._began(job)  # not marked yet when its result came in one read with the one before
+            if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
+                self._began(job)
             body = memoryview(frame.body)[wire.TIMING.size :]
             if frame.kind == wire.RESULT:
                 job.succeed(body)
             else:
                 job.fail(unpack_exception(body))
-        if self._inflight:
-            self._began(next(iter(self._inflight.values())))
+        if self._inflight and (head := next(iter(self._inflight.values()))).stage is Stage.SENT:
+            self._began(head)
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
 
