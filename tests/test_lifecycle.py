@@ -586,3 +586,14 @@ def test_pool_whose_event_loop_was_closed_is_not_open_and_refuses_calls(
             other.run(asyncio.wait_for(pool.run(workfns.square, 2), 10))
         with pytest.raises(RuntimeError, match=r"closed|event loop"):
             other.run(asyncio.wait_for(_submit_and_await(pool), 10))
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_made_outside_any_event_loop_loads_no_event_loop_library() -> None:
+    """The check that a pool is used from its own loop is set up when the pool opens, in its
+    loop: made before that (at a module's top level, say), a pool must not import trio, which
+    procpool does not depend on."""
+    script = "import sys, procpool; procpool.Pool(1); print(sorted({'trio'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", script], env=script_env(), capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

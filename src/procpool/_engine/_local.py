@@ -101,7 +101,8 @@ class LocalBackend:
         self._min_workers = min_workers
         self.thread: int | None = None
         self.token: anyio.lowlevel.EventLoopToken | None = None
-        self._loop_probe: Callable[[], object] = loop_probe()
+        # Set in `open`, in the pool's loop: which loop library runs is known only there.
+        self._loop_probe: Callable[[], object] | None = None
         self._loop: object = None  # what `_loop_probe` returned in the loop that opened the pool
         self._job_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
@@ -136,6 +137,7 @@ class LocalBackend:
                 "a Pool must be used from the thread running its event loop; from another thread, "
                 "use its executor view: pool.executor.submit(fn, ...) returns a concurrent.futures.Future"
             )
+        assert self._loop_probe is not None  # set when the pool opened
         try:
             same_loop = self._loop_probe() is self._loop
         except RuntimeError:  # no event loop runs here at all
