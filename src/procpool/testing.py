@@ -12,7 +12,6 @@ own for the endpoints that take it through `procpool.integrations.fastapi`.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import pickle
 import threading
@@ -26,7 +25,17 @@ from anyio.abc import TaskGroup
 
 from ._api import Pool, PoolFacade, PoolOptions
 from ._child import call
-from ._core import Backlog, BacklogClosed, Deadlines, Job, PoolObserver, PoolState, PoolStats, Task, leave_task_group
+from ._core import (
+    Backlog,
+    BacklogClosed,
+    Deadlines,
+    Job,
+    Outstanding,
+    PoolObserver,
+    PoolState,
+    PoolStats,
+    leave_task_group,
+)
 from ._errors import InitializerError, PoolClosedError
 from ._transport import dumps_for_transport, pack_exception, unpack_exception
 
@@ -116,7 +125,7 @@ class _InlineBackend:
         self._thread: int | None = None
         self._job_ids = itertools.count(1)
         self._backlog = Backlog()
-        self._outstanding: set[Job] = set()
+        self._outstanding = Outstanding(self.observer)
         self._task_group: TaskGroup | None = None
         self._deadlines: Deadlines | None = None
         self._stopped = anyio.Event()
@@ -141,15 +150,8 @@ class _InlineBackend:
     def submit(self, job: Job) -> None:
         if job.stream is not None:
             raise NotImplementedError("InlinePool does not run pool.stream(); test streams with procpool.Pool(1)")
-        task = job.task
-        assert task is not None
         self._outstanding.add(job)
-        task.add_done_callback(functools.partial(self._job_done, job))
         self._backlog.put(job)
-
-    def _job_done(self, job: Job, task: Task[Any]) -> None:
-        self._outstanding.discard(job)
-        self.observer.task_done(task)
 
     def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
         assert self._deadlines is not None
@@ -189,7 +191,7 @@ class _InlineBackend:
             self._backlog.close()
         try:
             # An abort cancels the group's tasks: the running call's wait and the deadlines' task.
-            await leave_task_group(task_group, cancelling=self._outstanding if abort else None)
+            await leave_task_group(task_group, cancelling=self._outstanding.jobs() if abort else None)
         finally:
             self.state = PoolState.CLOSED
 

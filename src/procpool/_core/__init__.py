@@ -3,6 +3,7 @@ boundary, and the queueing helpers (backlog, deadlines, admission) and observati
 
 from ._admission import Admission as Admission
 from ._backend import Backend as Backend
+from ._backend import Outstanding as Outstanding
 from ._backend import PoolState as PoolState
 from ._backend import leave_task_group as leave_task_group
 from ._backend import loop_probe as loop_probe
@@ -35,6 +36,7 @@ __all__ = (
     "EventHook",
     "ExitReason",
     "Job",
+    "Outstanding",
     "PoolObserver",
     "PoolState",
     "PoolStats",

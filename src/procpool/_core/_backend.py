@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ._admission import Admission
     from ._job import Job
+    from ._observe import PoolObserver
+    from ._task import Task
 
 
 class PoolState(enum.Enum):
@@ -76,6 +78,29 @@ class Backend(Protocol):
     async def exit(self, *, abort: bool) -> None:
         """The end of ``async with``, in the task that opened it: with ``abort``, cancel every job
         (killing running ones) first; then end the backend's background tasks."""
+
+
+class Outstanding:
+    """The jobs a backend that runs its own calls has taken and whose handles are not done yet
+    (the local engine's, `InlinePool`'s): each is counted into the pool's observer (``stats()``,
+    `TaskEnded`) as it ends."""
+
+    def __init__(self, observer: PoolObserver) -> None:
+        self._jobs: dict[int, Job] = {}  # by id: a job's handle has it
+        self._observer = observer
+
+    def add(self, job: Job) -> None:
+        task = job.task
+        assert task is not None
+        self._jobs[job.id] = job
+        task.add_done_callback(self._done)
+
+    def jobs(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def _done(self, task: Task[Any]) -> None:
+        del self._jobs[task.id]
+        self._observer.task_done(task)
 
 
 async def leave_task_group(task_group: TaskGroup | None, *, cancelling: Iterable[Job] | None) -> None:

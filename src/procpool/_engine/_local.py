@@ -23,10 +23,10 @@ from .._core import (
     Backlog,
     Deadlines,
     Job,
+    Outstanding,
     PoolObserver,
     PoolState,
     PoolStats,
-    Task,
     leave_task_group,
     loop_probe,
 )
@@ -106,7 +106,7 @@ class LocalBackend:
         self._loop: object = None  # what `_loop_probe` returned in the loop that opened the pool
         self._job_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
-        self._outstanding: dict[int, Job] = {}  # by id, until their handles are done
+        self._outstanding = Outstanding(observer)
         self._backlog: Backlog | None = None
         self._slots: list[WorkerSlot] = []
         self._task_group: TaskGroup | None = None
@@ -153,8 +153,7 @@ class LocalBackend:
         task = job.task
         assert task is not None
         job.fn_id = self._function_ids.id_for(job.fn_bytes)
-        self._outstanding[job.id] = job
-        task.add_done_callback(self._job_done)
+        self._outstanding.add(job)
         if self.admission is not None:
             task.add_done_callback(self.admission.notify)  # a task sent ahead leaves `queued` as it ends
         self._backlog.put(job)
@@ -162,10 +161,6 @@ class LocalBackend:
     def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
         assert self._deadlines is not None
         self._deadlines.add(job, deadline, timeout)
-
-    def _job_done(self, task: Task[Any]) -> None:
-        del self._outstanding[task.id]
-        self.observer.task_done(task)
 
     def stats(self) -> PoolStats:
         slots = list(self._slots)
@@ -287,12 +282,14 @@ class LocalBackend:
         """Leave the task group entered by `open` (in the task that opened it); with ``abort``,
         cancel every job first, killing running ones whatever their options."""
         task_group, self._task_group = self._task_group, None
+        jobs = None
         if abort:
             self._stop_accepting()
-            for job in self._outstanding.values():
+            jobs = self._outstanding.jobs()
+            for job in jobs:
                 job.kill_on_cancel = True
         try:
-            await leave_task_group(task_group, cancelling=self._outstanding.values() if abort else None)
+            await leave_task_group(task_group, cancelling=jobs)
         finally:
             self.state = PoolState.CLOSED
 
