@@ -294,8 +294,7 @@ class WorkerSlot:
             if job.stream is not None:
                 job.stream.deliver(frame.body)
             return
-        del self._inflight[frame.task_id]
-        self._dropped.discard(frame.task_id)
+        self._take_out(frame.task_id)
         if frame.kind == wire.CANCELLED or frame.task_id in self._cancelling:
             self._cancelling.discard(frame.task_id)
             job.cancel_now()
@@ -319,6 +318,16 @@ class WorkerSlot:
             self._began(head)
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
+
+    def _take_out(self, job_id: int) -> Job:
+        """Take a job out of the worker's queue: its outcome came, or the worker is gone."""
+        self._dropped.discard(job_id)
+        return self._inflight.pop(job_id)
+
+    def _cancels_are_final(self) -> None:
+        """The worker is gone: a cancel not yet acted on means its job never runs again."""
+        self._cancelling.update(job.id for job in self._cancels)
+        self._cancels.clear()
 
     def _request_cancel(self, job: Job) -> None:
         """Called by `Job.cancel` on a job this slot has sent to its worker."""
@@ -354,8 +363,7 @@ class WorkerSlot:
         worker = self.worker
         assert worker is not None
         await worker.terminate(self._kill_grace)
-        self._inflight.pop(head.id)
-        self._dropped.discard(head.id)
+        self._take_out(head.id)
         head.cancel_now()
         self._give_back_unstarted()
         await self._replace("killed")
@@ -371,8 +379,7 @@ class WorkerSlot:
         self._wait = None
         if worker.exitcode is None:
             await worker.terminate(self._kill_grace)
-        self._cancelling.update(job.id for job in self._cancels)  # cancelled: never run again
-        self._cancels.clear()
+        self._cancels_are_final()
         # The tasks it began, up to the one it began last, ended with it (their results are lost
         # with it; tiny tasks' results go back in batches).
         last = worker.last_began()
@@ -380,8 +387,7 @@ class WorkerSlot:
         ran = [*ran, last] if last in self._inflight else []
         again: list[Job] = []
         for job_id in ran:
-            job = self._inflight.pop(job_id)
-            self._dropped.discard(job_id)
+            job = self._take_out(job_id)
             if job_id in self._cancelling or job.settled:
                 job.cancel_now()
                 continue
@@ -400,7 +406,7 @@ class WorkerSlot:
             # retries or not, until its crashes reach `max_crashes_per_task`.
             head_id, head = next(iter(self._inflight.items()))
             if head_id not in self._cancelling and not head.settled and self._crashed(worker, head):
-                del self._inflight[head_id]
+                self._take_out(head_id)
         self._give_back_unstarted(again)
         await self._replace("crashed")
 
@@ -426,8 +432,7 @@ class WorkerSlot:
     def _give_back_unstarted(self, requeue: list[Job] | None = None) -> None:
         """The worker is gone: jobs it had not started go back to the front of the backlog,
         after ``requeue`` (the crashed job, when it is run again)."""
-        self._cancelling.update(job.id for job in self._cancels)
-        self._cancels.clear()
+        self._cancels_are_final()
         requeue = requeue or []
         for job_id, job in self._inflight.items():
             if job_id in self._cancelling or job.settled:
