@@ -431,3 +431,8 @@ def wait_for_release(directory: str, timeout: float) -> int:
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.005)
     return os.getpid()
+
+
+def append_line(path: str, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{text}\n")

@@ -2,17 +2,22 @@
 
 Idle worker slots wait on it; a busy slot tops up its worker from it without waiting. Tasks a dead
 worker had received but not started go back to its front, so they keep their turn.
+
+Cancelling a waiting task costs O(1): the task stays where it is, settled, and is dropped when it
+reaches the front. Searching the queue for it instead made cancelling n tasks O(n²) (issue 14:
+40,000 cancels held the event loop for 23.6 s).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 
 import anyio
 
 from ._job import Job
+
+_COMPACT_MIN = 1024  # cancelled tasks left in the queue before `put` sweeps them out
 
 
 class BacklogClosed(Exception):
@@ -22,43 +27,54 @@ class BacklogClosed(Exception):
 class Backlog:
     def __init__(self, on_take: Callable[[], object] | None = None) -> None:
         self._on_take = on_take  # a job left the backlog (``max_queued`` may let a caller in)
-        self._tasks: deque[Job] = deque()
+        self._tasks: deque[Job] = deque()  # waiting jobs, and settled ones not dropped yet
+        self._live = 0  # the waiting ones
         self._waiters: deque[anyio.Event] = deque()
         self._woken = 0  # idle slots woken for a task that have not taken it yet
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return self._live
 
     def put(self, job: Job) -> None:
         """Queue ``job``; cancelling it takes it out again."""
+        tasks = self._tasks
+        # While no worker takes tasks, cancelled ones would pile up behind the first waiting one:
+        # sweep them out once they outnumber the waiting ones (amortised O(1) per cancel).
+        if len(tasks) > 2 * self._live + _COMPACT_MIN:
+            self._tasks = tasks = deque(waiting for waiting in tasks if not waiting.settled)
         job.on_cancel = self.discard
-        self._tasks.append(job)
+        tasks.append(job)
+        self._live += 1
         self._wake_one()
 
     def put_front(self, jobs: Iterable[Job]) -> None:
-        jobs = list(jobs)
+        jobs = [job for job in jobs if not job.settled]  # one settled meanwhile is not waiting
         for job in jobs:
             job.on_cancel = self.discard
         self._tasks.extendleft(reversed(jobs))
-        for _ in range(len(self._tasks)):
+        self._live += len(jobs)
+        for _ in range(self._live):
             self._wake_one()
 
     def discard(self, job: Job) -> None:
-        """Drop a task cancelled while waiting (rare, so a linear search is fine)."""
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(job)
+        """Drop a task cancelled while waiting (its ``on_cancel``, called once, just before it
+        settles): it stops counting now, and leaves the queue when it reaches the front."""
+        self._live -= 1
 
     @property
     def spare(self) -> int:
         """Tasks a busy slot may take ahead: those no idle slot was woken up for."""
-        return 0 if self._waiters else max(0, len(self._tasks) - self._woken)
+        return 0 if self._waiters else max(0, self._live - self._woken)
 
     def peek(self) -> Job | None:
-        return self._tasks[0] if self._tasks else None
+        tasks = self._tasks
+        while tasks and tasks[0].settled:
+            tasks.popleft()  # cancelled while waiting
+        return tasks[0] if tasks else None
 
     def get_nowait(self) -> Job | None:
-        return self._take() if self._tasks else None
+        return None if self.peek() is None else self._take()
 
     async def get(self) -> Job:
         """The next task, waiting for one if needed.
@@ -66,7 +82,7 @@ class Backlog:
         Raises:
             BacklogClosed: the backlog was closed and every task has been taken.
         """
-        while not self._tasks:
+        while self.peek() is None:
             if self._closed:
                 raise BacklogClosed
             wakeup = anyio.Event()
@@ -84,7 +100,10 @@ class Backlog:
         return self._take()
 
     def _take(self) -> Job:
+        """Take the front job, which `peek` has just found waiting."""
         job = self._tasks.popleft()
+        job.on_cancel = None  # its taker sets its own; until then a cancel only settles it
+        self._live -= 1
         if self._on_take is not None:
             self._on_take()
         return job
