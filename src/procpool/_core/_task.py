@@ -6,6 +6,8 @@ cancelled, never back. Only its `Job` (the backend's record, `_job.py`) moves it
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Callable, Generator
@@ -55,7 +57,9 @@ class Task(Generic[T]):
         self._state = _State.PENDING
         self._result: T | None = None
         self._exception: BaseException | None = None
-        self._event = anyio.Event()
+        # What awaits it: made only when something does. On asyncio a plain future, woken
+        # without an extra task switch; elsewhere an `anyio.Event`.
+        self._waiters: list[asyncio.Future[None] | anyio.Event] = []
         self._callbacks: list[Callable[[Task[T]], object]] = []
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] = []
@@ -157,13 +161,33 @@ class Task(Generic[T]):
         """Wait for the task and return its result (the same as ``await task``)."""
         if not self.done():
             try:
-                await self._event.wait()
+                await self._wait_done()
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):
                     self.cancel()
-                    await self._event.wait()
+                    await self._wait_done()
                 raise
         return self.result()
+
+    async def _wait_done(self) -> None:
+        """Wait until the task is done; cancelling this wait does not cancel the task."""
+        if self.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            event = anyio.Event()
+            self._waiters.append(event)
+            await event.wait()
+            return
+        future = loop.create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        finally:
+            if not future.done() or future.cancelled():  # this wait was cancelled
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
 
     def __await__(self) -> Generator[Any, None, T]:
         return self.wait().__await__()
@@ -201,7 +225,12 @@ class Task(Generic[T]):
             self._kill_on_cancel = job.kill_on_cancel
             self._times = (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
         self._state = state
-        self._event.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if isinstance(waiter, anyio.Event):
+                waiter.set()
+            elif not waiter.done():
+                waiter.set_result(None)
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             self._call(callback)
@@ -215,4 +244,4 @@ class Task(Generic[T]):
 
 async def wait_done(task: Task[Any]) -> None:
     """Wait until ``task`` is done, without cancelling it if this wait is cancelled."""
-    await task._event.wait()
+    await task._wait_done()
