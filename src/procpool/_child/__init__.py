@@ -10,12 +10,14 @@ from ._call import new_event_loop as new_event_loop
 from ._call import run_pickled as run_pickled
 from ._reports import STDOUT as STDOUT
 from ._reports import report_progress as report_progress
+from ._worker import TAKE_BACK_SIGNAL as TAKE_BACK_SIGNAL
 from ._worker import InheritedFd as InheritedFd
 from ._worker import arm_lifeline as arm_lifeline
 from ._worker import main as worker_main
 
 __all__ = (
     "STDOUT",
+    "TAKE_BACK_SIGNAL",
     "ChunkRunner",
     "InheritedFd",
     "arm_lifeline",

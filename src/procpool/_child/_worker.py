@@ -31,6 +31,9 @@ from . import _reports
 from ._call import call, complete, describe, new_event_loop
 
 _END = object()
+# Sent by the parent after CANCEL frames that take back tasks waiting behind a long one, so
+# that the worker reads them while that task runs, and answers at once (None: not available).
+TAKE_BACK_SIGNAL: int | None = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else None
 _BATCH_TASK_TIME = 50e-6
 _BATCH_SIZE = 64
 _SMOOTHING = 0.2
@@ -85,8 +88,7 @@ class _Inbox:
     def next_task(self, skipped: Callable[[wire.Frame], None]) -> wire.Frame | None:
         """The next CALL or STREAM frame, if one has arrived. Tasks the parent cancelled before
         they started are dropped, and reported through ``skipped``."""
-        if self._cancels:
-            self._drop_cancelled(skipped)
+        self.drop_cancelled(skipped)
         while self.frames:
             frame = self.frames.popleft()
             if frame.kind in (wire.CALL, wire.STREAM):
@@ -94,7 +96,10 @@ class _Inbox:
             # Otherwise a stream's CREDIT or CLOSE that crossed its end: nothing to do.
         return None
 
-    def _drop_cancelled(self, skipped: Callable[[wire.Frame], None]) -> None:
+    def drop_cancelled(self, skipped: Callable[[wire.Frame], None]) -> None:
+        """Drop the tasks that CANCEL frames name, reporting each through ``skipped``."""
+        if not self._cancels:
+            return
         self._cancels = False
         cancelled = {frame.task_id for frame in self.frames if frame.kind == wire.CANCEL}
         kept: deque[wire.Frame] = deque()
@@ -120,6 +125,12 @@ class _Worker:
         self.last_fn_id = 0  # the function of the last task started
         self._write_lock = threading.RLock()  # a task's threads may log or print while a result goes out
         self._main_thread = threading.get_ident()
+        # Taking back waiting tasks while one runs (see `TAKE_BACK_SIGNAL`): the signal's handler
+        # runs in the main thread, so it acts only while the task's own code runs there, never
+        # inside this worker's channel or inbox work (``_io_depth``); else once that is done.
+        self._running_task = False
+        self._io_depth = 0
+        self._take_back_pending = False
         self.reporter = _reports.Reporter(self.write)
 
     def write(self, buffers: list[bytes]) -> None:
@@ -132,14 +143,39 @@ class _Worker:
         """
         if sum(map(len, buffers)) <= wire.JOIN_LIMIT:
             buffers = [b"".join(buffers)]
-        with self._write_lock:
-            for buffer in buffers:
-                try:
-                    sent = self.channel.send(buffer, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                if sent < len(buffer):  # rare: the parent is slow to read, or the buffer is large
-                    self._write_waiting(memoryview(buffer)[sent:])
+        main = threading.get_ident() == self._main_thread
+        if main:
+            self._io_depth += 1
+        try:
+            with self._write_lock:
+                for buffer in buffers:
+                    try:
+                        sent = self.channel.send(buffer, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent < len(buffer):  # rare: the parent is slow to read, or the buffer is large
+                        self._write_waiting(memoryview(buffer)[sent:])
+        finally:
+            if main:
+                self._io_depth -= 1
+                if self._take_back_pending and not self._io_depth and self._running_task:
+                    self._take_back()
+
+    def on_take_back_signal(self, signum: int, frame: object) -> None:
+        """The parent takes back tasks waiting here: skip them now, if this task's code runs."""
+        self._take_back_pending = True
+        if self._running_task and not self._io_depth:
+            self._take_back()
+
+    def _take_back(self) -> None:
+        self._io_depth += 1
+        try:
+            while self._take_back_pending:
+                self._take_back_pending = False
+                self.inbox.fill(wait=False)
+                self.inbox.drop_cancelled(self.skipped)
+        finally:
+            self._io_depth -= 1
 
     def _write_waiting(self, view: memoryview) -> None:
         reading = threading.get_ident() == self._main_thread
@@ -191,23 +227,31 @@ class _Worker:
 
     def call(self, body: wire.Body) -> bytes:
         fn, args, kwargs = self.load_call(body)
-        result = call(fn, args, kwargs, self.loop_runner())
+        self._running_task = True
+        try:
+            result = call(fn, args, kwargs, self.loop_runner())
+        finally:
+            self._running_task = False
         return dumps_for_transport(result, f"the result of {describe(fn)}")
 
     def stream(self, task_id: int, body: wire.Body) -> bytes:
         """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
         never more than the parent granted; the generator is closed however the stream ends."""
         fn, args, kwargs = self.load_call(body)
-        items = fn(*args, **kwargs)
-        next_item, close = self.item_source(items)
-        credit = 0
+        self._running_task = True
         try:
-            while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not _END:
-                self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
-                credit -= 1
+            items = fn(*args, **kwargs)
+            next_item, close = self.item_source(items)
+            credit = 0
+            try:
+                while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not _END:
+                    self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
+                    credit -= 1
+            finally:
+                if close is not None:
+                    close()
         finally:
-            if close is not None:
-                close()
+            self._running_task = False
         return dumps(None)
 
     def item_source(self, items: Any) -> tuple[Callable[[], Any], Callable[[], object] | None]:
@@ -230,6 +274,13 @@ class _Worker:
         takes what has arrived. Returns the credit, or 0 when the stream must stop.
 
         The parent sends no other task to a worker while it streams, so no other frame comes."""
+        self._io_depth += 1
+        try:
+            return self._take_control(credit)
+        finally:
+            self._io_depth -= 1
+
+    def _take_control(self, credit: int) -> int:
         inbox = self.inbox
         inbox.fill(wait=credit == 0 and not inbox.frames)
         while inbox.frames or credit == 0:
@@ -352,6 +403,8 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
         finally:
             os.close(started_fd)
     worker = _Worker(channel, started)
+    if TAKE_BACK_SIGNAL is not None:
+        signal.signal(TAKE_BACK_SIGNAL, worker.on_take_back_signal)
     initializer, initargs, log_levels, forward_output = pickle.loads(setup)
     worker.reporter = _reports.install(worker.write, log_levels, forward_output)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
@@ -18,7 +18,7 @@ from .._transport import wire
 
 WINDOW = 8  # items the worker may send ahead of the consumer
 
-Send = Callable[[list[bytes]], Awaitable[None]]
+Send = Callable[[list[bytes]], None]  # sends frames to the worker without waiting
 
 
 class StreamLink:
@@ -34,9 +34,9 @@ class StreamLink:
 
     # -- the slot's side -----------------------------------------------------------------------
 
-    async def attach(self, task_id: int, send: Send) -> None:
+    def attach(self, task_id: int, send: Send) -> None:
         """The stream started on a worker: grant the first window of items."""
-        await send(wire.encode_credit(task_id, WINDOW))
+        send(wire.encode_credit(task_id, WINDOW))
         self._task_id, self._send = task_id, send
         self._attached.set()
 
@@ -62,14 +62,14 @@ class StreamLink:
     async def took_item(self) -> None:
         self._taken_since_grant += 1
         if self._taken_since_grant >= WINDOW // 2:  # grant in batches: fewer frames
-            await self._write(wire.encode_credit(self._task_id, self._taken_since_grant))
+            self._write(wire.encode_credit(self._task_id, self._taken_since_grant))
             self._taken_since_grant = 0
 
     async def close(self) -> None:
         await self._attached.wait()
-        await self._write(wire.encode(wire.CLOSE, self._task_id))
+        self._write(wire.encode(wire.CLOSE, self._task_id))
 
-    async def _write(self, frame: list[bytes]) -> None:
+    def _write(self, frame: list[bytes]) -> None:
         if self._send is not None:
             with contextlib.suppress(OSError):  # the worker is gone; its slot reports that via the task
-                await self._send(frame)
+                self._send(frame)

@@ -33,8 +33,10 @@ from .._core import (
 from .._errors import PoolClosedError
 from .._transport import dumps_for_transport
 from ._healing import Healing
+from ._policy import SchedulingPolicy
 from ._process import WorkerProcess, worker_context
 from ._reports import logging_levels
+from ._scheduler import Scheduler
 from ._slot import WorkerSlot
 
 _FUNCTION_IDS = 1024
@@ -108,6 +110,7 @@ class LocalBackend:
         self._function_ids = _FunctionIds()
         self._outstanding = Outstanding(observer)
         self._backlog: Backlog | None = None
+        self._scheduler: Scheduler | None = None
         self._slots: list[WorkerSlot] = []
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
@@ -149,14 +152,14 @@ class LocalBackend:
             )
 
     def submit(self, job: Job) -> None:
-        assert self._backlog is not None
+        assert self._scheduler is not None
         task = job.task
         assert task is not None
         job.fn_id = self._function_ids.id_for(job.fn_bytes)
         self._outstanding.add(job)
         if self.admission is not None:
             task.add_done_callback(self.admission.notify)  # a task sent ahead leaves `queued` as it ends
-        self._backlog.put(job)
+        self._scheduler.submit(job)
 
     def set_deadline(self, job: Job, deadline: float, timeout: float) -> None:
         assert self._deadlines is not None
@@ -204,6 +207,7 @@ class LocalBackend:
         if self._max_queued is not None:
             self.admission = Admission(self._max_queued, lambda: self.queued)
         self._backlog = Backlog(on_take=None if self.admission is None else self.admission.notify)
+        self._scheduler = scheduler = Scheduler(self._backlog, SchedulingPolicy())
         self._deadlines = Deadlines(task_group.start_soon)
         self._healing = healing = Healing(
             spawn,
@@ -217,15 +221,17 @@ class LocalBackend:
         for worker in workers:
             slot = WorkerSlot(
                 healing.spawn,
-                self._backlog,
+                scheduler,
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self.kill_grace,
                 observer=self.observer,
                 healing=healing,
             )
             self._slots.append(slot)
+            scheduler.add(slot)
             self._slots_running += 1
             task_group.start_soon(self._run_slot, slot, worker)
+        task_group.start_soon(scheduler.rebalance)
         self.state = PoolState.OPEN
 
     async def _spawn_all(self, spawn: Callable[[], Coroutine[Any, Any, WorkerProcess]]) -> list[WorkerProcess]:
@@ -296,8 +302,8 @@ class LocalBackend:
     def _stop_accepting(self) -> None:
         if self.state is PoolState.OPEN:
             self.state = PoolState.CLOSING
-        if self._backlog is not None:
-            self._backlog.close()
+        if self._scheduler is not None:
+            self._scheduler.close()
         if self.admission is not None:
             self.admission.close()
 

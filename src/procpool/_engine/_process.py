@@ -23,10 +23,11 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from .._child import InheritedFd, worker_main
+from .._child import TAKE_BACK_SIGNAL, InheritedFd, worker_main
 from .._errors import InitializerError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
+from ._channel_io import ChannelIO, Step
 
 _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
@@ -104,6 +105,8 @@ class WorkerProcess:
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
         self._released = False
+        self._io: ChannelIO | None = None  # set by `attach`
+        self._writing = False  # a callback writes the unsent frames as the channel takes them
         self.pid: int = process.pid
         self.tasks_run = 0
         self.dispatched = 0
@@ -180,20 +183,43 @@ class WorkerProcess:
         """Whether frames wait to go out: the channel was full when they were sent."""
         return bool(self._unsent)
 
-    def send(self, buffers: list[bytes]) -> None:
+    def send(self, buffers: list[bytes], *, soon: bool = False) -> None:
         """Send frames to the worker without waiting: the channel takes what it can now (all of
-        them in one system call, in the common case), and `receive` writes the rest while it
-        waits to read. So the parent never waits to write while it reads nothing, which could
-        deadlock with a worker that is itself waiting to write (a task's thread printing, say).
-        If the worker has died, the frames are dropped: its death shows as end of file."""
-        if len(buffers) > 1 and sum(map(len, buffers)) <= wire.JOIN_LIMIT:
-            buffers = [b"".join(buffers)]  # small frames go together, in one buffer
+        them in one system call, in the common case), and the rest is written as the channel
+        takes it (see `attach`). So the parent never waits to write while it reads nothing,
+        which could deadlock with a worker that is itself waiting to write (a task's thread
+        printing, say). If the worker has died, the frames are dropped: its death shows as end
+        of file.
+
+        With ``soon`` (for a worker busy with another task, which cannot read them yet anyway),
+        the frames go at the end of this loop turn, with whatever else is sent to the worker
+        meanwhile: one system call for many tasks sent ahead.
+        """
         self._unsent.extend(buffers)
+        if self._writing:
+            return  # a callback writes them as the channel takes them
+        if soon and self._io is not None:
+            self._writing = True
+            self._io.flush_soon(self._channel.fileno(), self._write_more)
+            return
         self._write()
+        if self._unsent and self._io is not None:
+            self._writing = True
+            self._io.want_write(self._channel.fileno(), self._write_more)
+
+    def _write_more(self) -> bool:
+        """Write what the channel takes; False once nothing is left to write."""
+        self._write()
+        self._writing = bool(self._unsent)
+        return self._writing
 
     def _write(self) -> None:
         """Write what the channel takes of the unsent frames now."""
         unsent = self._unsent
+        if len(unsent) > 1 and sum(map(len, unsent)) <= wire.JOIN_LIMIT:
+            joined = b"".join(unsent)  # small frames go together, in one buffer
+            unsent.clear()
+            unsent.append(joined)
         while unsent:
             buffers = list(itertools.islice(unsent, _MAX_BUFFERS_PER_WRITE))
             try:
@@ -229,45 +255,47 @@ class WorkerProcess:
         """The bytes a call frame for this worker carries (the function only if not cached)."""
         return len(args_bytes) + (0 if fn_id in self._known_functions else len(fn_bytes))
 
+    def attach(self, io: ChannelIO, on_readable: Step) -> None:
+        """From now on ``on_readable`` is called whenever the channel has something to read,
+        and what the channel cannot take at once is written as it becomes writable."""
+        self._io = io
+        io.watch(self._channel.fileno(), on_readable)
+        if self._unsent:
+            self._writing = True
+            io.want_write(self._channel.fileno(), self._write_more)
+
+    def read(self) -> bool:
+        """Read what the channel holds now into the buffered frames; False at end of file."""
+        try:
+            frames = self._frames.read(self._channel)
+        except BlockingIOError:
+            return True
+        except ConnectionResetError:
+            frames = None
+        if frames is None:
+            return False
+        self._pending.extend(frames)
+        return True
+
+    def stop_reading(self) -> None:
+        """No more callbacks: the channel is at its end, or the worker is being stopped."""
+        if self._io is not None and self._channel.fileno() != -1:  # -1: closed already
+            self._io.unwatch(self._channel.fileno())
+        self._io = None
+        self._writing = False
+
+    def has_buffered(self) -> bool:
+        return bool(self._pending)
+
     async def receive(self) -> wire.Frame | None:
-        """The next frame from the worker; None once the channel is at end of file."""
+        """The next frame from the worker, waiting for it (before `attach`, while the worker
+        starts); None once the channel is at end of file."""
         while not self._pending:
-            try:
-                frames = self._frames.read(self._channel)
-            except BlockingIOError:
-                await self._wait_readable()
-                continue
-            except ConnectionResetError:
-                frames = None
-            if frames is None:
+            if not self.read():
                 return None
-            self._pending.extend(frames)
+            if not self._pending:
+                await anyio.wait_readable(self._channel)
         return self._pending.popleft()
-
-    async def _wait_readable(self) -> None:
-        """Wait until the channel has something to read, writing the unsent frames meanwhile as
-        it takes them."""
-        while self._unsent:
-            if not await self._readable_or_writable():
-                return
-            self._write()
-        await anyio.wait_readable(self._channel)
-
-    async def _readable_or_writable(self) -> bool:
-        """Wait until the channel can be read or written; True if it can be written."""
-        writable = False
-        async with anyio.create_task_group() as task_group:
-
-            async def wait_writable() -> None:
-                nonlocal writable
-                await anyio.wait_writable(self._channel)
-                writable = True
-                task_group.cancel_scope.cancel()
-
-            task_group.start_soon(wait_writable)
-            await anyio.wait_readable(self._channel)
-            task_group.cancel_scope.cancel()
-        return writable
 
     def receive_buffered(self) -> wire.Frame | None:
         """The next frame already read, if any: several often come in one read."""
@@ -330,6 +358,13 @@ class WorkerProcess:
             self._process.kill()
         else:
             self._process.terminate()
+
+    def nudge(self) -> None:
+        """Make the worker read its channel now, even while a task runs: it acts on the CANCEL
+        frames sent to take back tasks waiting there (a task stuck in C code delays it)."""
+        if TAKE_BACK_SIGNAL is not None and self._exitcode is None:  # not reaped: the pid is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, TAKE_BACK_SIGNAL)
 
     def _kill_leftovers(self) -> None:
         """The worker has exited but is not reaped yet, so its group id is still its own: SIGKILL
@@ -399,6 +434,7 @@ class WorkerProcess:
         return WorkerCrashedError(pid=self.pid, exitcode=code, signal_name=signal_name, task=task)
 
     def _close_channel(self) -> None:
+        self.stop_reading()
         self._unsent.clear()
         self._channel.close()
 

@@ -1,22 +1,28 @@
-"""One worker slot: feeds its worker process from the pool's backlog and settles its tasks.
+"""One worker slot: runs tasks on its worker process and settles them.
 
-Each slot owns at most one worker process at a time and is the only reader and writer of its
-channel, so every frame reaches the task it names and a dead worker fails only the task it was
-running. Scheduling is pull-based: an idle slot waits on the backlog; a busy one tops its worker
-up without waiting. To keep a worker busy through the round trip, a slot sends tasks ahead of the
-one running, as many as take about `_PREFETCH_BUDGET` seconds by the recent average (at least
-one for tasks under `_SHORT_TASK`): dozens of tiny tasks, but none behind a long task and no
-large call (`_LARGE_CALL`), so an idle worker never waits for long while another has work queued.
-Sending never waits: what the channel cannot take goes out while the slot waits to read (see
-`WorkerProcess.send`), so the slot keeps reading, and a cancel reaches it wherever it waits.
-A task sent ahead but not started is skipped if cancelled (CANCEL), and goes back to the front of
-the backlog if its worker dies.
+Each slot owns at most one worker process at a time, so every frame reaches the task it names
+and a dead worker fails only the task it was running.
+
+The hot path has no task of its own. The `Scheduler` hands a task to an idle slot, which writes
+it to the worker there and then (`dispatch`); the channel's readiness callback (`_on_readable`,
+see `_channel_io`) settles results, which wakes only the coroutines awaiting them, then gives
+the worker more work or reports the slot idle. It settles at most `_FRAMES_PER_TURN` frames
+before letting the event loop run its timers and other tasks, however many frames (results,
+logs, printed text) come from however many workers.
+
+To keep a worker busy through the round trip, a slot sends tasks ahead of the running one, as
+the policy says (`SchedulingPolicy.room_ahead`); a task sent ahead but not started is skipped
+if cancelled (CANCEL), is taken back (CANCEL, then requeued once the worker says it skipped it)
+when another worker is idle, and goes back to the front of the backlog if its worker dies.
+
+What needs waiting is done by the slot's control task (`run`), woken when it is needed: a
+worker's death, killing a cancelled task's worker, recycling, starting a worker for a slot that
+has none, idle shrinking, stopping.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import time
 from collections import OrderedDict
@@ -25,26 +31,25 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from .._core import Backlog, BacklogClosed, ExitReason, Job, PoolObserver, Stage, TaskStarted, WorkerStarted
-from .._errors import InitializerError, PoisonTaskError, WorkerCrashedError
+from .._core import Backlog, ExitReason, Job, PoolObserver, Stage, TaskStarted, WorkerStarted
+from .._errors import PoisonTaskError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
+from ._channel_io import ChannelIO, channel_io
 from ._healing import Healing
 from ._process import WorkerProcess
+from ._scheduler import Scheduler
 
-_PREFETCH_BUDGET = 0.0005  # seconds of work to keep queued in a worker: about a round trip
-_MAX_AHEAD = 64
-_SHORT_TASK = 0.05  # seconds: shorter tasks always get one more sent ahead
-_LARGE_CALL = 64 * 1024  # bytes: a call this large is sent only to an idle worker, never ahead
-_SMOOTHING = 0.2  # weight of the newest sample in the average task time
-_MEMORY_CHECK_INTERVAL = 0.05  # seconds: a worker's memory is read at most this often, after a task
+# Frames settled per loop turn and channel: each result wakes a coroutine, which runs on the
+# next turn, so this bounds how long a timer can wait behind them.
+_FRAMES_PER_TURN = 32
 
 
 class WorkerSlot:
     def __init__(
         self,
         spawn: Callable[[], Awaitable[WorkerProcess]],
-        backlog: Backlog,
+        scheduler: Scheduler,
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
@@ -52,22 +57,29 @@ class WorkerSlot:
         observer: PoolObserver,
     ) -> None:
         self._spawn = spawn
+        self._scheduler = scheduler
+        self._policy = scheduler.policy
+        self._backlog: Backlog = scheduler.backlog
         self._healing = healing
         self._observer = observer
-        self._retiring = False  # the worker takes no more tasks and is replaced once it has none
-        self._memory_checked = 0.0
-        self._backlog = backlog
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
         self.worker: WorkerProcess | None = None
+        self._io: ChannelIO | None = None
+        self._retiring = False  # the worker takes no more tasks and is replaced once it has none
+        self._memory_checked = 0.0
         self._inflight: OrderedDict[int, Job] = OrderedDict()  # sent to the worker, in order
-        self._cancels: list[Job] = []
         self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
         self._dropped: set[int] = set()  # cancelled while sent: no longer waiting to start
-        self._wait: anyio.CancelScope | None = None
-        self._watchers: TaskGroup | None = None  # where each worker's `WorkerProcess.watch` runs
+        self._taking_back: set[int] = set()  # told to skip, to run elsewhere once it says it did
+        self._kill_head = False  # the running task was cancelled and its worker must go
+        self._died = False  # the channel is at its end
+        self._attention = anyio.Event()  # wakes the control task
+        self._interruptible: anyio.CancelScope | None = None  # a wait that a wake-up ends
+        self._watchers: TaskGroup | None = None  # each worker's `WorkerProcess.watch`, trio's IO
         self._task_time: float | None = None
         self._head_since = 0.0
+        self._idle_since = time.monotonic()
 
     @property
     def waiting(self) -> int:
@@ -87,82 +99,10 @@ class WorkerSlot:
     def alive(self) -> bool:
         return self.worker is not None and not self.worker.has_exited()
 
-    async def run(self, worker: WorkerProcess | None) -> None:
-        """Serve tasks until the backlog is closed and drained; then stop the worker."""
-        async with anyio.create_task_group() as self._watchers:
-            if worker is not None:
-                self._set_worker(worker)
-            try:
-                await self._serve()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self._shut_down()
-                self._watchers.cancel_scope.cancel()  # their workers are gone: nothing to watch
+    # -- the hot path: sending -------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        while True:
-            if not self._inflight:
-                try:
-                    job = await self._next_job()
-                except BacklogClosed:
-                    return
-                if job is None:
-                    continue  # idle too long: the worker was let go
-                if await self._ready_worker(job):
-                    await self._send([job, *self._jobs_ahead(job, 1)])
-                del job  # settled jobs hold nothing, but nothing here needs it any longer
-            if self._inflight:
-                await self._serve_once()
-
-    async def _next_job(self) -> Job | None:
-        """The next task for an idle worker; None if it idled for ``idle_timeout`` and was stopped."""
-        idle_timeout = self._healing.idle_timeout
-        if idle_timeout is None or self.worker is None:
-            return await self._backlog.get()
-        with anyio.move_on_after(idle_timeout):
-            return await self._backlog.get()
-        healing = self._healing
-        if healing.live_workers > healing.min_workers:
-            await self._retire("idle")
-            await healing.drop_spare(self._kill_grace)
-        return None
-
-    # -- sending ---------------------------------------------------------------------------------
-
-    async def _ready_worker(self, job: Job) -> bool:
-        """Make sure a live worker is there for ``job``; if none can be started, fail the job."""
-        if self.worker is not None and not self.worker.has_exited():
-            return True
-        await self._retire("crashed")  # it died between tasks
-        if self._healing.broken is not None:
-            job.fail(self._healing.broken_error())
-            return False
-        try:
-            self._set_worker(await self._healing.restart())
-        except InitializerError:
-            job.fail(self._healing.broken_error())
-            return False
-        except WorkerCrashedError as exc:
-            if job.retries > 0 and not job.settled:  # killed during its start-up: the job never ran, try again
-                job.retries -= 1
-                self._backlog.put_front([job])
-            else:
-                job.fail(exc)
-            return False
-        except Exception as exc:
-            job.fail(exc)
-            return False
-        return True
-
-    def _set_worker(self, worker: WorkerProcess) -> None:
-        self.worker = worker
-        self._retiring = False
-        self._healing.live_workers += 1
-        assert self._watchers is not None
-        self._watchers.start_soon(worker.watch)  # its death ends a wait for its frames
-        self._observer.emit(WorkerStarted(worker.pid))
-
-    async def _send(self, jobs: list[Job]) -> None:
+    def dispatch(self, jobs: list[Job]) -> None:
+        """Send ``jobs`` to the worker; the first runs at once if the worker is idle."""
         worker = self.worker
         assert worker is not None
         frames: list[bytes] = []
@@ -183,19 +123,57 @@ class WorkerSlot:
             if job.stream is not None:
                 streams.append(job)
         if frames:
-            worker.send(frames)  # does not wait: what the channel cannot take goes out as we read
+            # Never waits. Tasks only sent ahead go at the end of the loop turn, together.
+            worker.send(frames, soon=head is None)
         if head is not None:
             self._began(head)
         for job in streams:
             assert job.stream is not None
-            await job.stream.attach(job.id, functools.partial(self._send_for_stream, worker))
+            job.stream.attach(job.id, worker.send)
+        if not self._inflight:
+            self._became_idle()  # all were cancelled meanwhile
 
-    async def _send_for_stream(self, worker: WorkerProcess, frames: list[bytes]) -> None:
-        """Send a stream's CREDIT or CLOSE from its consumer. Should the channel not take it at
-        once, wake this slot from its wait to read, so that it waits to write as well."""
-        worker.send(frames)
-        if worker.sending and self._wait is not None:
-            self._wait.cancel()
+    def jobs_ahead(self, head: Job, in_flight: int) -> list[Job]:
+        """Jobs from the backlog to send behind ``head`` when ``in_flight`` are on their way."""
+        worker = self.worker
+        if worker is None or head.stream is not None or self._retiring:
+            return []
+        room = min(self._policy.room_ahead(self._task_time, in_flight), len(self._backlog))
+        if self._max_tasks is not None:
+            room = min(room, self._max_tasks - worker.dispatched - in_flight)
+        batch: list[Job] = []
+        fits_ahead = self._policy.fits_ahead
+        while len(batch) < room and (job := self._backlog.peek()) is not None:
+            if not fits_ahead(worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes), job.stream is not None):
+                break
+            self._backlog.get_nowait()
+            batch.append(job)
+        return batch
+
+    def in_flight_if_room_for(self, job: Job) -> int | None:
+        worker = self.worker
+        in_flight = len(self._inflight)
+        if (
+            worker is None
+            or not in_flight
+            or self._retiring
+            or self._died
+            or self._kill_head
+            or next(iter(self._inflight.values())).stream is not None
+            or self._policy.room_ahead(self._task_time, in_flight) <= 0
+            or (self._max_tasks is not None and worker.dispatched + in_flight >= self._max_tasks)
+            or not self._policy.fits_ahead(
+                worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes), job.stream is not None
+            )
+        ):
+            return None
+        return in_flight
+
+    def _top_up(self) -> None:
+        """Send more tasks ahead of the running one, up to what the recent task time calls for."""
+        batch = self.jobs_ahead(next(iter(self._inflight.values())), len(self._inflight))
+        if batch:
+            self.dispatch(batch)
 
     def _began(self, job: Job) -> None:
         """``job`` is now first in its worker's queue: the worker runs it (it reads and begins
@@ -206,82 +184,57 @@ class WorkerSlot:
         if self._observer.on_event is not None and job.task is not None and self.worker is not None:
             self._observer.emit(TaskStarted(job.task, self.worker.pid))
 
-    async def _top_up(self) -> None:
-        """Send more tasks ahead of the running one, up to what the recent task time calls for."""
-        if self._inflight:
-            batch = self._jobs_ahead(next(iter(self._inflight.values())), len(self._inflight))
-            if batch:
-                await self._send(batch)
+    def _became_idle(self) -> None:
+        self._idle_since = time.monotonic()
+        if self._retiring or self._died or self._kill_head:
+            self._wake()
+        else:
+            self._scheduler.slot_idle(self)
 
-    def _jobs_ahead(self, head: Job, in_flight: int) -> list[Job]:
-        """Jobs to send behind ``head`` when ``in_flight`` are already on their way."""
+    # -- the hot path: receiving -----------------------------------------------------------------
+
+    def _on_readable(self) -> bool:
+        """The channel has something to read (or frames read before wait): settle a turn's
+        worth. True if frames are left for the next turn."""
         worker = self.worker
-        if worker is None or head.stream is not None or self._task_time is None or self._retiring:
-            return []
-        limit = min(1 + int(_PREFETCH_BUDGET / max(self._task_time, 1e-7)), _MAX_AHEAD)
-        if self._task_time < _SHORT_TASK:
-            limit = max(limit, 2)  # one task ahead hides the round trip at little risk of imbalance
-        if in_flight > limit // 2:
-            return []  # top up in batches: one write (and one wake-up of the worker) for several
-        room = min(limit - in_flight, self._backlog.spare)
-        if self._max_tasks is not None:
-            room = min(room, self._max_tasks - worker.dispatched - in_flight)
-        batch: list[Job] = []
-        while len(batch) < room and (job := self._backlog.peek()) is not None and self._fits_ahead(worker, job):
-            self._backlog.get_nowait()
-            batch.append(job)
-        return batch
-
-    @staticmethod
-    def _fits_ahead(worker: WorkerProcess, job: Job) -> bool:
-        """Whether ``job`` may wait in a busy worker's channel: not a stream (its items need the
-        worker to itself), and not a large call, which would wait there for as long as the task
-        ahead runs, while an idle worker could have it at once."""
-        return job.stream is None and worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes) <= _LARGE_CALL
-
-    # -- receiving -------------------------------------------------------------------------------
-
-    async def _serve_once(self) -> None:
-        # A cancel that came while this slot was not waiting (it was sending) has not
-        # interrupted anything: act on it before waiting, or a running task it must kill would
-        # run to its end first.
-        if self._cancels and await self._handle_cancels():
-            return
-        worker = self.worker
-        assert worker is not None
-        died = False
-        with anyio.CancelScope() as self._wait:  # Task.cancel() interrupts the wait
-            frame = await worker.receive()
+        if worker is None or self._died:
+            return False
+        if not worker.has_buffered() and not worker.read():
+            self._channel_ended(worker)
+            return False
+        had_work = bool(self._inflight)
+        settle = self._settle
+        for _ in range(_FRAMES_PER_TURN):
+            frame = worker.receive_buffered()
             if frame is None:
-                died = True
-            else:
-                self._settle(worker, frame)
-                while (frame := worker.receive_buffered()) is not None:
-                    self._settle(worker, frame)
-        self._wait = None
-        if died:
-            await self._worker_died()
-            return
-        if await self._handle_cancels():
-            return
-        if self._max_tasks is not None and worker.tasks_run >= self._max_tasks:
-            self._retiring = True  # recycle: it has run its share
-        elif self._healing.max_memory is not None:
-            self._check_memory(worker)
-        if self._retiring:
-            if not self._inflight:
-                await self._replace("recycled")
-            return
-        await self._top_up()
+                break
+            settle(worker, frame)
+        if had_work:
+            self._after_frames(worker)
+        return worker.has_buffered()
 
-    def _check_memory(self, worker: WorkerProcess) -> None:
-        """Retire the worker once its resident memory is over ``max_memory_per_worker``; read from
-        ``/proc`` at most every `_MEMORY_CHECK_INTERVAL`, so tiny tasks do not pay for it."""
-        now = time.perf_counter()
-        if now - self._memory_checked >= _MEMORY_CHECK_INTERVAL:
-            self._memory_checked = now
-            if self._healing.over_memory(worker):
-                self._retiring = True
+    def _after_frames(self, worker: WorkerProcess) -> None:
+        """Results came: recycle the worker if it is due, else give it more work, or report it idle."""
+        if self._kill_head:
+            self._wake()
+            return
+        policy = self._policy
+        if policy.recycle(worker.tasks_run, self._max_tasks):
+            self._retiring = True  # it has run its share
+        elif self._healing.max_memory is not None:
+            now = time.perf_counter()
+            if policy.memory_due(now, self._memory_checked):
+                self._memory_checked = now
+                if self._healing.over_memory(worker):
+                    self._retiring = True
+        if self._retiring:
+            self._scheduler.slot_unavailable(self)
+            if not self._inflight:
+                self._wake()
+        elif self._inflight:
+            self._top_up()
+        else:
+            self._became_idle()
 
     def _settle(self, worker: WorkerProcess, frame: wire.Frame) -> None:
         job = self._inflight.get(frame.task_id)
@@ -295,16 +248,19 @@ class WorkerSlot:
                 job.stream.deliver(frame.body)
             return
         self._take_out(frame.task_id)
-        if frame.kind == wire.CANCELLED or frame.task_id in self._cancelling:
+        if frame.task_id in self._cancelling:
             self._cancelling.discard(frame.task_id)
             job.cancel_now()
+        elif frame.kind == wire.CANCELLED:  # taken back: it never began there
+            self._taking_back.discard(frame.task_id)
+            job.requeue()
+            self._scheduler.put_front([job])
         else:
+            self._taking_back.discard(frame.task_id)
             worker.tasks_run += 1
             now = time.monotonic()
             sample, self._head_since = now - self._head_since, now
-            self._task_time = (
-                sample if self._task_time is None else self._task_time + _SMOOTHING * (sample - self._task_time)
-            )
+            self._task_time = self._policy.average(self._task_time, sample)
             job.started_at, job.finished_at = wire.TIMING.unpack_from(frame.body)
             job.received_at = now
             if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
@@ -314,8 +270,157 @@ class WorkerSlot:
                 job.succeed(body)
             else:
                 job.fail(unpack_exception(body))
-        if self._inflight and (head := next(iter(self._inflight.values()))).stage is Stage.SENT:
-            self._began(head)
+        if self._inflight:
+            head_id, head = next(iter(self._inflight.items()))
+            if head.stage is Stage.SENT and head_id not in self._taking_back:
+                self._began(head)
+
+    def _channel_ended(self, worker: WorkerProcess) -> None:
+        worker.stop_reading()  # end of file stays readable: no more callbacks
+        self._died = True
+        self._scheduler.slot_unavailable(self)
+        self._wake()
+
+    # -- cancelling and taking back --------------------------------------------------------------
+
+    def _request_cancel(self, job: Job) -> None:
+        """Called by `Job.cancel` on a job this slot has sent to its worker."""
+        if job.id not in self._inflight or job.id in self._cancelling:
+            return
+        self._cancelling.add(job.id)
+        self._taking_back.discard(job.id)
+        head_id, head = next(iter(self._inflight.items()))
+        if job is head and job.stage is Stage.RUNNING:
+            if job.kill_on_cancel:
+                self._kill_head = True
+                self._scheduler.slot_unavailable(self)
+                self._wake()
+            return  # it runs to its end; its result is dropped
+        self._dropped.add(job.id)
+        if self.worker is not None:
+            self.worker.send(wire.encode(wire.CANCEL, job.id))  # skip it, if it has not begun
+        if job.id == head_id and job.kill_on_cancel:
+            # A head cancelled while it was sent ahead has settled: its worker skips it, unless it
+            # had begun it before the CANCEL came; then it is killed as a running task would be.
+            self._kill_head = True
+            self._wake()
+
+    def take_back_due(self) -> float | None:
+        if self.waiting <= len(self._taking_back) or self._retiring or self._died:
+            return None
+        return self._policy.take_back_at(self._head_since, self._task_time)
+
+    def take_back(self) -> None:
+        """Ask the worker to skip the tasks waiting behind the running one; each comes back as
+        CANCELLED (then it goes to the front of the backlog) or, if the worker had begun it
+        already, as its result."""
+        worker = self.worker
+        assert worker is not None
+        frames: list[bytes] = []
+        for job_id in itertools.islice(self._inflight, 1, None):
+            if job_id not in self._cancelling and job_id not in self._taking_back:
+                self._taking_back.add(job_id)
+                frames += wire.encode(wire.CANCEL, job_id)
+        if frames:
+            worker.send(frames)
+            worker.nudge()
+
+    # -- the control task ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
+        self._attention.set()
+        if self._interruptible is not None:
+            self._interruptible.cancel()
+
+    async def run(self, worker: WorkerProcess | None) -> None:
+        """Serve tasks until the pool closes and the backlog is drained; then stop the worker."""
+        async with anyio.create_task_group() as self._watchers:
+            self._io = channel_io(self._watchers)
+            if worker is not None:
+                self._set_worker(worker)
+            try:
+                await self._control()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._shut_down()
+                self._watchers.cancel_scope.cancel()  # their workers are gone: nothing to watch
+
+    async def _control(self) -> None:
+        while True:
+            self._attention = anyio.Event()
+            if self._died:
+                await self._worker_died()
+            elif self._kill_head:
+                await self._kill()
+            elif self._retiring and not self._inflight:
+                await self._replace("recycled")
+            elif self.worker is None:
+                if self._scheduler.closed and not len(self._backlog):
+                    return
+                if not len(self._backlog):
+                    self._scheduler.slot_dormant(self)
+                    await self._attention.wait()  # woken for tasks that wait, or to stop
+                    if self._scheduler.closed:
+                        continue
+                # Started even if another worker took those tasks meanwhile: they came in more
+                # than the live workers could take at once.
+                await self._start_worker()
+            elif self._scheduler.closed and not self._inflight and not len(self._backlog):
+                return
+            else:
+                await self._wait_idle_or_attention()
+
+    async def _wait_idle_or_attention(self) -> None:
+        """Wait to be needed; let the worker go once it has idled for ``idle_timeout``."""
+        idle_timeout = self._healing.idle_timeout
+        if idle_timeout is None:
+            await self._attention.wait()
+            return
+        with anyio.move_on_after(max(0.0, self._idle_since + idle_timeout - time.monotonic())):
+            await self._attention.wait()
+            return
+        idle = not self._inflight and time.monotonic() - self._idle_since >= idle_timeout
+        healing = self._healing
+        # The most recently used worker gets every task it can, so the coldest idle one goes.
+        if idle and healing.live_workers > healing.min_workers and self._scheduler.coldest_idle() is self:
+            self._scheduler.slot_unavailable(self)
+            await self._retire("idle")
+            await healing.drop_spare(self._kill_grace)
+
+    async def _start_worker(self) -> None:
+        """Start a worker for a slot that has none, as tasks wait; if it cannot be started,
+        the next waiting task fails with the reason (or goes back, if it may run again)."""
+        try:
+            self._set_worker(await self._healing.restart())
+            return
+        except Exception as exc:
+            error: BaseException = exc
+        job = self._backlog.get_nowait()
+        if job is None:
+            return
+        if self._healing.broken is not None:
+            job.fail(self._healing.broken_error())
+        elif isinstance(error, WorkerCrashedError) and job.retries > 0 and not job.settled:
+            job.retries -= 1  # killed during its start-up: the job never ran, try again
+            self._scheduler.put_front([job])
+        else:
+            job.fail(error)
+
+    def _set_worker(self, worker: WorkerProcess, *, ready: bool = True) -> None:
+        self.worker = worker
+        self._retiring = self._died = self._kill_head = False
+        self._task_time = None
+        self._healing.live_workers += 1
+        assert self._watchers is not None
+        assert self._io is not None
+        self._watchers.start_soon(worker.watch)  # its death ends its channel
+        worker.attach(self._io, self._on_readable)
+        self._observer.emit(WorkerStarted(worker.pid))
+        if ready:
+            self._became_idle()
 
     # -- cancellation, crashes, replacement ---------------------------------------------------
 
@@ -324,49 +429,37 @@ class WorkerSlot:
         self._dropped.discard(job_id)
         return self._inflight.pop(job_id)
 
-    def _cancels_are_final(self) -> None:
-        """The worker is gone: a cancel not yet acted on means its job never runs again."""
-        self._cancelling.update(job.id for job in self._cancels)
-        self._cancels.clear()
-
-    def _request_cancel(self, job: Job) -> None:
-        """Called by `Job.cancel` on a job this slot has sent to its worker."""
-        if job.id in self._inflight:
-            self._dropped.add(job.id)
-        self._cancels.append(job)
-        if self._wait is not None:
-            self._wait.cancel()
-
-    async def _handle_cancels(self) -> bool:
-        """Act on cancellations; True if the worker was killed (and replaced)."""
-        cancels, self._cancels = self._cancels, []
-        skip: list[bytes] = []
-        for job in cancels:
-            if job.id in self._inflight and job.id not in self._cancelling:
-                self._cancelling.add(job.id)
-                skip += wire.encode(wire.CANCEL, job.id)
-        if skip and self.worker is not None:
-            self.worker.send(skip)
-        if not self._inflight:
-            return False
-        head_id, head = next(iter(self._inflight.items()))
-        # The head is running (or about to): skipping is no longer possible, killing is. A head
-        # cancelled while it was sent ahead has settled already: its worker skips it, unless it
-        # had begun it before the CANCEL came (then it is killed as a running task would be).
-        began = not head.settled or (self.worker is not None and self.worker.last_began() == head_id)
-        if head_id in self._cancelling and head.kill_on_cancel and began:
-            await self._kill(head)
-            return True
-        return False
-
-    async def _kill(self, head: Job) -> None:
+    async def _kill(self) -> None:
+        """The running task was cancelled with ``kill_on_cancel``: stop its worker."""
+        self._kill_head = False
         worker = self.worker
-        assert worker is not None
+        if worker is None:
+            return
+        self._drain(worker)  # a head that finished meanwhile needs no kill
+        if self._died or not self._inflight:
+            return
+        head_id, head = next(iter(self._inflight.items()))
+        # A head cancelled while it was sent ahead is killed only if its worker began it.
+        began = not head.settled or worker.last_began() == head_id
+        if head_id not in self._cancelling or not began:
+            self._after_frames(worker)
+            return
+        self._scheduler.slot_unavailable(self)
+        worker.stop_reading()
         await worker.terminate(self._kill_grace)
-        self._take_out(head.id)
-        head.cancel_now()
-        self._give_back_unstarted()
+        self._account_for_dead_worker(worker)
         await self._replace("killed")
+
+    def _drain(self, worker: WorkerProcess) -> None:
+        """Settle every frame the worker has sent so far."""
+        while True:
+            while (frame := worker.receive_buffered()) is not None:
+                self._settle(worker, frame)
+            if not worker.read():
+                self._channel_ended(worker)
+                return
+            if not worker.has_buffered():
+                return
 
     async def _worker_died(self) -> None:
         """The worker's channel is at its end: the worker died, or closed it and is dying."""
@@ -374,14 +467,18 @@ class WorkerSlot:
         assert worker is not None
         # One that closed its channel and lives on is killed after the grace. A cancel ends the
         # wait at once: nothing more can come from the worker, so the canceller does not wait.
-        with anyio.CancelScope() as self._wait:
+        with anyio.CancelScope() as self._interruptible:
             await worker.wait_exit(self._kill_grace)
-        self._wait = None
+        self._interruptible = None
         if worker.exitcode is None:
             await worker.terminate(self._kill_grace)
-        self._cancels_are_final()
-        # The tasks it began, up to the one it began last, ended with it (their results are lost
-        # with it; tiny tasks' results go back in batches).
+        self._account_for_dead_worker(worker)
+        await self._replace("crashed")
+
+    def _account_for_dead_worker(self, worker: WorkerProcess) -> None:
+        """Settle or requeue what the dead worker had: the tasks it began, up to the one it began
+        last, ended with it (their results are lost with it: tiny tasks' results go back in
+        batches); the others go back to the front of the backlog."""
         last = worker.last_began()
         ran = list(itertools.takewhile(lambda job_id: job_id != last, self._inflight))
         ran = [*ran, last] if last in self._inflight else []
@@ -408,7 +505,6 @@ class WorkerSlot:
             if head_id not in self._cancelling and not head.settled and self._crashed(worker, head):
                 self._take_out(head_id)
         self._give_back_unstarted(again)
-        await self._replace("crashed")
 
     def _crashed(self, worker: WorkerProcess, job: Job) -> bool:
         """Count a crash against ``job``; True if that makes it a poison task, failed now."""
@@ -432,7 +528,6 @@ class WorkerSlot:
     def _give_back_unstarted(self, requeue: list[Job] | None = None) -> None:
         """The worker is gone: jobs it had not started go back to the front of the backlog,
         after ``requeue`` (the crashed job, when it is run again)."""
-        self._cancels_are_final()
         requeue = requeue or []
         for job_id, job in self._inflight.items():
             if job_id in self._cancelling or job.settled:
@@ -443,26 +538,32 @@ class WorkerSlot:
         self._inflight.clear()
         self._cancelling.clear()
         self._dropped.clear()
-        self._backlog.put_front(requeue)
+        self._taking_back.clear()
+        self._scheduler.put_front(requeue)
 
     async def _replace(self, reason: ExitReason) -> None:
         """Stop the worker (if still there) and start a replacement now, before it is needed.
 
-        The old worker's exit and the new one's start overlap (often the new one is a warm spare)."""
-        self._task_time = None
+        The old worker's exit and the new one's start overlap (often the new one is a warm
+        spare); the new one takes tasks once the old one is gone."""
         old = self._detach()
         async with anyio.create_task_group() as task_group:
             if old is not None:
                 task_group.start_soon(old.stop, self._kill_grace)
-            # On failure the next task retries the start, and fails with its error (or the pool's).
+            # On failure a waiting task retries the start, and fails with its error (or the pool's).
             with contextlib.suppress(Exception):
-                self._set_worker(await self._spawn())
+                self._set_worker(await self._spawn(), ready=False)
         if old is not None:
             self._observer.worker_exited(old.pid, reason, old.exitcode)
+        if self.worker is not None:
+            self._became_idle()
 
     def _detach(self) -> WorkerProcess | None:
+        self._scheduler.slot_unavailable(self)
         worker, self.worker = self.worker, None
+        self._died = self._kill_head = False
         if worker is not None:
+            worker.stop_reading()
             self._healing.live_workers -= 1
         return worker
 
@@ -475,7 +576,9 @@ class WorkerSlot:
     async def _shut_down(self) -> None:
         """Normal end: stop the idle worker. Torn down mid-task: kill it and cancel what it had."""
         reason: ExitReason = "closed"
+        self._scheduler.slot_unavailable(self)
         if self._inflight and self.worker is not None:
+            self.worker.stop_reading()
             await self.worker.terminate(self._kill_grace)
             reason = "killed"
         for job in self._inflight.values():

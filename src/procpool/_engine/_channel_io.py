@@ -1,0 +1,143 @@
+"""How a worker's channel is watched: readiness callbacks, so results settle without a task switch.
+
+On asyncio and uvloop a channel is watched with ``loop.add_reader`` for as long as its worker
+lives (one registration, not one per wait), and the callback settles results right there, as a
+raw pipe would: the awaiting coroutine is the only task that wakes. trio has no readiness
+callbacks, so there a small task per channel waits and calls the same callback.
+
+A callback returns True when it stopped for the loop's sake with work left (see
+`WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+import sniffio
+from anyio.abc import TaskGroup
+
+Step = Callable[[], bool]  # True: call again on the next loop turn
+
+
+class ChannelIO(Protocol):
+    def watch(self, fd: int, on_readable: Step) -> None:
+        """Call ``on_readable`` whenever ``fd`` is readable, until `unwatch`."""
+
+    def want_write(self, fd: int, on_writable: Step) -> None:
+        """Call ``on_writable`` whenever ``fd`` is writable, until it returns False."""
+
+    def flush_soon(self, fd: int, on_writable: Step) -> None:
+        """Call ``on_writable`` at the end of this loop turn, then as `want_write` if it returns True."""
+
+    def unwatch(self, fd: int) -> None:
+        """Stop calling back for ``fd``; call before closing it."""
+
+
+def channel_io(task_group: TaskGroup) -> ChannelIO:
+    """The way to watch channels in the running event loop; trio's tasks run in ``task_group``."""
+    if sniffio.current_async_library() == "asyncio":
+        return _LoopCallbacks(asyncio.get_running_loop())
+    return _WaitingTasks(task_group)
+
+
+class _LoopCallbacks:
+    """asyncio's (and uvloop's) readiness callbacks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
+        self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
+
+    def watch(self, fd: int, on_readable: Step) -> None:
+        self._loop.add_reader(fd, self._step, fd, on_readable)
+
+    def want_write(self, fd: int, on_writable: Step) -> None:
+        self._loop.add_writer(fd, self._write, fd, on_writable)
+
+    def flush_soon(self, fd: int, on_writable: Step) -> None:
+        self._flushing[fd] = on_writable
+        self._loop.call_soon(self._flush, fd, on_writable)
+
+    def _flush(self, fd: int, on_writable: Step) -> None:
+        if self._flushing.get(fd) is not on_writable:
+            return  # unwatched meanwhile: its number may be another channel's by now
+        del self._flushing[fd]
+        if on_writable():
+            self.want_write(fd, on_writable)
+
+    def unwatch(self, fd: int) -> None:
+        self._again.pop(fd, None)
+        self._flushing.pop(fd, None)
+        self._loop.remove_reader(fd)
+        self._loop.remove_writer(fd)
+
+    def _step(self, fd: int, on_readable: Step) -> None:
+        self._again.pop(fd, None)
+        if on_readable() and fd not in self._again:
+            self._again[fd] = on_readable
+            self._loop.call_soon(self._step_again, fd, on_readable)
+
+    def _step_again(self, fd: int, on_readable: Step) -> None:
+        # Not if it was unwatched meanwhile (its number may be another channel's by now), or
+        # if the reader ran first.
+        if self._again.get(fd) is on_readable:
+            self._step(fd, on_readable)
+
+    def _write(self, fd: int, on_writable: Step) -> None:
+        if not on_writable():
+            self._loop.remove_writer(fd)
+
+
+class _WaitingTasks:
+    """trio: a task per channel waits for readiness and calls back."""
+
+    def __init__(self, task_group: TaskGroup) -> None:
+        self._task_group = task_group
+        self._scopes: dict[int, list[anyio.CancelScope]] = {}
+
+    def watch(self, fd: int, on_readable: Step) -> None:
+        self._task_group.start_soon(self._read_loop, fd, on_readable, self._scope(fd))
+
+    def want_write(self, fd: int, on_writable: Step) -> None:
+        self._task_group.start_soon(self._write_loop, fd, on_writable, self._scope(fd))
+
+    def flush_soon(self, fd: int, on_writable: Step) -> None:
+        self.want_write(fd, on_writable)  # the channel is writable: its task writes on the next turn
+
+    def unwatch(self, fd: int) -> None:
+        scopes = self._scopes.pop(fd, [])
+        for scope in scopes:
+            scope.cancel()
+        if scopes:
+            anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
+
+    def _scope(self, fd: int) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        self._scopes.setdefault(fd, []).append(scope)
+        return scope
+
+    def _done(self, fd: int, scope: anyio.CancelScope) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._scopes[fd].remove(scope)
+
+    async def _read_loop(self, fd: int, on_readable: Step, scope: anyio.CancelScope) -> None:
+        with scope, contextlib.suppress(anyio.ClosedResourceError):
+            # Unwatched before it ran, its descriptor may be closed (or another's): never wait on it.
+            while not scope.cancel_called:
+                await anyio.wait_readable(fd)
+                while on_readable():
+                    await anyio.lowlevel.checkpoint()  # let timers and other tasks run between batches
+        self._done(fd, scope)
+
+    async def _write_loop(self, fd: int, on_writable: Step, scope: anyio.CancelScope) -> None:
+        with scope, contextlib.suppress(anyio.ClosedResourceError):
+            while not scope.cancel_called:
+                await anyio.wait_writable(fd)
+                if not on_writable():
+                    break
+        self._done(fd, scope)
