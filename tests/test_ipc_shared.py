@@ -24,8 +24,10 @@ async def test_dict_and_list_shared_with_two_children_and_pool_tasks() -> None:
             ):
                 pass
             async with procpool.Pool(2) as pool:
-                for _ in range(2):
-                    await pool.run(workfns.ipc_shared_writes, scores, log, 2)
+                # Submitted together, so that each worker runs one (one after another, both would
+                # go to the same worker: the most recently used).
+                tasks = [pool.submit(workfns.ipc_shared_writes, scores, log, 2) for _ in range(2)]
+                assert len({await task for task in tasks}) == 2
             assert await scores.len() == 1 + 10 + 4
             assert await log.len() == 1 + 10 + 4
             assert await scores.get("start") == 0
