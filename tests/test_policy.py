@@ -95,18 +95,19 @@ def test_how_many_tasks_wait_in_a_busy_worker() -> None:
     policy = SchedulingPolicy()
     assert policy.ahead_limit(None) == 1  # task time unknown: nothing ahead
     assert policy.ahead_limit(0.000_001) == policy.max_ahead  # tiny tasks: many, up to the cap
-    assert policy.ahead_limit(0.000_1) == 6  # 0.5 ms of work
+    assert policy.ahead_limit(policy.prefetch_budget / 5) == 6  # the budget's worth, and the running one
     assert policy.ahead_limit(0.01) == 2  # short: one ahead hides the round trip
     assert policy.ahead_limit(1.0) == 1  # long: none ahead
 
 
 def test_tasks_are_sent_ahead_in_batches_once_half_have_run() -> None:
     policy = SchedulingPolicy()
-    limit = policy.ahead_limit(0.000_05)
+    task_time = policy.prefetch_budget / 10
+    limit = policy.ahead_limit(task_time)
     assert limit == 11
-    assert policy.room_ahead(0.000_05, 1) == 10
-    assert policy.room_ahead(0.000_05, limit // 2) == limit - limit // 2
-    assert policy.room_ahead(0.000_05, limit // 2 + 1) == 0
+    assert policy.room_ahead(task_time, 1) == 10
+    assert policy.room_ahead(task_time, limit // 2) == limit - limit // 2
+    assert policy.room_ahead(task_time, limit // 2 + 1) == 0
 
 
 def test_large_calls_and_streams_never_wait_behind_another_task() -> None:

@@ -1,7 +1,8 @@
 """`Backlog`: the tasks waiting for a worker, in submission order.
 
-Idle worker slots wait on it; a busy slot tops up its worker from it without waiting. Tasks a dead
-worker had received but not started go back to its front, so they keep their turn.
+Tasks wait here while no worker can take them: a worker slot takes the next one as its worker
+frees up, or sends several ahead of the running one (`LocalBackend`); `InlinePool` waits on it.
+Tasks a dead worker had received but not started go back to its front, so they keep their turn.
 
 Cancelling a waiting task costs O(1): the task stays where it is, settled, and is dropped when it
 reaches the front. Searching the queue for it instead made cancelling n tasks O(n²) (issue 14:
@@ -30,7 +31,7 @@ class Backlog:
         self._tasks: deque[Job] = deque()  # waiting jobs, and settled ones not dropped yet
         self._live = 0  # the waiting ones
         self._waiters: deque[anyio.Event] = deque()
-        self._woken = 0  # idle slots woken for a task that have not taken it yet
+        self._woken = 0  # waiters woken for a task that have not taken it yet
         self._closed = False
 
     def __len__(self) -> int:
@@ -61,11 +62,6 @@ class Backlog:
         """Drop a task cancelled while waiting (its ``on_cancel``, called once, just before it
         settles): it stops counting now, and leaves the queue when it reaches the front."""
         self._live -= 1
-
-    @property
-    def spare(self) -> int:
-        """Tasks a busy slot may take ahead: those no idle slot was woken up for."""
-        return 0 if self._waiters else max(0, self._live - self._woken)
 
     def peek(self) -> Job | None:
         tasks = self._tasks

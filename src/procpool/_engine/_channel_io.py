@@ -6,7 +6,10 @@ raw pipe would: the awaiting coroutine is the only task that wakes. trio has no 
 callbacks, so there a small task per channel waits and calls the same callback.
 
 A callback returns True when it stopped for the loop's sake with work left (see
-`WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not.
+`WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not. How much
+it may do per turn is `frames_this_turn`: on asyncio a budget shared by every channel of the pool
+and renewed each loop turn, so a timer never waits behind more than one budget of results, logs
+and printed text, however many workers send them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ Step = Callable[[], bool]  # True: call again on the next loop turn
 
 
 class ChannelIO(Protocol):
+    def frames_this_turn(self) -> int:
+        """How many frames a callback may settle now (0: wait for the next loop turn)."""
+
+    def settled(self, count: int) -> None:
+        """A callback settled ``count`` frames of its allowance."""
+
     def watch(self, fd: int, on_readable: Step) -> None:
         """Call ``on_readable`` whenever ``fd`` is readable, until `unwatch`."""
 
@@ -38,20 +47,38 @@ class ChannelIO(Protocol):
         """Stop calling back for ``fd``; call before closing it."""
 
 
-def channel_io(task_group: TaskGroup) -> ChannelIO:
-    """The way to watch channels in the running event loop; trio's tasks run in ``task_group``."""
+def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
+    """The way to watch channels in the running event loop; trio's tasks run in ``task_group``.
+    ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn (on trio, each
+    channel's task settles that many, then lets the others run)."""
     if sniffio.current_async_library() == "asyncio":
-        return _LoopCallbacks(asyncio.get_running_loop())
-    return _WaitingTasks(task_group)
+        return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
+    return _WaitingTasks(task_group, frames_per_turn)
 
 
 class _LoopCallbacks:
     """asyncio's (and uvloop's) readiness callbacks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int) -> None:
         self._loop = loop
+        self._frames_per_turn = self._frames_left = frames_per_turn
+        self._renewal_due = False
         self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
+
+    def frames_this_turn(self) -> int:
+        return self._frames_left
+
+    def settled(self, count: int) -> None:
+        self._frames_left -= count
+        if not self._renewal_due:
+            # Runs before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
+            self._renewal_due = True
+            self._loop.call_soon(self._renew)
+
+    def _renew(self) -> None:
+        self._renewal_due = False
+        self._frames_left = self._frames_per_turn
 
     def watch(self, fd: int, on_readable: Step) -> None:
         self._loop.add_reader(fd, self._step, fd, on_readable)
@@ -96,9 +123,16 @@ class _LoopCallbacks:
 class _WaitingTasks:
     """trio: a task per channel waits for readiness and calls back."""
 
-    def __init__(self, task_group: TaskGroup) -> None:
+    def __init__(self, task_group: TaskGroup, frames_per_turn: int) -> None:
         self._task_group = task_group
+        self._frames_per_turn = frames_per_turn
         self._scopes: dict[int, list[anyio.CancelScope]] = {}
+
+    def frames_this_turn(self) -> int:
+        return self._frames_per_turn  # each channel's task checkpoints after each batch
+
+    def settled(self, count: int) -> None:
+        pass
 
     def watch(self, fd: int, on_readable: Step) -> None:
         self._task_group.start_soon(self._read_loop, fd, on_readable, self._scope(fd))

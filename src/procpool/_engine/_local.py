@@ -32,6 +32,7 @@ from .._core import (
 )
 from .._errors import PoolClosedError
 from .._transport import dumps_for_transport
+from ._channel_io import channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
 from ._process import WorkerProcess, worker_context
@@ -40,6 +41,9 @@ from ._scheduler import Scheduler
 from ._slot import WorkerSlot
 
 _FUNCTION_IDS = 1024
+# Frames (results, logs, printed text) the pool settles per event loop turn: each result wakes
+# a coroutine, which runs on the next turn, so this bounds how long a timer waits behind them.
+_FRAMES_PER_TURN = 24
 
 
 class _FunctionIds:
@@ -218,10 +222,12 @@ class LocalBackend:
             min_workers=self._min_workers,
             on_broken=self._on_broken,
         )
+        io = channel_io(task_group, _FRAMES_PER_TURN)
         for worker in workers:
             slot = WorkerSlot(
                 healing.spawn,
                 scheduler,
+                io,
                 max_tasks_per_worker=self._max_tasks_per_worker,
                 kill_grace=self.kill_grace,
                 observer=self.observer,

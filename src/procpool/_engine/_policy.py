@@ -62,8 +62,8 @@ class SchedulingPolicy:
         memory_check_interval: a worker's memory is read at most this often, after a task.
     """
 
-    prefetch_budget = 0.0005
-    max_ahead = 64
+    prefetch_budget = 0.002
+    max_ahead = 256
     short_task = 0.05
     large_call = 64 * 1024
     take_back_after = 0.002

@@ -178,11 +178,6 @@ class WorkerProcess:
 
     # -- the channel ---------------------------------------------------------------------------
 
-    @property
-    def sending(self) -> bool:
-        """Whether frames wait to go out: the channel was full when they were sent."""
-        return bool(self._unsent)
-
     def send(self, buffers: list[bytes], *, soon: bool = False) -> None:
         """Send frames to the worker without waiting: the channel takes what it can now (all of
         them in one system call, in the common case), and the rest is written as the channel

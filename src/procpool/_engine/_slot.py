@@ -6,9 +6,9 @@ and a dead worker fails only the task it was running.
 The hot path has no task of its own. The `Scheduler` hands a task to an idle slot, which writes
 it to the worker there and then (`dispatch`); the channel's readiness callback (`_on_readable`,
 see `_channel_io`) settles results, which wakes only the coroutines awaiting them, then gives
-the worker more work or reports the slot idle. It settles at most `_FRAMES_PER_TURN` frames
-before letting the event loop run its timers and other tasks, however many frames (results,
-logs, printed text) come from however many workers.
+the worker more work or reports the slot idle. It settles at most the pool's budget of frames
+per loop turn (`ChannelIO.frames_this_turn`) before letting the event loop run its timers and
+other tasks, however many frames (results, logs, printed text) come from however many workers.
 
 To keep a worker busy through the round trip, a slot sends tasks ahead of the running one, as
 the policy says (`SchedulingPolicy.room_ahead`); a task sent ahead but not started is skipped
@@ -35,14 +35,10 @@ from .._core import Backlog, ExitReason, Job, PoolObserver, Stage, TaskStarted, 
 from .._errors import PoisonTaskError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
-from ._channel_io import ChannelIO, channel_io
+from ._channel_io import ChannelIO
 from ._healing import Healing
 from ._process import WorkerProcess
 from ._scheduler import Scheduler
-
-# Frames settled per loop turn and channel: each result wakes a coroutine, which runs on the
-# next turn, so this bounds how long a timer can wait behind them.
-_FRAMES_PER_TURN = 32
 
 
 class WorkerSlot:
@@ -50,6 +46,7 @@ class WorkerSlot:
         self,
         spawn: Callable[[], Awaitable[WorkerProcess]],
         scheduler: Scheduler,
+        io: ChannelIO,
         *,
         max_tasks_per_worker: int | None,
         kill_grace: float,
@@ -65,7 +62,7 @@ class WorkerSlot:
         self._max_tasks = max_tasks_per_worker
         self._kill_grace = kill_grace
         self.worker: WorkerProcess | None = None
-        self._io: ChannelIO | None = None
+        self._io = io
         self._retiring = False  # the worker takes no more tasks and is replaced once it has none
         self._memory_checked = 0.0
         self._inflight: OrderedDict[int, Job] = OrderedDict()  # sent to the worker, in order
@@ -199,16 +196,19 @@ class WorkerSlot:
         worker = self.worker
         if worker is None or self._died:
             return False
+        allowance = self._io.frames_this_turn()
+        if not allowance:
+            return True  # the pool's share of this loop turn is spent
         if not worker.has_buffered() and not worker.read():
             self._channel_ended(worker)
             return False
         had_work = bool(self._inflight)
         settle = self._settle
-        for _ in range(_FRAMES_PER_TURN):
-            frame = worker.receive_buffered()
-            if frame is None:
-                break
+        settled = 0
+        while settled < allowance and (frame := worker.receive_buffered()) is not None:
             settle(worker, frame)
+            settled += 1
+        self._io.settled(settled)
         if had_work:
             self._after_frames(worker)
         return worker.has_buffered()
@@ -338,7 +338,6 @@ class WorkerSlot:
     async def run(self, worker: WorkerProcess | None) -> None:
         """Serve tasks until the pool closes and the backlog is drained; then stop the worker."""
         async with anyio.create_task_group() as self._watchers:
-            self._io = channel_io(self._watchers)
             if worker is not None:
                 self._set_worker(worker)
             try:
@@ -415,7 +414,6 @@ class WorkerSlot:
         self._task_time = None
         self._healing.live_workers += 1
         assert self._watchers is not None
-        assert self._io is not None
         self._watchers.start_soon(worker.watch)  # its death ends its channel
         worker.attach(self._io, self._on_readable)
         self._observer.emit(WorkerStarted(worker.pid))
