@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 from .metrics import MAP_ROW, SWEEP_FIGURES, Row, format_value, row_for, sweep_row, sweep_workers
 from .peers import PEERS
@@ -34,6 +35,7 @@ FIGURES: dict[str, tuple[Row, ...]] = {
     "bench-hol.png": (row_for("HOL", "wait_max_ms"), row_for("HOL", "wait_median_ms")),
 }
 SWEEP_FILE = "bench-sweep.png"
+UNIT_NAMES = {"/s": "tasks/s", "us": "µs", "ms": "ms"}
 SWEEP_PANELS = (("B-sweep", "tasks_per_s"), ("B-sweep", "parent_us_per_task"), ("E-sweep", "lag_p99_ms"))
 PEER_COLORS = dict(zip(PEERS, ("black", "#999999", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#c44e52"), strict=True))
 
@@ -106,12 +108,15 @@ def _sweep_panel(axes: Any, summary: Summary, scenario: str, figure: str, loop: 
     axes.set_xticks(counts, [str(workers) for workers in counts])
     axes.set_xlabel("workers", fontsize=8)
     if figure == "lag_p99_ms":
-        axes.set_yscale("log")
+        axes.set_yscale("log")  # the peers' lags span two orders of magnitude
+        axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.yaxis.set_minor_formatter(ticker.NullFormatter())
+        axes.axhline(1.0, color="#999999", lw=0.8, ls=":", label="target: 1 ms")
     else:
         axes.set_ylim(bottom=0)
     better = "higher" if row.higher_is_better else "lower"
     label = row.label.rpartition(",")[0]
-    axes.set_title(f"{label} ({row.unit}), {loop}\n({better} is better)", fontsize=9)
+    axes.set_title(f"{label} ({UNIT_NAMES[row.unit]}), {loop}\n({better} is better)", fontsize=9)
     axes.legend(fontsize=6, loc="best")
     return True
 
