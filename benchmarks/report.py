@@ -186,11 +186,12 @@ def _methods(run: dict[str, Any]) -> list[str]:
         "I": "- I: the C batch on 1 worker; its time ÷ the time on 2 workers (same repeat): 2.0 is perfect "
         "scaling. Idle worker memory (mean per worker, psutil) is read after the warm-up, before C's batch.",
         "HOL": "- HOL: after 50 concurrent `identity` calls (so a pool that sends tasks ahead believes tasks are "
-        f"tiny), one {sizes.get('hol_long_s', 0):g} s `sleep`, 20 ms later three of {sizes.get('hol_short_s', 0):g} s "
-        "ones at once. Ideally every short task runs on the idle worker, the k-th done k x its duration after "
-        "they were submitted; the figures are how late the last one and the median one were done beyond that "
-        "(a short task sent ahead behind the long one is late by about the long one's duration). The raw pipe, "
-        "which has no scheduler, is left out.",
+        f"tiny), one {sizes.get('hol_long_s', 0):g} s `sleep` and three of {sizes.get('hol_short_s', 0):g} s "
+        "submitted at once, the long one first (the first of the four tasks to run submits it, on any loop). "
+        "Ideally every short task runs on the idle worker, the k-th done k x its duration after they were "
+        "submitted; the figures are how late the last one and the median one were done beyond that (a short "
+        "task sent ahead behind the long one is late by about the long one's duration). The raw pipe, which "
+        "has no scheduler, is left out.",
         "B-sweep": f"- B-sweep, E-sweep: B and E on {', '.join(map(str, sizes.get('sweep_workers', ())))} workers, "
         f"{sizes.get('sweep_tasks', 0):,} tasks per B cell and {sizes.get('sweep_heartbeat_s', 0):g} s of heartbeat "
         f"per E cell, {min(sizes.get('sweep_repeats', 1), sizes['repeats'])} repeat(s): fewer than B and E, as the "
