@@ -186,7 +186,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_split,
         default=list(SCENARIOS),
         help="comma-separated (default: all): "
-        + "; ".join(f"{name}: {scenario.title}" for name, scenario in SCENARIOS.items()),
+        + "; ".join(f"{name}: {scenario.title}" for name, scenario in SCENARIOS.items())
+        + ". The sweep's worker counts: "
+        + "; ".join(f"{mode} {', '.join(map(str, sizes.sweep_workers))}" for mode, sizes in plan.MODES.items()),
     )
     parser.add_argument(
         "--peers", type=_split, default=[*PEERS, *MAP_PEERS, SERIAL], help="comma-separated (default: all installed)"
