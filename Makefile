@@ -37,7 +37,7 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache site
 
 # The peers benchmark (benchmarks/run.py), with the worker-count sweep and the head-of-line scenario:
-# `make bench` (~22 min on 2 cores) rewrites docs/benchmarks.md and docs/img/; `make bench-quick`
+# `make bench` (~20 min on 2 cores) rewrites docs/benchmarks.md and docs/img/; `make bench-quick`
 # (~3 min) only prints and saves to benchmarks/results/.
 .PHONY: bench bench-quick
 

@@ -213,7 +213,7 @@ def _describe(run: dict[str, Any]) -> list[str]:
         "each repeat running every cell once in its own shuffled order, so that the peers interleave. "
         "Figures are medians over the repeats, with (min-max) when there was more than one.",
         "",
-        f"Reproduce: `make bench` (about 15 minutes) or `make bench-quick` (about a minute, one repeat, "
+        f"Reproduce: `make bench` (about 20 minutes) or `make bench-quick` (about 3 minutes, one repeat, "
         f"smaller sizes). Raw figures: `benchmarks/results/{run['file']}`.",
         "",
         f"- Machine: {machine['cpu_model']}, {machine['cpus']} CPUs ({machine['usable_cpus']} usable), "

@@ -11,7 +11,7 @@ with ``--update-docs`` its plots go to ``docs/img/`` and its report into ``docs/
 The sweep (``B-sweep``, ``E-sweep``: B and E at each of the mode's worker counts; ``C15``: C on 15
 workers) has smaller sizes than B and E and runs in only the first repeat(s), as its cells are many.
 
-``make bench`` runs the full mode (about 22 minutes), ``make bench-quick`` the quick one (about 3).
+``make bench`` runs the full mode (about 20 minutes), ``make bench-quick`` the quick one (about 3).
 """
 
 from __future__ import annotations
