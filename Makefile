@@ -36,8 +36,9 @@ docs: $(VENV)/.installed-dev
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache site
 
-# The peers benchmark (benchmarks/run.py): `make bench` (~15 min) rewrites docs/benchmarks.md and
-# docs/img/; `make bench-quick` (~1 min) only prints and saves to benchmarks/results/.
+# The peers benchmark (benchmarks/run.py), with the worker-count sweep and the head-of-line scenario:
+# `make bench` (~20 min on 2 cores) rewrites docs/benchmarks.md and docs/img/; `make bench-quick`
+# (~3 min) only prints and saves to benchmarks/results/.
 .PHONY: bench bench-quick
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -25,7 +25,7 @@ def run(cell: dict[str, Any], sizes: dict[str, Any], iterations: int) -> dict[st
     Raises:
         ValueError: the cell names an unknown scenario or peer.
     """
-    from .plan import SERIAL
+    from .plan import SCENARIOS, SERIAL
     from .scenarios import cpu
 
     scenario, peer, loop, workers = cell["scenario"], cell["peer"], cell["loop"], cell["workers"]
@@ -35,6 +35,9 @@ def run(cell: dict[str, Any], sizes: dict[str, Any], iterations: int) -> dict[st
         return _map(peer, workers, sizes)
     if peer == SERIAL:
         return cpu.serial_batch(tasks=sizes["cpu_tasks"], iterations=iterations)
+    if SCENARIOS[scenario].sweep_of is not None:  # the same measurement with the sweep's sizes
+        scenario = SCENARIOS[scenario].sweep_of
+        sizes = sizes | {"tasks": sizes["sweep_tasks"], "heartbeat_s": sizes["sweep_heartbeat_s"]}
     import anyio
 
     backend, options = LOOPS[loop]
@@ -63,7 +66,7 @@ async def _start_and_close(peer: str, workers: int) -> dict[str, Any]:
 
 async def _measure(scenario: str, peer: str, workers: int, sizes: dict[str, Any], iterations: int) -> dict[str, Any]:
     from . import peers
-    from .scenarios import common, cpu, heartbeat, latency, payload, throughput
+    from .scenarios import common, cpu, headofline, heartbeat, latency, payload, throughput
 
     instance = peers.load(peer)(workers)
     call = await instance.start()
@@ -77,13 +80,16 @@ async def _measure(scenario: str, peer: str, workers: int, sizes: dict[str, Any]
             figures = await throughput.tiny_tasks(call, tasks=sizes["tasks"], in_flight=sizes["in_flight"])
         elif scenario in ("C", "I"):
             figures = common.worker_memory(pids)  # idle: warmed up, before the batch
-            figures |= await cpu.cpu_batch(call, tasks=sizes["cpu_tasks"], iterations=iterations)
+            tasks = max(sizes["cpu_tasks"], 2 * workers)  # on many workers, two tasks each
+            figures |= await cpu.cpu_batch(call, tasks=tasks, iterations=iterations)
         elif scenario in ("D-array", "D-bytes"):
             figures = await payload.send_payload(
                 call, kind=scenario[2:], megabytes=sizes["payload_mb"], transfers=sizes["transfers"]
             )
         elif scenario == "E":
             figures = await heartbeat.heartbeat_lag(call, in_flight=sizes["in_flight"], seconds=sizes["heartbeat_s"])
+        elif scenario == "HOL":
+            figures = await headofline.short_beside_long(call, long_s=sizes["hol_long_s"], short_s=sizes["hol_short_s"])
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
     finally:

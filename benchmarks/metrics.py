@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .peers import PEERS, REFERENCES
-from .plan import SCENARIOS
+from .plan import WIDE_WORKERS, key, scenario_of
 from .summary import Stats, Summary
 
 
@@ -15,7 +15,7 @@ class Row:
 
     Attributes:
         label: what the row shows.
-        scenario: the scenario whose cells hold the figure.
+        scenario: the summary key (`plan.key`) whose cells hold the figure.
         figure: the figure's key in the cells' figures.
         unit: ``us``, ``/s``, ``x``, ``MB/s``, ``ms`` or ``MB``.
         higher_is_better: the direction of "better" (ratios and best peers follow it).
@@ -31,7 +31,9 @@ class Row:
 ROWS = (
     Row("A. awaited round trip of identity, median", "A", "latency_us", "us", False),
     Row("B. tiny tasks, 1,000 in flight", "B", "tasks_per_s", "/s", True),
+    Row("B. parent CPU per task (throughput ceiling = 1 ÷ this)", "B", "parent_us_per_task", "us", False),
     Row("C. CPU batch, speedup over serial", "C", "speedup", "x", True),
+    Row(f"C. CPU batch on {WIDE_WORKERS} workers, speedup over serial", "C15", "speedup", "x", True),
     Row("D. float64 array to a child, sum() back", "D-array", "mb_per_s", "MB/s", True),
     Row("D. bytes to a child, len() back", "D-bytes", "mb_per_s", "MB/s", True),
     Row("E. 1 ms heartbeat lag p99 under B-style load", "E", "lag_p99_ms", "ms", False),
@@ -40,18 +42,52 @@ ROWS = (
     Row("I. CPU batch, time on 1 worker / on 2", "I", "scaling", "x", True),
     Row("I. idle worker RSS", "C", "rss_mb", "MB", False),
     Row("I. idle worker USS (not shared)", "C", "uss_mb", "MB", False),
+    Row("HOL. short tasks beside a long one: the last, late by", "HOL", "wait_max_ms", "ms", False),
+    Row("HOL. short tasks beside a long one: the median, late by", "HOL", "wait_median_ms", "ms", False),
 )
 MAP_ROW = Row("H. map over tiny items", "H", "items_per_s", "/s", True)
+
+# The figures of the sweep's scenarios, a row per worker count: (label, figure, unit, higher is better).
+SWEEP_FIGURES: dict[str, tuple[tuple[str, str, str, bool], ...]] = {
+    "B-sweep": (
+        ("B. tiny tasks", "tasks_per_s", "/s", True),
+        ("B. parent CPU per task", "parent_us_per_task", "us", False),
+    ),
+    "E-sweep": (
+        ("E. heartbeat lag p99", "lag_p99_ms", "ms", False),
+        ("E. tasks per second meanwhile", "tasks_per_s", "/s", True),
+    ),
+}
 
 PEER_COLUMNS = tuple(PEERS)  # procpool, raw pipe, then the peers
 
 
+def sweep_row(scenario: str, figure: str, workers: int) -> Row:
+    """The row that shows ``figure`` of the sweep ``scenario`` on ``workers`` workers.
+
+    Raises:
+        KeyError: the sweep has no such figure.
+    """
+    for label, name, unit, higher_is_better in SWEEP_FIGURES[scenario]:
+        if name == figure:
+            return Row(f"{label}, {workers} workers", key(scenario, workers), figure, unit, higher_is_better)
+    raise KeyError(f"no row shows {figure!r} of the sweep {scenario!r}")
+
+
+def sweep_workers(summary: Summary, scenario: str) -> list[int]:
+    """The worker counts of the sweep ``scenario`` that have figures, in increasing order."""
+    return sorted(int(workers) for name, _, workers in (k.partition("@") for k in summary) if name == scenario)
+
+
 def row_for(scenario: str, figure: str) -> Row:
-    """The row that shows ``figure`` of ``scenario``.
+    """The row that shows ``figure`` of ``scenario`` (a summary key: ``B-sweep@15`` is a sweep's row).
 
     Raises:
         KeyError: no row shows it.
     """
+    name, _, workers = scenario.partition("@")
+    if workers:
+        return sweep_row(name, figure, int(workers))
     for row in (*ROWS, MAP_ROW):
         if (row.scenario, row.figure) == (scenario, figure):
             return row
@@ -62,7 +98,9 @@ def loops_of(row: Row, summary: Summary) -> list[str]:
     """The event loops for which the row has figures, in the scenario's order."""
     measured = summary.get(row.scenario, {})
     return [
-        loop for loop in SCENARIOS[row.scenario].loops if any(row.figure in p for p in measured.get(loop, {}).values())
+        loop
+        for loop in scenario_of(row.scenario).loops
+        if any(row.figure in p for p in measured.get(loop, {}).values())
     ]
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .peers import PEERS
 
 WORKERS = 2
+WIDE_WORKERS = 15  # C15: the CPU batch on as many workers as a 16-core machine leaves the parent a core beside
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Sizes:
         heartbeat_s: E: seconds the heartbeat is measured under load.
         map_items: H: items mapped.
         map_chunksize: H: items per chunk, the same for every map.
+        sweep_workers: B-sweep and E-sweep: the worker counts measured.
+        sweep_repeats: B-sweep, E-sweep and C15 run in only the first this many repeats (they are many cells).
+        sweep_tasks: B-sweep: tasks per cell.
+        sweep_heartbeat_s: E-sweep: seconds the heartbeat is measured under load.
+        hol_long_s: HOL: seconds of the long task.
+        hol_short_s: HOL: seconds of each short task.
     """
 
     repeats: int
@@ -46,6 +53,12 @@ class Sizes:
     heartbeat_s: float
     map_items: int
     map_chunksize: int
+    sweep_workers: tuple[int, ...]
+    sweep_repeats: int
+    sweep_tasks: int
+    sweep_heartbeat_s: float
+    hol_long_s: float
+    hol_short_s: float
 
 
 MODES: dict[str, Sizes] = {
@@ -64,6 +77,12 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=2.0,
         map_items=1_000_000,
         map_chunksize=2000,
+        sweep_workers=(2, 4, 8, 15),
+        sweep_repeats=1,
+        sweep_tasks=5000,
+        sweep_heartbeat_s=1.0,
+        hol_long_s=1.0,
+        hol_short_s=0.1,
     ),
     "quick": Sizes(
         repeats=1,
@@ -80,6 +99,12 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=0.3,
         map_items=200_000,
         map_chunksize=2000,
+        sweep_workers=(2, 15),
+        sweep_repeats=1,
+        sweep_tasks=3000,
+        sweep_heartbeat_s=0.3,
+        hol_long_s=1.0,
+        hol_short_s=0.1,
     ),
     # For the test that keeps the harness from rotting: seconds, not figures.
     "smoke": Sizes(
@@ -97,16 +122,32 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=0.1,
         map_items=5000,
         map_chunksize=100,
+        sweep_workers=(2, 3),
+        sweep_repeats=1,
+        sweep_tasks=200,
+        sweep_heartbeat_s=0.1,
+        hol_long_s=0.2,
+        hol_short_s=0.02,
     ),
 }
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One scenario: its title and the event loops it runs on."""
+    """One scenario: its title, the event loops it runs on, its workers, and what it measures again.
+
+    Attributes:
+        title: what it measures, in a few words.
+        loops: the event loops it runs on (where a peer runs on them too).
+        workers: the pool's workers; None for a sweep: a cell for each of the mode's ``sweep_workers``.
+        sweep_of: the scenario whose measurement it repeats with other workers (and the sweep's sizes
+            and repeats); None when it is a measurement of its own.
+    """
 
     title: str
     loops: tuple[str, ...]
+    workers: int | None = WORKERS
+    sweep_of: str | None = None
 
 
 ALL = ("asyncio", "uvloop", "trio")
@@ -121,11 +162,17 @@ SCENARIOS: dict[str, Scenario] = {
     "E": Scenario("heartbeat lag under B-style load", ALL),
     "F": Scenario("pool start until every worker is warm, and shutdown", NO_UVLOOP),
     "H": Scenario("map over many tiny items", ("asyncio",)),
-    "I": Scenario("the CPU batch on 1 worker: scaling, and idle worker memory", NO_UVLOOP),
+    "I": Scenario("the CPU batch on 1 worker: scaling, and idle worker memory", NO_UVLOOP, workers=1),
+    "HOL": Scenario("head of line: short tasks beside a long one, their wait while a worker is idle", NO_UVLOOP),
+    "B-sweep": Scenario("B at each of the mode's worker counts, with the parent's CPU per task", ALL, None, "B"),
+    "E-sweep": Scenario("E at each of the mode's worker counts", ALL, None, "E"),
+    "C15": Scenario(f"C on {WIDE_WORKERS} workers, two tasks per worker", NO_UVLOOP, WIDE_WORKERS, "C"),
 }
 
 SERIAL = "serial"  # C's baseline: the batch run in the cell's own process
 NO_LOOP = "none"
+CPU_SCENARIOS = ("C", "C15", "I")  # the cells that run the calibrated CPU batch
+NOT_FOR_REFERENCES = frozenset({"HOL"})  # the raw pipe has no scheduler worth comparing: it is left out
 
 # H's peers: procpool's async map and the synchronous maps of the others (see scenarios/mapping.py).
 MAP_PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -146,6 +193,24 @@ class Cell:
     workers: int = WORKERS
 
 
+def key(scenario: str, workers: int) -> str:
+    """Where the figures of a cell go in the summary: the scenario, and for a sweep its worker count too.
+
+    ``B-sweep`` on 4 workers is ``B-sweep@4``; every other scenario is its own name.
+    """
+    return f"{scenario}@{workers}" if SCENARIOS[scenario].workers is None else scenario
+
+
+def scenario_of(summary_key: str) -> Scenario:
+    """The scenario of a summary key (see `key`)."""
+    return SCENARIOS[summary_key.partition("@")[0]]
+
+
+def is_sweep(scenario: str) -> bool:
+    """Whether ``scenario`` is part of the worker-count sweep (its own sizes and repeats)."""
+    return SCENARIOS[scenario].sweep_of is not None
+
+
 def installed(modules: tuple[str, ...]) -> bool:
     """Whether every module in ``modules`` can be imported."""
     return all(importlib.util.find_spec(module) is not None for module in modules)
@@ -156,7 +221,7 @@ def loop_available(loop: str) -> bool:
     return loop != "uvloop" or installed(("uvloop",))
 
 
-def cells(scenarios: list[str], peers: list[str], loops: list[str]) -> list[Cell]:
+def cells(scenarios: list[str], peers: list[str], loops: list[str], sweep_workers: tuple[int, ...]) -> list[Cell]:
     """Every cell of the given scenarios, for the given peers and loops that are installed here.
 
     Raises:
@@ -166,6 +231,9 @@ def cells(scenarios: list[str], peers: list[str], loops: list[str]) -> list[Cell
     _check_names("peer", peers, {**PEERS, **MAP_PEERS, SERIAL: None})
     _check_names("loop", loops, ALL)
     planned: list[Cell] = []
+    cpu = [scenario for scenario in CPU_SCENARIOS if scenario in scenarios and scenario != "I"]
+    if cpu and SERIAL in peers:  # the speedup's baseline, once per repeat for C and C15 alike
+        planned.append(Cell(cpu[0], SERIAL, NO_LOOP))
     for scenario in scenarios:
         if scenario == "H":
             planned += [
@@ -174,17 +242,18 @@ def cells(scenarios: list[str], peers: list[str], loops: list[str]) -> list[Cell
                 if name in peers and installed(requires)
             ]
             continue
-        if scenario == "C" and SERIAL in peers:
-            planned.append(Cell("C", SERIAL, NO_LOOP))
-        workers = 1 if scenario == "I" else WORKERS
-        for name, info in PEERS.items():
-            if name not in peers or not installed(info.requires):
-                continue
-            planned += [
-                Cell(scenario, name, loop, workers)
-                for loop in SCENARIOS[scenario].loops
-                if loop in info.loops and loop in loops and loop_available(loop)
-            ]
+        fixed = SCENARIOS[scenario].workers
+        for workers in sweep_workers if fixed is None else (fixed,):
+            for name, info in PEERS.items():
+                if name not in peers or not installed(info.requires):
+                    continue
+                if scenario in NOT_FOR_REFERENCES and name == "rawpipe":
+                    continue
+                planned += [
+                    Cell(scenario, name, loop, workers)
+                    for loop in SCENARIOS[scenario].loops
+                    if loop in info.loops and loop in loops and loop_available(loop)
+                ]
     return planned
 
 

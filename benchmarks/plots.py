@@ -1,4 +1,7 @@
-"""PNG plots of a run (matplotlib, Agg backend): one figure per scenario, a panel per headline figure."""
+"""PNG plots of a run (matplotlib, Agg backend): one figure per scenario, a panel per headline figure.
+
+The sweep gets one figure of lines against worker count: a row of panels per figure, a column per loop.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
-from .metrics import MAP_ROW, Row, format_value, row_for
+from .metrics import MAP_ROW, SWEEP_FIGURES, Row, format_value, row_for, sweep_row, sweep_workers
 from .peers import PEERS
-from .plan import MAP_PEERS, NO_LOOP
+from .plan import ALL, MAP_PEERS, NO_LOOP
 from .summary import Summary
 
 LOOP_COLORS = {"asyncio": "#4c72b0", "uvloop": "#55a868", "trio": "#c44e52", NO_LOOP: "#8172b2"}
@@ -22,13 +26,18 @@ PEER_ORDER = tuple(dict.fromkeys([*PEERS, *MAP_PEERS]))  # the same order in eve
 FIGURES: dict[str, tuple[Row, ...]] = {
     "bench-a.png": (row_for("A", "latency_us"),),
     "bench-b.png": (row_for("B", "tasks_per_s"),),
-    "bench-c.png": (row_for("C", "speedup"),),
+    "bench-c.png": (row_for("C", "speedup"), row_for("C15", "speedup")),
     "bench-d.png": (row_for("D-array", "mb_per_s"), row_for("D-bytes", "mb_per_s")),
     "bench-e.png": (row_for("E", "lag_p99_ms"),),
     "bench-f.png": (row_for("F", "warm_ms"), row_for("F", "shutdown_ms")),
     "bench-h.png": (MAP_ROW,),
     "bench-i.png": (row_for("I", "scaling"), row_for("C", "rss_mb")),
+    "bench-hol.png": (row_for("HOL", "wait_max_ms"), row_for("HOL", "wait_median_ms")),
 }
+SWEEP_FILE = "bench-sweep.png"
+UNIT_NAMES = {"/s": "tasks/s", "us": "µs", "ms": "ms"}
+SWEEP_PANELS = (("B-sweep", "tasks_per_s"), ("B-sweep", "parent_us_per_task"), ("E-sweep", "lag_p99_ms"))
+PEER_COLORS = dict(zip(PEERS, ("black", "#999999", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#c44e52"), strict=True))
 
 
 def _label(peer: str) -> str:
@@ -72,6 +81,73 @@ def _panel(axes: Any, summary: Summary, row: Row, title: str) -> bool:
     return True
 
 
+def _sweep_panel(axes: Any, summary: Summary, scenario: str, figure: str, loop: str) -> bool:
+    """A line per peer of one figure of the sweep against worker count, min-max bars; False if no data."""
+    counts = sweep_workers(summary, scenario)
+    rows = [sweep_row(scenario, figure, workers) for workers in counts]
+    drawn = False
+    for peer in PEERS:
+        points = [
+            (workers, cell)
+            for workers, row in zip(counts, rows, strict=True)
+            if (cell := summary.get(row.scenario, {}).get(loop, {}).get(peer, {}).get(figure)) is not None
+        ]
+        if not points:
+            continue
+        x = [workers for workers, _ in points]
+        y = [cell["median"] for _, cell in points]
+        error = [[c["median"] - c["min"] for _, c in points], [c["max"] - c["median"] for _, c in points]]
+        width = 2.2 if peer == "procpool" else 1.2
+        style = "--" if peer == "rawpipe" else "-"
+        axes.errorbar(x, y, yerr=error, label=_label(peer), color=PEER_COLORS[peer], lw=width, ls=style, marker="o")
+        drawn = True
+    if not drawn:
+        return False
+    row = rows[0]
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(counts, [str(workers) for workers in counts])
+    axes.set_xlabel("workers", fontsize=8)
+    if figure == "lag_p99_ms":
+        axes.set_yscale("log")  # the peers' lags span two orders of magnitude
+        axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.yaxis.set_minor_formatter(ticker.NullFormatter())
+        axes.axhline(1.0, color="#999999", lw=0.8, ls=":", label="target: 1 ms")
+    else:
+        axes.set_ylim(bottom=0)
+    better = "higher" if row.higher_is_better else "lower"
+    label = row.label.rpartition(",")[0]
+    axes.set_title(f"{label} ({UNIT_NAMES[row.unit]}), {loop}\n({better} is better)", fontsize=9)
+    axes.legend(fontsize=6, loc="best")
+    return True
+
+
+def _write_sweep(summary: Summary, directory: Path) -> dict[str, str] | None:
+    """The sweep's figure, if the run has a sweep; its file and title."""
+    loops = [loop for loop in ALL if any(loop in summary.get(key, {}) for key in summary if "@" in key)]
+    if not loops:
+        return None
+    figure, panels = plt.subplots(
+        len(SWEEP_PANELS), len(loops), figsize=(4.6 * len(loops), 3.4 * len(SWEEP_PANELS)), squeeze=False
+    )
+    drawn = False
+    for panel_row, (scenario, name) in zip(panels, SWEEP_PANELS, strict=True):
+        for axes, loop in zip(panel_row, loops, strict=True):
+            has_data = _sweep_panel(axes, summary, scenario, name, loop)
+            axes.set_visible(has_data)
+            drawn |= has_data
+    if drawn:
+        figure.tight_layout()
+        figure.savefig(directory / SWEEP_FILE, dpi=110)
+    plt.close(figure)
+    title = "; ".join(
+        label
+        for scenario, name in SWEEP_PANELS
+        for label, figure_name, _, _ in SWEEP_FIGURES[scenario]
+        if figure_name == name
+    )
+    return {"file": SWEEP_FILE, "title": f"Against worker count: {title}"} if drawn else None
+
+
 def write_plots(run: dict[str, Any], directory: Path) -> list[dict[str, str]]:
     """Draw every figure that has data into ``directory``; the files written (``file``) and their titles."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,4 +162,5 @@ def write_plots(run: dict[str, Any], directory: Path) -> list[dict[str, str]]:
             figure.savefig(directory / name, dpi=110)
             written.append({"file": name, "title": "; ".join(row.label for row in rows)})
         plt.close(figure)
-    return written
+    sweep = _write_sweep(run["summary"], directory)
+    return [*written, sweep] if sweep is not None else written

@@ -13,9 +13,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .metrics import MAP_ROW, PEER_COLUMNS, ROWS, best_peer, format_ratio, format_stats, loops_of, stats
+from .metrics import (
+    MAP_ROW,
+    PEER_COLUMNS,
+    ROWS,
+    SWEEP_FIGURES,
+    Row,
+    best_peer,
+    format_ratio,
+    format_stats,
+    format_value,
+    loops_of,
+    stats,
+    sweep_row,
+    sweep_workers,
+)
 from .peers import PEERS
-from .plan import MAP_PEERS, NO_LOOP
+from .plan import ALL, MAP_PEERS, NO_LOOP, WIDE_WORKERS
+from .summary import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_PAGE = ROOT / "docs" / "benchmarks.md"
@@ -59,9 +74,43 @@ def targets_table(targets: list[dict[str, Any]]) -> list[str]:
 
 def scenarios_table(summary: dict[str, Any]) -> list[str]:
     """Every headline figure per scenario and loop, for every peer, with procpool's ratios."""
-    columns = [
-        name for name in PEER_COLUMNS if any(name in peers for loops in summary.values() for peers in loops.values())
-    ]
+    return _figures_table(summary, [(row, loop) for row in ROWS for loop in loops_of(row, summary)])
+
+
+def sweep_table(summary: dict[str, Any]) -> list[str]:
+    """The sweep's figures per worker count and loop, for every peer, with procpool's ratios."""
+    pairs = []
+    for scenario, figures in SWEEP_FIGURES.items():
+        counts = sweep_workers(summary, scenario)
+        for _, figure, _, _ in figures:
+            for loop in ALL:
+                rows = [sweep_row(scenario, figure, workers) for workers in counts]
+                pairs += [(row, loop) for row in rows if loop in loops_of(row, summary)]
+    return _figures_table(summary, pairs) if pairs else []
+
+
+def parent_cost_table(summary: dict[str, Any]) -> list[str]:
+    """B-sweep's parent CPU per task per peer and loop against workers, with the throughput it allows."""
+    counts = sweep_workers(summary, "B-sweep")
+    rows = []
+    for loop in ALL:
+        for peer in PEER_COLUMNS:
+            cells = [stats(summary, sweep_row("B-sweep", "parent_us_per_task", n), loop, peer) for n in counts]
+            if any(cells):
+                rows.append([loop, PEERS[peer].label, *map(_cost_and_ceiling, cells)])
+    return _table(["loop", "peer", *(f"{n} workers" for n in counts)], rows) if rows else []
+
+
+def _cost_and_ceiling(cell: Stats | None) -> str:
+    """A parent CPU per task and the throughput it allows: ``41.0 µs → 24.4k/s``."""
+    if cell is None:
+        return ""
+    return f"{format_value(cell['median'], 'us')} → {format_value(1e6 / cell['median'], '/s')}"
+
+
+def _figures_table(summary: dict[str, Any], pairs: Sequence[tuple[Row, str]]) -> list[str]:
+    """A row per (figure, loop) pair, a column per peer measured in any of them, then procpool's ratios."""
+    columns = [name for name in PEER_COLUMNS if any(stats(summary, row, loop, name) for row, loop in pairs)]
     header = [
         "scenario",
         "loop",
@@ -70,18 +119,17 @@ def scenarios_table(summary: dict[str, Any]) -> list[str]:
         "procpool ÷ best peer",
     ]
     rows = []
-    for row in ROWS:
-        for loop in loops_of(row, summary):
-            cells = []
-            for name in columns:
-                cell = stats(summary, row, loop, name)
-                cells.append("" if cell is None else format_stats(cell, row.unit))
-            ours = stats(summary, row, loop, "procpool")
-            raw = stats(summary, row, loop, "rawpipe")
-            best = best_peer(summary, row, loop, tuple(PEERS))
-            vs_raw = format_ratio(ours["median"] / raw["median"]) if ours and raw else ""
-            vs_best = f"{format_ratio(ours['median'] / best[1])} ({PEERS[best[0]].label})" if ours and best else ""
-            rows.append([row.label, loop, *cells, vs_raw, vs_best])
+    for row, loop in pairs:
+        cells = []
+        for name in columns:
+            cell = stats(summary, row, loop, name)
+            cells.append("" if cell is None else format_stats(cell, row.unit))
+        ours = stats(summary, row, loop, "procpool")
+        raw = stats(summary, row, loop, "rawpipe")
+        best = best_peer(summary, row, loop, tuple(PEERS))
+        vs_raw = format_ratio(ours["median"] / raw["median"]) if ours and raw else ""
+        vs_best = f"{format_ratio(ours['median'] / best[1])} ({PEERS[best[0]].label})" if ours and best else ""
+        rows.append([row.label, loop, *cells, vs_raw, vs_best])
     return _table(header, rows)
 
 
@@ -101,17 +149,22 @@ def map_table(summary: dict[str, Any]) -> list[str]:
 def _methods(run: dict[str, Any]) -> list[str]:
     """How each scenario that the run measured is measured."""
     sizes = run["sizes"]
-    measured = {scenario[0] for scenario in run["summary"]}
+    measured = {summary_key.partition("@")[0] for summary_key in run["summary"]}
+    measured |= {"D"} if measured & {"D-array", "D-bytes"} else set()
+    measured |= {"sweep"} if measured & {"B-sweep", "E-sweep"} else set()
     lines = {
-        "": "- Every pool has 2 workers and is started and warmed up (each worker has answered a call) "
-        "before anything is timed, except in F. Pool start is never inside A, B, C, D, E or H.",
+        "": "- Every pool has 2 workers (I: 1, C15: 15, the sweep: as below) and is started and warmed up (each "
+        "worker has answered a call) before anything is timed, except in F, which times the start. Pool start "
+        "is never inside what the other scenarios time.",
         "raw": "- The raw pipe is a reference, not a peer: pre-started children answering pickles over "
         "`os.pipe`s, read with `loop.add_reader`, no task tracking (`benchmarks/rawpipe.py`).",
         "A": f"- A: {sizes['calls']:,} calls (fewer if {sizes['call_budget_s']} s pass first; at least 20) "
         f"of `identity(i)`, each awaited before the next is sent, after {sizes['warmup_calls']} untimed ones; "
         "the median latency per cell.",
         "B": f"- B: {sizes['tasks']:,} `identity` calls, {sizes['in_flight']:,} callers each awaiting its calls "
-        "one after another, after a tenth as many untimed; tasks per second.",
+        "one after another, after a tenth as many untimed; tasks per second. Also the parent process's CPU time "
+        "(all its threads) per task over the timed calls: on a machine with a core for each worker and one for "
+        "the parent, the parent caps throughput at 1 ÷ that.",
         "C": f"- C: {sizes['cpu_tasks']} calls of a pure-Python loop of ~{sizes['cpu_task_s'] * 1e3:.0f} ms "
         f"({run['iterations']:,} turns, calibrated at the start of the run), all submitted at once; speedup = "
         "the CPU time of the same batch run serially in a fresh interpreter of the same repeat ÷ the pool's "
@@ -130,6 +183,21 @@ def _methods(run: dict[str, Any]) -> list[str]:
         "results consumed in order and summed; after an untimed map of 10,000 items.",
         "I": "- I: the C batch on 1 worker; its time ÷ the time on 2 workers (same repeat): 2.0 is perfect "
         "scaling. Idle worker memory (mean per worker, psutil) is read after the warm-up, before C's batch.",
+        "HOL": "- HOL: after 50 concurrent `identity` calls (so a pool that sends tasks ahead believes tasks are "
+        f"tiny), one {sizes.get('hol_long_s', 0):g} s `sleep` and three of {sizes.get('hol_short_s', 0):g} s "
+        "submitted at once, the long one first (the first of the four tasks to run submits it, on any loop). "
+        "Ideally every short task runs on the idle worker, the k-th done k x its duration after they were "
+        "submitted; the figures are how late the last one and the median one were done beyond that (a short "
+        "task sent ahead behind the long one is late by about the long one's duration). The raw pipe, which "
+        "has no scheduler, is left out.",
+        "sweep": f"- B-sweep, E-sweep: B and E on {', '.join(map(str, sizes.get('sweep_workers', ())))} workers, "
+        f"{sizes.get('sweep_tasks', 0):,} tasks per B cell and {sizes.get('sweep_heartbeat_s', 0):g} s of heartbeat "
+        f"per E cell, {min(sizes.get('sweep_repeats', 1), sizes['repeats'])} repeat(s): fewer than B and E, as the "
+        f"cells are many. On a machine with fewer CPUs than workers plus one, the workers and the parent share "
+        "the CPUs: wall-clock throughput cannot grow with workers there, and the parent's CPU per task is what "
+        "tells how far it would on a machine with enough cores.",
+        "C15": f"- C15: the C batch on {WIDE_WORKERS} workers, two tasks per worker, against the serial batch's "
+        "CPU time per task (same repeat); the sweep's repeats.",
     }
     return [line for key, line in lines.items() if key in ("", "raw") or key in measured]
 
@@ -145,7 +213,7 @@ def _describe(run: dict[str, Any]) -> list[str]:
         "each repeat running every cell once in its own shuffled order, so that the peers interleave. "
         "Figures are medians over the repeats, with (min-max) when there was more than one.",
         "",
-        f"Reproduce: `make bench` (about 15 minutes) or `make bench-quick` (about a minute, one repeat, "
+        f"Reproduce: `make bench` (about 20 minutes) or `make bench-quick` (about 3 minutes, one repeat, "
         f"smaller sizes). Raw figures: `benchmarks/results/{run['file']}`.",
         "",
         f"- Machine: {machine['cpu_model']}, {machine['cpus']} CPUs ({machine['usable_cpus']} usable), "
@@ -171,6 +239,17 @@ def render(run: dict[str, Any], image_dir: str | None) -> str:
     h_table = map_table(summary)
     if h_table:
         lines += ["", f"### H. Map over {run['sizes']['map_items']:,} tiny items", "", *h_table]
+    s_table = sweep_table(summary)
+    if s_table:
+        cpus = run["machine"]["usable_cpus"]
+        lines += ["", "### Against worker count (B-sweep, E-sweep)", "", *s_table]
+        lines += [
+            "",
+            f"The parent's CPU per task against workers (B-sweep), and the throughput it allows (1 ÷ it) "
+            f"where every worker has a core of its own and the parent one more; measured on {cpus} usable CPUs:",
+            "",
+            *parent_cost_table(summary),
+        ]
     failed = [r for r in run["records"] if "error" in r]
     if failed:
         lines += ["", "### Cells that failed", ""]

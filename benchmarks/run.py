@@ -1,14 +1,17 @@
-"""The peers harness: procpool against its peers and the raw-pipe reference, scenarios A to I.
+"""The peers harness: procpool against its peers and the raw-pipe reference, scenarios A to I, HOL and the sweep.
 
 Every cell (one scenario, one peer, one event loop) runs in a fresh interpreter; every repeat runs
 all cells once in its own shuffled order, so that the peers interleave on a noisy machine. The run
 is written to ``benchmarks/results/`` as JSON (one file per run, and ``latest.json``) and Markdown;
 with ``--update-docs`` its plots go to ``docs/img/`` and its report into ``docs/benchmarks.md``.
 
-    python -m benchmarks.run [--mode full|quick|smoke] [--repeats N] [--scenarios A,B,...]
+    python -m benchmarks.run [--mode full|quick|smoke] [--repeats N] [--sweep-repeats N] [--scenarios A,B,...]
                              [--peers procpool,rawpipe,...] [--loops asyncio,...] [--update-docs]
 
-``make bench`` runs the full mode (about 15 minutes), ``make bench-quick`` the quick one (a minute).
+The sweep (``B-sweep``, ``E-sweep``: B and E at each of the mode's worker counts; ``C15``: C on 15
+workers) has smaller sizes than B and E and runs in only the first repeat(s), as its cells are many.
+
+``make bench`` runs the full mode (about 20 minutes), ``make bench-quick`` the quick one (about 3).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import psutil
 
 from . import machine, plan, report
-from .metrics import ROWS, format_value
+from .metrics import ROWS, SWEEP_FIGURES, format_value, sweep_row
 from .peers import PEERS
 from .plan import MAP_PEERS, SCENARIOS, SERIAL, Cell, Sizes
 from .summary import derive, summarize
@@ -111,8 +114,11 @@ def _headline(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"ERROR {record['error']:.80}"
     figures = record["figures"]
-    for row in ROWS:
-        if row.scenario == record["scenario"] and row.figure in figures:
+    summary_key = plan.key(record["scenario"], record["workers"])
+    name, _, workers = summary_key.partition("@")
+    rows = [sweep_row(name, figure[1], int(workers)) for figure in SWEEP_FIGURES[name]] if workers else ROWS
+    for row in rows:
+        if row.scenario == summary_key and row.figure in figures:
             return format_value(figures[row.figure], row.unit)
     for name, unit in (("items_per_s", "/s"), ("seconds", "s")):
         if name in figures:
@@ -131,22 +137,27 @@ def _calibrate(sizes: Sizes) -> int:
 
 def measure(cells: list[Cell], sizes: Sizes) -> tuple[list[dict[str, Any]], int]:
     """Run every cell ``sizes.repeats`` times, each repeat in its own shuffled order; the records."""
-    needs_cpu = any(cell.scenario in ("C", "I") for cell in cells)
+    needs_cpu = any(cell.scenario in plan.CPU_SCENARIOS for cell in cells)
     iterations = _calibrate(sizes) if needs_cpu else 0
     records = []
-    total = len(cells) * sizes.repeats
-    for repeat in range(sizes.repeats):
-        order = list(cells)
+    plans = [[cell for cell in cells if repeat < _repeats(cell, sizes)] for repeat in range(sizes.repeats)]
+    total = sum(map(len, plans))
+    for repeat, order in enumerate(plans):
         random.Random(repeat).shuffle(order)
         for cell in order:
             record = _run_cell(cell, sizes, iterations) | {"repeat": repeat}
             records.append(record)
             print(
-                f"[{len(records):>3}/{total}] repeat {repeat + 1}  {cell.scenario:<8}{cell.loop:<8}"
-                f"{cell.peer:<16}{_headline(record):<14}({record['wall_s']:.1f} s)",
+                f"[{len(records):>3}/{total}] repeat {repeat + 1}  {plan.key(cell.scenario, cell.workers):<12}"
+                f"{cell.loop:<8}{cell.peer:<16}{_headline(record):<14}({record['wall_s']:.1f} s)",
                 flush=True,
             )
     return records, iterations
+
+
+def _repeats(cell: Cell, sizes: Sizes) -> int:
+    """How many repeats run ``cell``: the sweep's cells (serial included, for C15 alone) run in fewer."""
+    return min(sizes.sweep_repeats, sizes.repeats) if plan.is_sweep(cell.scenario) else sizes.repeats
 
 
 def _start_methods(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -167,7 +178,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Measure procpool against its peers.")
     parser.add_argument("--mode", choices=sorted(plan.MODES), default="full", help="sizes and repeats")
     parser.add_argument("--repeats", type=int, help="override the mode's number of repeats")
-    parser.add_argument("--scenarios", type=_split, default=list(SCENARIOS), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--sweep-repeats", type=int, help="override the mode's number of repeats of B-sweep, E-sweep and C15"
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=_split,
+        default=list(SCENARIOS),
+        help="comma-separated (default: all): "
+        + "; ".join(f"{name}: {scenario.title}" for name, scenario in SCENARIOS.items())
+        + ". The sweep's worker counts: "
+        + "; ".join(f"{mode} {', '.join(map(str, sizes.sweep_workers))}" for mode, sizes in plan.MODES.items()),
+    )
     parser.add_argument(
         "--peers", type=_split, default=[*PEERS, *MAP_PEERS, SERIAL], help="comma-separated (default: all installed)"
     )
@@ -181,8 +203,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs-page", type=Path, default=report.DOCS_PAGE, help="the page --update-docs rewrites")
     parser.add_argument("--command", help="the command to show in the report (default: this command line)")
     args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    for name in ("repeats", "sweep_repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -192,11 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = plan.MODES[args.mode]
     if args.repeats is not None:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
-    cells = plan.cells(args.scenarios, args.peers, args.loops or list(sizes.loops))
+    if args.sweep_repeats is not None:
+        sizes = dataclasses.replace(sizes, sweep_repeats=args.sweep_repeats)
+    cells = plan.cells(args.scenarios, args.peers, args.loops or list(sizes.loops), sizes.sweep_workers)
     if not cells:
         raise SystemExit("nothing to measure: no installed peer runs the chosen scenarios on the chosen loops")
     started = datetime.now(UTC)
-    print(f"{len(cells)} cells x {sizes.repeats} repeat(s), {args.mode} mode", flush=True)
+    sweep = sum(plan.is_sweep(cell.scenario) for cell in cells)
+    print(
+        f"{len(cells) - sweep} cells x {sizes.repeats} repeat(s) and {sweep} sweep cells x "
+        f"{min(sizes.sweep_repeats, sizes.repeats)}, {args.mode} mode",
+        flush=True,
+    )
     clock = time.perf_counter()
     busy_before = _other_work()
     records, iterations = measure(cells, sizes)

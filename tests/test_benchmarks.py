@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from benchmarks.summary import Summary
+from benchmarks.targets import evaluate
+
 ROOT = Path(__file__).resolve().parent.parent
 
 OTHER_SECTION = "## Server load test\n\nAnother harness's figures, which must stay as they are.\n"
@@ -79,3 +83,84 @@ def test_smoke_run_writes_json_markdown_and_the_docs_section(tmp_path: Path) -> 
         for plot in run["plots"]:
             assert (page.parent / "img" / plot["file"]).read_bytes().startswith(b"\x89PNG")
             assert f"![{plot['title']}](img/{plot['file']})" in docs
+
+
+@pytest.mark.timeout(120)  # 15 workers per C15 cell, on a small shared machine
+def test_smoke_run_of_the_sweep_and_head_of_line(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    page = tmp_path / "docs" / "benchmarks.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "benchmarks.run", "--mode", "smoke"),
+            *("--scenarios", "B-sweep,E-sweep,C15,HOL", "--peers", "procpool,rawpipe,serial", "--loops", "asyncio"),
+            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = json.loads((results / "latest.json").read_text())
+    measured = {(r["scenario"], r["peer"], r["workers"]) for r in run["records"]}
+    sweep = {(s, p, w) for s in ("B-sweep", "E-sweep") for p in ("procpool", "rawpipe") for w in (2, 3)}
+    cpu = {("C15", "serial", 2), ("C15", "procpool", 15), ("C15", "rawpipe", 15)}
+    assert measured == sweep | cpu | {("HOL", "procpool", 2)}  # the raw pipe has no scheduler to show in HOL
+    assert [r for r in run["records"] if "error" in r or r.get("left_processes_behind")] == []
+    summary = run["summary"]
+    for workers in (2, 3):
+        b_cell = summary[f"B-sweep@{workers}"]["asyncio"]["procpool"]
+        assert b_cell["tasks_per_s"]["median"] > 0
+        assert b_cell["parent_us_per_task"]["median"] > 0
+        assert summary[f"E-sweep@{workers}"]["asyncio"]["rawpipe"]["lag_p99_ms"]["median"] >= 0
+    assert summary["C15"]["asyncio"]["procpool"]["speedup"]["median"] > 0
+    hol = summary["HOL"]["asyncio"]["procpool"]
+    assert 0 < hol["wait_median_ms"]["median"] <= hol["wait_max_ms"]["median"]
+
+    docs = page.read_text()
+    assert "### Against worker count (B-sweep, E-sweep)" in docs
+    assert "| B. parent CPU per task, 3 workers | asyncio | " in docs
+    assert "| HOL. short tasks beside a long one: the last, late by | asyncio | " in docs
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "bench-sweep.png" in {plot["file"] for plot in run["plots"]}
+        assert (page.parent / "img" / "bench-sweep.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _summary(figures: dict[str, dict[str, float]]) -> Summary:
+    """A summary of procpool's medians alone on asyncio: ``{key: {figure: median}}``."""
+    return {
+        key: {"asyncio": {"procpool": {name: {"median": v, "min": v, "max": v, "n": 1} for name, v in by_name.items()}}}
+        for key, by_name in figures.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("lag_ms", "e_rate", "b_rate", "met"),
+    [
+        (0.5, 19_000.0, 20_000.0, True),
+        (0.5, 17_000.0, 20_000.0, False),  # the lag holds only because the load is lighter
+        (2.0, 19_000.0, 20_000.0, False),
+        (0.5, 19_000.0, None, None),  # without B, the throughput part cannot be checked
+        (2.0, 19_000.0, None, False),
+    ],
+)
+def test_the_heartbeat_target_needs_both_the_lag_and_the_throughput(
+    lag_ms: float, e_rate: float, b_rate: float | None, met: bool | None
+) -> None:
+    figures = {"E": {"lag_p99_ms": lag_ms, "tasks_per_s": e_rate}}
+    if b_rate is not None:
+        figures["B"] = {"tasks_per_s": b_rate}
+    (entry,) = [t for t in evaluate(_summary(figures)) if t["target"].startswith("E (asyncio)")]
+    assert entry["met"] is met
+
+
+def test_the_sweep_compares_15_workers_with_2() -> None:
+    figures = {"B-sweep@2": {"tasks_per_s": 20_000.0}, "B-sweep@15": {"tasks_per_s": 18_000.0}}
+    targets = {t["target"]: t for t in evaluate(_summary(figures))}
+    entry = targets["Sweep, B (asyncio): 15 workers ≥ 2 workers"]
+    assert entry["met"] is False
+    assert entry["against"] == "procpool on 2 workers: 20.0k/s"
+    assert targets["Sweep, B (asyncio): 15 workers ≥ 1.5x the best peer on 15"]["met"] is None  # no peer measured

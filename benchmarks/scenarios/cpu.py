@@ -25,7 +25,7 @@ async def cpu_batch(call: Call, *, tasks: int, iterations: int) -> dict[str, Any
     seconds = time.perf_counter() - start
     if len(results) != tasks or len(set(results)) != 1:  # every task does the same work
         raise AssertionError(f"{len(results)} of {tasks} tasks returned, with results {sorted(set(results))}")
-    return {"seconds": seconds}
+    return {"seconds": seconds, "tasks": tasks}
 
 
 def serial_batch(*, tasks: int, iterations: int) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def serial_batch(*, tasks: int, iterations: int) -> dict[str, Any]:
     start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(tasks):
         workload.spin(iterations)
-    return {"seconds": time.process_time() - start_cpu, "wall_s": time.perf_counter() - start}
+    return {"seconds": time.process_time() - start_cpu, "wall_s": time.perf_counter() - start, "tasks": tasks}
 
 
 def calibrate(task_s: float) -> dict[str, Any]:
