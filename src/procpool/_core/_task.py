@@ -33,7 +33,6 @@ class _State(enum.Enum):
     CANCELLED = "cancelled"
 
 
-_DONE = frozenset({_State.FINISHED, _State.CANCELLED})
 
 
 class Task(Generic[T]):
@@ -77,7 +76,8 @@ class Task(Generic[T]):
 
     def done(self) -> bool:
         """True once the task has a result, an exception, or was cancelled."""
-        return self._state in _DONE
+        state = self._state  # compared by identity: an enum's hash is a Python call, and this is hot
+        return state is _State.FINISHED or state is _State.CANCELLED
 
     def running(self) -> bool:
         """True while a worker runs the task (not while it waits, queued or sent ahead)."""
@@ -167,6 +167,8 @@ class Task(Generic[T]):
                     self.cancel()
                     await self._wait_done()
                 raise
+        if self._state is _State.FINISHED and self._exception is None:
+            return self._result  # type: ignore[return-value]
         return self.result()
 
     async def _wait_done(self) -> None:

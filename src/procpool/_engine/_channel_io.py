@@ -9,13 +9,16 @@ A callback returns True when it stopped for the loop's sake with work left (see
 `WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not. How much
 it may do per turn is `frames_this_turn`: on asyncio a budget shared by every channel of the pool
 and renewed each loop turn, so a timer never waits behind more than one budget of results, logs
-and printed text, however many workers send them.
+and printed text, however many workers send them. Each result wakes a coroutine that runs on the
+next turn, at a cost that only the turn's length shows, so the budget follows it: it shrinks when
+a turn took more than `_TURN_CPU` of the loop thread's CPU time, and grows back when turns are short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -26,10 +29,16 @@ from anyio.abc import TaskGroup
 
 Step = Callable[[], bool]  # True: call again on the next loop turn
 
+_TURN_CPU = 0.0004  # seconds: turns of this much work keep a 1 ms timer within its millisecond (measured)
+_FEWEST_FRAMES = 4
+
 
 class ChannelIO(Protocol):
     def frames_this_turn(self) -> int:
         """How many frames a callback may settle now (0: wait for the next loop turn)."""
+
+    def frames_per_turn(self) -> int:
+        """The whole budget of a turn: also how many tasks a slot sends ahead at once."""
 
     def settled(self, count: int) -> None:
         """A callback settled ``count`` frames of its allowance."""
@@ -49,8 +58,8 @@ class ChannelIO(Protocol):
 
 def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     """The way to watch channels in the running event loop; trio's tasks run in ``task_group``.
-    ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn (on trio, each
-    channel's task settles that many, then lets the others run)."""
+    ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most (on
+    trio, each channel's task settles that many, then lets the others run)."""
     if sniffio.current_async_library() == "asyncio":
         return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
     return _WaitingTasks(task_group, frames_per_turn)
@@ -61,13 +70,17 @@ class _LoopCallbacks:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int) -> None:
         self._loop = loop
-        self._frames_per_turn = self._frames_left = frames_per_turn
+        self._most_frames = self._frames_per_turn = self._frames_left = frames_per_turn
         self._renewal_due = False
+        self._turn_began = time.thread_time()
         self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
 
     def frames_this_turn(self) -> int:
         return self._frames_left
+
+    def frames_per_turn(self) -> int:
+        return self._frames_per_turn
 
     def settled(self, count: int) -> None:
         self._frames_left -= count
@@ -77,6 +90,13 @@ class _LoopCallbacks:
             self._loop.call_soon(self._renew)
 
     def _renew(self) -> None:
+        # Runs once per turn while frames come: the CPU time since the last renewal is a turn's.
+        now = time.thread_time()
+        turn, self._turn_began = now - self._turn_began, now
+        if turn > _TURN_CPU:
+            self._frames_per_turn = max(_FEWEST_FRAMES, self._frames_per_turn * 3 // 4)
+        elif turn < _TURN_CPU / 2 and self._frames_per_turn < self._most_frames:
+            self._frames_per_turn += 1
         self._renewal_due = False
         self._frames_left = self._frames_per_turn
 
@@ -130,6 +150,9 @@ class _WaitingTasks:
 
     def frames_this_turn(self) -> int:
         return self._frames_per_turn  # each channel's task checkpoints after each batch
+
+    def frames_per_turn(self) -> int:
+        return self._frames_per_turn
 
     def settled(self, count: int) -> None:
         pass

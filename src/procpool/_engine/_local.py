@@ -43,7 +43,7 @@ from ._slot import WorkerSlot
 _FUNCTION_IDS = 1024
 # Frames (results, logs, printed text) the pool settles per event loop turn: each result wakes
 # a coroutine, which runs on the next turn, so this bounds how long a timer waits behind them.
-_FRAMES_PER_TURN = 24
+_FRAMES_PER_TURN = 32
 
 
 class _FunctionIds:

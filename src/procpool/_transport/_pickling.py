@@ -37,11 +37,23 @@ def dumps(obj: object) -> bytes:
     several times faster for the small arguments of tiny tasks and for map's large chunks.
     """
     data: bytes
-    if _is_plain(obj, _PLAIN_DEPTH):
+    if _is_plain_call(obj) or _is_plain(obj, _PLAIN_DEPTH):
         data = pickle.dumps(obj, protocol=_PROTOCOL)
     else:
         data = cloudpickle.dumps(obj, protocol=_PROTOCOL)
     return data
+
+
+def _is_plain_call(obj: object) -> bool:
+    """The common ``(args, kwargs)`` of a call with scalar arguments and no keywords, checked
+    without the recursion of `_is_plain` (each submit of a tiny task pays for this)."""
+    if type(obj) is not tuple or len(obj) != 2:
+        return False
+    args, kwargs = obj
+    if type(args) is not tuple or kwargs != {} or type(kwargs) is not dict:
+        return False
+    plain = _PLAIN_TYPES
+    return all(type(arg) in plain for arg in args)
 
 
 def _is_plain(obj: object, depth: int) -> bool:
