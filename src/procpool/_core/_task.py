@@ -33,8 +33,6 @@ class _State(enum.Enum):
     CANCELLED = "cancelled"
 
 
-
-
 class Task(Generic[T]):
     """A call submitted to a pool: await it for the result, or ``cancel()`` it.
 
