@@ -227,6 +227,9 @@ async def test_consecutive_calls_on_an_idle_pool_reuse_one_worker(before: str) -
 
 
 RECORDS = 1_000_000
+# uvloop and trio read the channel through other code (their own readiness callbacks, a task per
+# channel): a fifth as many records shows the same bound there, at a fifth of the suite's time.
+RECORDS_ELSEWHERE = 200_000
 MAX_HOLD = 0.020  # seconds
 
 
@@ -261,12 +264,13 @@ def _counted_logger(name: str) -> Iterator[_CountingHandler]:
 
 
 @pytest.mark.timeout(400)
-async def test_a_million_log_records_never_hold_the_loop() -> None:
+async def test_a_million_log_records_never_hold_the_loop(anyio_backend: Any) -> None:
     """A heartbeat sleeps 1 ms at a time while a worker logs a million records. The CPU time this
     process spends between two beats is how long the loop was held. The wall clock lag beyond the
     sleep also counts the time other processes kept this one off the CPU (hundreds of ms at times
     on a loaded 2-core machine, with no pool at all): not procpool's doing."""
     name = "procpool_tests.flood"
+    records = RECORDS if anyio_backend == ("asyncio", {}) else RECORDS_ELSEWHERE
     holds: list[tuple[float, float]] = []  # (CPU time, wall clock lag) per heartbeat
     with _counted_logger(name) as handler:
         async with procpool.Pool(1) as pool:
@@ -280,9 +284,9 @@ async def test_a_million_log_records_never_hold_the_loop() -> None:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(heartbeat)
-                assert await pool.run(fns.log_many, name, RECORDS) == RECORDS
+                assert await pool.run(fns.log_many, name, records) == records
                 done = True
-        assert handler.count == RECORDS  # every record arrived, before the task's result
+        assert handler.count == records  # every record arrived, before the task's result
     held, lag = max(holds)
     worst_lag = max(lag for _, lag in holds)
     print(f"{len(holds)} heartbeats: loop held at most {held * 1000:.1f} ms (wall clock lag {worst_lag * 1000:.1f} ms)")
