@@ -103,12 +103,10 @@ class WorkerSlot:
         worker = self.worker
         assert worker is not None
         frames: list[bytes] = []
-        head = None if self._inflight else jobs[0]
+        was_idle = not self._inflight
         streams: list[Job] = []
         for job in jobs:
             if not job.take():
-                if job is head:
-                    head = None
                 continue  # cancelled meanwhile
             if not self._inflight:
                 self._head_since = time.monotonic()
@@ -121,9 +119,9 @@ class WorkerSlot:
                 streams.append(job)
         if frames:
             # Never waits. Tasks only sent ahead go at the end of the loop turn, together.
-            worker.send(frames, soon=head is None)
-        if head is not None:
-            self._began(head)
+            worker.send(frames, soon=not was_idle)
+        if was_idle and self._inflight:
+            self._began(next(iter(self._inflight.values())))
         for job in streams:
             assert job.stream is not None
             job.stream.attach(job.id, worker.send)
