@@ -32,8 +32,9 @@ from ._call import call, complete, describe, new_event_loop
 
 _END = object()
 # Sent by the parent after CANCEL frames that take back tasks waiting behind a long one, so
-# that the worker reads them while that task runs, and answers at once (None: not available).
-TAKE_BACK_SIGNAL: int | None = signal.SIGRTMIN + 1 if hasattr(signal, "SIGRTMIN") else None
+# that the worker reads them while that task runs, and answers at once. SIGURG, whose default
+# action is to be ignored: a task that resets every handler loses taking back, not its worker.
+TAKE_BACK_SIGNAL: int | None = getattr(signal, "SIGURG", None)
 _BATCH_TASK_TIME = 50e-6
 _BATCH_SIZE = 64
 _SMOOTHING = 0.2
