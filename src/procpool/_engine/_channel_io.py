@@ -61,7 +61,12 @@ def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most (on
     trio, each channel's task settles that many, then lets the others run)."""
     if sniffio.current_async_library() == "asyncio":
-        return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
+        loop = asyncio.get_running_loop()
+        # uvloop lost a channel's registration in a chaos test (workers SIGKILLed every few ms,
+        # descriptors reused at once), leaving a dead worker's tasks waiting: until that is
+        # understood, uvloop's channels are watched by tasks, as trio's are.
+        if isinstance(loop, asyncio.BaseEventLoop):
+            return _LoopCallbacks(loop, frames_per_turn)
     return _WaitingTasks(task_group, frames_per_turn)
 
 
