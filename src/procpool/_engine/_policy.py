@@ -23,9 +23,6 @@ class IdleWorkers(Generic[W]):
     def __len__(self) -> int:
         return len(self._stack)
 
-    def __contains__(self, worker: W) -> bool:
-        return worker in self._stack
-
     def push(self, worker: W) -> None:
         """``worker`` is idle now: it goes first."""
         self.discard(worker)

@@ -199,8 +199,13 @@ class WorkerProcess:
             return
         self._write()
         if self._unsent and self._io is not None:
-            self._writing = True
-            self._io.want_write(self._channel.fileno(), self._write_more)
+            self._want_write()
+
+    def _want_write(self) -> None:
+        """Write the unsent frames as the channel becomes writable."""
+        assert self._io is not None
+        self._writing = True
+        self._io.want_write(self._channel.fileno(), self._write_more)
 
     def _write_more(self) -> bool:
         """Write what the channel takes; False once nothing is left to write."""
@@ -256,8 +261,7 @@ class WorkerProcess:
         self._io = io
         io.watch(self._channel.fileno(), on_readable)
         if self._unsent:
-            self._writing = True
-            io.want_write(self._channel.fileno(), self._write_more)
+            self._want_write()
 
     def read(self) -> bool:
         """Read what the channel holds now into the buffered frames; False at end of file."""

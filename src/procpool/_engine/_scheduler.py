@@ -59,10 +59,6 @@ class Scheduler:
     def add(self, slot: Slot) -> None:
         self._slots.append(slot)
 
-    @property
-    def idle_slots(self) -> int:
-        return len(self._idle)
-
     # -- tasks in ---------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:

@@ -183,7 +183,7 @@ class WorkerSlot:
     def _became_idle(self) -> None:
         self._idle_since = time.monotonic()
         if self._retiring or self._died or self._kill_head:
-            self._wake()
+            self.wake()
         else:
             self._scheduler.slot_idle(self)
 
@@ -215,7 +215,7 @@ class WorkerSlot:
     def _after_frames(self, worker: WorkerProcess) -> None:
         """Results came: recycle the worker if it is due, else give it more work, or report it idle."""
         if self._kill_head:
-            self._wake()
+            self.wake()
             return
         policy = self._policy
         if policy.recycle(worker.tasks_run, self._max_tasks):
@@ -229,7 +229,7 @@ class WorkerSlot:
         if self._retiring:
             self._scheduler.slot_unavailable(self)
             if not self._inflight:
-                self._wake()
+                self.wake()
         elif self._inflight:
             self._top_up()
         else:
@@ -278,7 +278,7 @@ class WorkerSlot:
         worker.stop_reading()  # end of file stays readable: no more callbacks
         self._died = True
         self._scheduler.slot_unavailable(self)
-        self._wake()
+        self.wake()
 
     # -- cancelling and taking back --------------------------------------------------------------
 
@@ -293,7 +293,7 @@ class WorkerSlot:
             if job.kill_on_cancel:
                 self._kill_head = True
                 self._scheduler.slot_unavailable(self)
-                self._wake()
+                self.wake()
             return  # it runs to its end; its result is dropped
         self._dropped.add(job.id)
         if self.worker is not None:
@@ -302,7 +302,7 @@ class WorkerSlot:
             # A head cancelled while it was sent ahead has settled: its worker skips it, unless it
             # had begun it before the CANCEL came; then it is killed as a running task would be.
             self._kill_head = True
-            self._wake()
+            self.wake()
 
     def take_back_due(self) -> float | None:
         if self.waiting <= len(self._taking_back) or self._retiring or self._died:
@@ -327,9 +327,7 @@ class WorkerSlot:
     # -- the control task ------------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake()
-
-    def _wake(self) -> None:
+        """Wake the control task (and end a wait it was told may be cut short)."""
         self._attention.set()
         if self._interruptible is not None:
             self._interruptible.cancel()
