@@ -1,5 +1,5 @@
-"""Process hygiene: no worker outlives its owner, workers ignore Ctrl-C, ``__main__`` functions
-travel, and every way of leaving a pool stops its workers."""
+"""Process hygiene: no worker outlives its owner, workers ignore Ctrl-C, and every way of leaving a
+pool stops its workers."""
 
 from __future__ import annotations
 
@@ -120,29 +120,6 @@ def test_sigkilled_owner_leaves_no_process_behind(start_method: str, tmp_path: P
         for process in _survivors(descendants):  # orphans: not our children, no fixture sees them
             process.kill()
     assert "Traceback" not in stderr_path.read_text()
-
-
-# -- __main__ functions --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("start_method", START_METHODS)
-def test_functions_and_lambdas_from_main_script(start_method: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "main_functions.py"), start_method],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=30,
-        check=False,
-    )
-    assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.splitlines() == [
-        "function 101",
-        "lambda 42",
-        "async function 102",
-        "map function [100, 101, 102]",
-        "map lambda [0, -1, -2]",
-    ]
 
 
 # -- signals -------------------------------------------------------------------------------------

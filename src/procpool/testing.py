@@ -115,6 +115,7 @@ class _InlineBackend:
     workers = 1
     admission = None
     kill_grace = 0.0
+    workers_import_main = True  # the main script is this process's own
 
     def __init__(self, initializer: Callable[..., object] | None, initargs: Iterable[Any]) -> None:
         self._initializer = initializer

@@ -82,7 +82,9 @@ class Verbs:
         room = backend.admission
         if room is not None:
             room.enter()
-        args_bytes = dumps_for_transport((args, kwargs), f"an argument of {name}")
+        args_bytes = dumps_for_transport(
+            (args, kwargs), f"an argument of {name}", main_by_reference=backend.workers_import_main
+        )
         job_id = backend.new_job_id()
         job = Job(
             job_id,
@@ -107,7 +109,10 @@ class Verbs:
         check_callable(fn)
         self._backend.check_open()
         name = describe(fn)
-        return dumps_for_transport(fn, f"the function {name}", dumps_function), name
+        main_by_reference = self._backend.workers_import_main
+        return dumps_for_transport(
+            fn, f"the function {name}", dumps_function, main_by_reference=main_by_reference
+        ), name
 
     async def _wait_for_room(self) -> None:
         """Wait until a pool with ``max_queued`` has room (for at most the call's ``timeout``)."""
@@ -299,7 +304,9 @@ class Verbs:
         backend = self._backend
         backend.check_open()
         name = describe(fn)
-        runner_bytes = dumps_for_transport(ChunkRunner(fn), f"the function {name}")
+        runner_bytes = dumps_for_transport(
+            ChunkRunner(fn), f"the function {name}", main_by_reference=backend.workers_import_main
+        )
 
         def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
             task: Task[list[Any]] = self._submit_pickled(runner_bytes, name, (chunk,), {})

@@ -44,6 +44,11 @@ class Backend(Protocol):
         """The ``max_queued`` limit, if the backend has one."""
 
     @property
+    def workers_import_main(self) -> bool:
+        """Whether its workers import the main script, as multiprocessing's children do: then the
+        script's top-level functions and classes travel by name, otherwise by value."""
+
+    @property
     def kill_grace(self) -> float:
         """Seconds a worker gets to stop before it is killed (a stream closed early waits this long)."""
 

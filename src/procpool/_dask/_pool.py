@@ -110,7 +110,8 @@ class DaskPool(PoolFacade):
     many small tasks.
 
     The Dask workers need procpool installed, and whatever modules the tasks import; functions
-    and lambdas defined in ``__main__`` travel by value, as with `Pool`.
+    and lambdas defined in ``__main__`` travel by value (unlike with `Pool`, whose workers import
+    the main script), so the script itself is not needed there.
 
     Args:
         address: the cluster: a scheduler address (``"tcp://10.0.0.5:8786"``), a Dask cluster
@@ -205,6 +206,8 @@ class DaskPool(PoolFacade):
 
 class _DaskBackend:
     """Runs jobs on a Dask cluster: each as one Dask task of `run_call`, awaited by a driver task."""
+
+    workers_import_main = False  # a cluster's workers were started by something else
 
     def __init__(self, address: str | _ClusterLike | Client | None, workers: int) -> None:
         self.workers = workers

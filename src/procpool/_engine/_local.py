@@ -71,6 +71,8 @@ class _FunctionIds:
 class LocalBackend:
     """Worker processes on this machine (see `procpool.Pool` for the options)."""
 
+    workers_import_main = True  # multiprocessing's start prepares each child so
+
     def __init__(
         self,
         workers: int,

@@ -1,14 +1,20 @@
 """Pickling policy: what crosses between processes, and how.
 
-Plain data takes the standard pickler (fast); functions that workers can import travel by name;
-anything else (lambdas, closures, ``__main__`` functions) goes by value through cloudpickle.
-Exceptions travel with their formatted traceback, so the receiver can rebuild them or say what
-they were. Import-light (stdlib and cloudpickle): workers import it.
+Plain data takes the standard pickler (fast). Functions and classes that workers can import travel
+by name, as with the standard library: those of importable modules, and those defined at the top
+level of the main script, which local workers import as multiprocessing's do. Anything else
+(lambdas, closures, functions from a notebook cell, ``-c`` or a REPL) goes by value through
+cloudpickle. Exceptions travel with their formatted traceback, so the receiver can rebuild them or
+say what they were. Import-light (stdlib and cloudpickle): workers import it.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
+import io
+import logging
 import pickle
 import sys
 import traceback
@@ -27,21 +33,43 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
 _PLAIN_DEPTH = 4
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+_told_by_value: weakref.WeakSet[Any] = weakref.WeakSet()
+_log = logging.getLogger("procpool")
 
 
-def dumps(obj: object) -> bytes:
-    """Pickle with cloudpickle, so lambdas, closures and ``__main__`` functions travel by value.
+def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
+    """Pickle with cloudpickle, so lambdas and closures travel by value.
 
     Plain data (numbers, strings, bytes, numpy arrays of numbers, and tuples, lists and dicts of
     them) holds nothing cloudpickle treats differently, so it takes the standard pickler, which is
     several times faster for the small arguments of tiny tasks and for map's large chunks.
+
+    With ``main_by_reference`` (for workers that import the main script, as local ones do), the
+    main script's top-level functions and classes travel by name, as everywhere else; without it
+    (a Dask cluster's workers), by value.
     """
     data: bytes
     if _is_plain_call(obj) or _is_plain(obj, _PLAIN_DEPTH):
         data = pickle.dumps(obj, protocol=_PROTOCOL)
+    elif main_by_reference:
+        with io.BytesIO() as file:
+            _MainByReferencePickler(file, protocol=_PROTOCOL).dump(obj)
+            data = file.getvalue()
     else:
         data = cloudpickle.dumps(obj, protocol=_PROTOCOL)
     return data
+
+
+class _MainByReferencePickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, except for the functions and classes that workers find in their import of the
+    main script: those go by name, so they use the worker's module globals (what its initializer
+    set) and its tracebacks show the script's lines, as with the standard library."""
+
+    def reducer_override(self, obj: object) -> Any:
+        kind = type(obj)
+        if (kind is types.FunctionType or issubclass(kind, type)) and _defined_in_imported_main(obj):
+            return NotImplemented  # the standard pickler's way: by name
+        return super().reducer_override(obj)
 
 
 def _is_plain_call(obj: object) -> bool:
@@ -73,46 +101,42 @@ def _is_plain(obj: object, depth: int) -> bool:
     return False
 
 
-def dumps_function(fn: object) -> bytes:
+def dumps_function(fn: object, *, main_by_reference: bool = True) -> bytes:
     """Pickle a function to send to workers.
 
-    A function that workers can import by name (defined at the top level of an importable module
-    other than ``__main__``) pickles as that name: the bytes never change, so they are computed
-    once per function. Anything else goes by value through cloudpickle, every time, since the
-    values it captures (globals, closure cells) may have changed since the last call.
+    A function that workers can import by name (defined at the top level of an importable module,
+    or of the main script with ``main_by_reference``) pickles as that name: the bytes never change,
+    so they are computed once per function. Anything else goes by value through cloudpickle, every
+    time, since the values it captures (globals, closure cells) may have changed since the last
+    call. The ``procpool`` logger says at DEBUG level, once per function, which way it went.
     """
     try:
-        return _by_reference[fn]
+        data = _by_reference[fn]
     except (KeyError, TypeError):
         pass
-    if not _importable_by_name(fn):
-        return dumps(fn)
+    else:
+        if main_by_reference or getattr(fn, "__module__", None) != "__main__":
+            return data
+    if not _importable_by_name(fn, main_by_reference):
+        if _log.isEnabledFor(logging.DEBUG) and fn not in _told_by_value:
+            _log.debug("%s travels by value (cloudpickle): %s", _name_of(fn), _why_by_value(fn, main_by_reference))
+            with contextlib.suppress(TypeError):  # not weakly referenceable: told every time
+                _told_by_value.add(fn)
+        return dumps(fn, main_by_reference=main_by_reference)
     data = pickle.dumps(fn, protocol=_PROTOCOL)
+    _log.debug("%s travels by reference: workers import it by that name", _name_of(fn))
     with contextlib.suppress(TypeError):  # not weakly referenceable: not cached
         _by_reference[fn] = data
     return data
 
 
-def _importable_by_name(fn: object) -> bool:
-    if not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
-        return False
-    module_name = getattr(fn, "__module__", None)
-    if module_name is None or module_name == "__main__" or module_name not in sys.modules:
-        return False
-    by_value = cloudpickle.list_registry_pickle_by_value()
-    if any(module_name == name or module_name.startswith(name + ".") for name in by_value):
-        return False
-    found: Any = sys.modules[module_name]
-    for part in fn.__qualname__.split("."):
-        found = getattr(found, part, None)
-    return found is fn
-
-
-def dumps_for_transport(obj: object, what: str, pickler: Callable[[object], bytes] = dumps) -> bytes:
-    """Pickle ``obj`` (with `dumps` by default); a failure becomes a `SerializationError` that
-    says what could not travel."""
+def dumps_for_transport(
+    obj: object, what: str, pickler: Callable[..., bytes] = dumps, *, main_by_reference: bool = True
+) -> bytes:
+    """Pickle ``obj`` with ``pickler`` (`dumps` or `dumps_function`) and ``main_by_reference``;
+    a failure becomes a `SerializationError` that says what could not travel."""
     try:
-        return pickler(obj)
+        return pickler(obj, main_by_reference=main_by_reference)
     except Exception as exc:
         raise SerializationError(
             f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
@@ -154,3 +178,103 @@ def unpack_exception(body: Body) -> BaseException:
         exc = RemoteError(type_name, message, tb_text)
     exc.__cause__ = RemoteTraceback(tb_text)
     return exc  # type: ignore[no-any-return]
+
+
+def _name_of(fn: object) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+def _why_by_value(fn: object, main_by_reference: bool) -> str:
+    if getattr(fn, "__module__", None) != "__main__":
+        return "it is not a top-level function of an importable module (a lambda, a closure, a method...)"
+    if not main_by_reference:
+        return "this pool's workers do not import the main script"
+    if _imported_main() is None:
+        return "the main module is not a script that workers import (a notebook, a REPL, -c, a package's __main__)"
+    return "it is not defined at the top level of the main script (a lambda, a closure, under the __main__ guard...)"
+
+
+def _importable_by_name(fn: object, main_by_reference: bool) -> bool:
+    if not isinstance(fn, (types.FunctionType, types.BuiltinFunctionType, type)):
+        return False
+    module_name = getattr(fn, "__module__", None)
+    if module_name == "__main__":
+        return main_by_reference and _defined_in_imported_main(fn)
+    if module_name is None or module_name not in sys.modules:
+        return False
+    by_value = cloudpickle.list_registry_pickle_by_value()
+    if any(module_name == name or module_name.startswith(name + ".") for name in by_value):
+        return False
+    return _found_by_name(sys.modules[module_name], fn)
+
+
+def _found_by_name(module: object, obj: Any) -> bool:
+    found: Any = module
+    for part in obj.__qualname__.split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _defined_in_imported_main(obj: Any) -> bool:
+    """Whether a worker's import of the main script binds ``obj``'s qualified name to its own copy
+    of ``obj``: a ``def`` or ``class`` at the script's top level (not under the ``__main__`` guard,
+    which a worker's import skips), still bound to that name here."""
+    if getattr(obj, "__module__", None) != "__main__":
+        return False
+    main = _imported_main()
+    if main is None:
+        return False
+    module, path = main
+    if not _found_by_name(module, obj):
+        return False
+    outer, _, inner = obj.__qualname__.partition(".")
+    lines = _top_level_definitions(path).get(outer)
+    if lines is None:
+        return False
+    if inner or isinstance(obj, type):  # a class, or a method or class inside a top-level class
+        return lines == _CLASS
+    if lines == _CLASS:
+        return False
+    code = getattr(obj, "__code__", None)
+    if code is None or code.co_filename != path or hasattr(obj, "__wrapped__"):
+        return True  # a decorator's wrapper: bound to the name by the decorated definition
+    return code.co_firstlineno in lines
+
+
+def _imported_main() -> tuple[types.ModuleType, str] | None:
+    """The main module and its source file when workers import it, as multiprocessing's spawn
+    and forkserver children do: a script run by path, or a module run with ``-m`` (not a
+    package's ``__main__``, which they skip). None for a notebook, a REPL or ``-c``."""
+    module = sys.modules.get("__main__")
+    spec = getattr(module, "__spec__", None)
+    if spec is not None:
+        name = getattr(spec, "name", "__main__")
+        path = getattr(spec, "origin", None) if name != "__main__" and not name.endswith(".__main__") else None
+    else:
+        path = getattr(module, "__file__", None)
+    if module is None or not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    return module, path
+
+
+_CLASS: frozenset[int] = frozenset()
+
+
+@functools.cache
+def _top_level_definitions(path: str) -> dict[str, frozenset[int]]:
+    """The names bound by a top-level ``def`` (with the first line of each definition, decorators
+    included) or ``class`` (`_CLASS`) in the script at ``path``, as workers import it: read once,
+    since the forkserver keeps the script as it was when it started."""
+    try:
+        with open(path, "rb") as file:
+            tree = ast.parse(file.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return {}
+    definitions: dict[str, frozenset[int]] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            definitions[node.name] = definitions.get(node.name, frozenset()) | {first}
+        elif isinstance(node, ast.ClassDef):
+            definitions[node.name] = _CLASS
+    return definitions
