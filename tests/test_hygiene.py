@@ -265,18 +265,6 @@ def test_unclosed_pool_does_not_hang_interpreter_exit() -> None:
     assert not _survivors(psutil.Process(pid) for pid in pids if psutil.pid_exists(pid))
 
 
-@pytest.mark.anyio
-async def test_pool_refuses_use_from_another_thread() -> None:
-    async with procpool.Pool(1) as pool:
-
-        def submit_from_thread() -> None:
-            pool.submit(workfns.square, 2)
-
-        with pytest.raises(RuntimeError, match="thread running its event loop"):
-            await anyio.to_thread.run_sync(submit_from_thread)
-        assert await pool.run(workfns.square, 2) == 4
-
-
 # -- signals to the owner ------------------------------------------------------------------------
 
 
