@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
 import psutil
 import pytest
 
@@ -629,3 +632,38 @@ async def test_only_a_local_pool_streams(kind: str, make_pool: Callable[[], AnyP
                 pool.stream(workfns.count_up, 4)
         assert pool.queued == 0
         assert await pool.run(workfns.square, 3) == 9
+
+
+def _in_a_plain_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` to be run in a thread that is neither anyio's nor the loop's (an executor's), as a call."""
+
+    def call() -> Any:
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            return thread.submit(fn).result()
+
+    return call
+
+
+@contract
+async def test_use_from_another_thread_is_refused_with_advice_that_works(
+    kind: str, make_pool: Callable[[], AnyPool]
+) -> None:
+    if kind == "fake":
+        pytest.skip("the fake runs no threads and checks none")
+    async with make_pool() as pool:
+        token = anyio.lowlevel.current_token()
+        for runner in (anyio.to_thread.run_sync, lambda fn: anyio.to_thread.run_sync(_in_a_plain_thread(fn))):
+            with pytest.raises(RuntimeError, match="thread running its event loop") as refused:
+                await runner(lambda: pool.submit(workfns.square, 2))
+        advice = str(refused.value)
+        # What the message names, and that each works from where it says.
+        assert "in a thread started by anyio.to_thread.run_sync, anyio.from_thread.run(pool.run, fn, *args)" in advice
+        assert await anyio.to_thread.run_sync(lambda: anyio.from_thread.run(pool.run, workfns.square, 3)) == 9
+        if kind == "local":
+            assert "pool.executor.submit(fn, *args).result()" in advice
+            plain = _in_a_plain_thread(lambda: pool.executor.submit(workfns.square, 4).result())
+        else:  # no executor view
+            assert "anyio.from_thread.run(pool.run, fn, *args, token=token)" in advice
+            assert "anyio.lowlevel.current_token()" in advice
+            plain = _in_a_plain_thread(lambda: anyio.from_thread.run(pool.run, workfns.square, 4, token=token))
+        assert await anyio.to_thread.run_sync(plain) == 16

@@ -79,6 +79,24 @@ def test_configure_default_pool_sets_size_and_options() -> None:
         procpool.configure_default_pool(0)
 
 
+def test_configure_default_pool_refuses_bad_options_at_the_call_and_keeps_the_settings_it_had() -> None:
+    procpool.configure_default_pool(1)
+    with pytest.raises(TypeError, match=r"'bogus_option'.*initializer, initargs, max_tasks_per_worker") as unknown:
+        procpool.configure_default_pool(bogus_option=True)
+    assert "Pool.__init__" not in str(unknown.value)  # the user called configure_default_pool
+    with pytest.raises(ValueError, match="kill_grace"):
+        procpool.configure_default_pool(kill_grace=-1)
+    with pytest.raises(TypeError, match="initializer must be callable"):
+        procpool.configure_default_pool(initializer=3)
+    with pytest.raises(ValueError, match="fork"):
+        procpool.configure_default_pool(start_method="fork")
+
+    async def size() -> int:
+        return (await procpool.default_pool()).workers
+
+    assert anyio.run(size) == 1
+
+
 def test_workers_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     async def size() -> int:
         return (await procpool.default_pool()).workers

@@ -242,18 +242,6 @@ def test_unclosed_pool_does_not_hang_interpreter_exit() -> None:
     assert not _survivors(psutil.Process(pid) for pid in pids if psutil.pid_exists(pid))
 
 
-@pytest.mark.anyio
-async def test_pool_refuses_use_from_another_thread() -> None:
-    async with procpool.Pool(1) as pool:
-
-        def submit_from_thread() -> None:
-            pool.submit(workfns.square, 2)
-
-        with pytest.raises(RuntimeError, match="thread running its event loop"):
-            await anyio.to_thread.run_sync(submit_from_thread)
-        assert await pool.run(workfns.square, 2) == 4
-
-
 # -- signals to the owner ------------------------------------------------------------------------
 
 
@@ -325,6 +313,122 @@ def test_a_signal_to_the_owner_leaves_no_process(
     assert script.returncode == exit_status, stderr
     assert stdout.strip() == last_line
     assert "Traceback" not in stderr, stderr
+
+
+# -- a script without the main guard --------------------------------------------------------------
+
+GUARD = 'if __name__ == "__main__":'
+UNGUARDED = ["forkserver", "spawn", "forkserver-preload"]
+
+
+def _start_unguarded(mode: str, start_method: str, tmp_path: Path) -> subprocess.Popen[str]:
+    """Start scripts/unguarded_pool.py; every process it starts carries ``tmp_path`` in its
+    environment (see `_tagged`)."""
+    env = script_env()
+    env["UNGUARDED_POOL_TEST"] = str(tmp_path)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "unguarded_pool.py"), mode, start_method],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _tagged(tmp_path: Path) -> list[psutil.Process]:
+    """The live processes started by a `_start_unguarded` script: its own descendants, and those
+    that outlived it wherever they were reparented."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("UNGUARDED_POOL_TEST") == str(tmp_path) and _alive(process):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _left_behind(tmp_path: Path, seconds: float) -> list[str]:
+    """What is still alive ``seconds`` after the script ended (then killed, as no fixture sees it)."""
+    deadline = time.monotonic() + seconds
+    while (survivors := _tagged(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    described = _describe(survivors)
+    for process in survivors:
+        process.kill()
+    return described
+
+
+@pytest.mark.parametrize("start_method", UNGUARDED)
+@pytest.mark.parametrize("mode", ["error", "caught"])
+@pytest.mark.timeout(60)
+def test_a_script_without_the_main_guard_gets_one_error_that_names_it(
+    mode: str, start_method: str, tmp_path: Path
+) -> None:
+    """Workers (or the forkserver) import the main module, which here starts a pool: each stops
+    there, quietly, and the script gets one error that says what to write, not multiprocessing's
+    "bootstrapping phase" errors from every child and a crash of unknown cause."""
+    with _start_unguarded(mode, start_method, tmp_path) as script:
+        try:
+            stdout, stderr = script.communicate(timeout=30)
+        finally:
+            script.kill()  # a no-op once it has exited
+    assert len(list(tmp_path.iterdir())) >= 2  # the script, and what imported it as the main module
+    assert not _left_behind(tmp_path, 5)
+    assert "bootstrapping phase" not in stderr, stderr
+    if mode == "error":
+        assert script.returncode == 1, stderr
+        assert stderr.count("Traceback") == 1, stderr
+        error = stderr[stderr.rindex("RuntimeError: ") :]
+    else:
+        assert script.returncode == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        error = stdout
+    assert "starts a pool when it is imported" in error, stderr
+    assert str(SCRIPTS / "unguarded_pool.py") in error
+    assert GUARD in error
+
+
+@pytest.mark.parametrize(
+    ("signum", "start_method"),
+    [
+        pytest.param(
+            signum,
+            start_method,
+            id=f"{signum.name}-{start_method}",
+            marks=pytest.mark.skip(
+                reason="the owner waits, in a thread it cannot interrupt, for the forkserver's answer, "
+                "which comes once the forkserver's import of the main module is over; a Ctrl-C from "
+                "a terminal interrupts that import too"
+            )
+            if (signum, start_method) == (signal.SIGINT, "forkserver-preload")
+            else (),
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)
+        for start_method in UNGUARDED
+    ],
+)
+@pytest.mark.timeout(60)
+def test_a_script_without_the_main_guard_stopped_while_its_workers_import_it_leaves_no_process(
+    signum: signal.Signals, start_method: str, tmp_path: Path
+) -> None:
+    """Stopped while the processes it started are still importing it as the main module (before
+    any worker code runs), the script leaves none of them behind: they die with their owner, the
+    workers by their lifeline, armed by the owner as it starts them, a forkserver by the kernel's
+    parent-death signal while it imports the main module."""
+    importing = 1 if start_method == "forkserver-preload" else 2  # the forkserver, or the workers
+    with _start_unguarded("stuck", start_method, tmp_path) as script:
+        try:
+            deadline = time.monotonic() + 20
+            while len(list(tmp_path.iterdir())) < 1 + importing:
+                assert script.poll() is None, script.communicate()
+                assert time.monotonic() < deadline, "the main module was never imported"
+                time.sleep(0.02)
+            script.send_signal(signum)
+            _, stderr = script.communicate(timeout=20)
+        finally:
+            script.kill()
+    assert not _left_behind(tmp_path, 5), stderr
 
 
 # -- shared memory and semaphores -----------------------------------------------------------------

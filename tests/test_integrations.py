@@ -153,6 +153,21 @@ async def test_pool_size_is_the_cpus_shared_among_the_web_processes() -> None:
 
 
 @pytest.mark.anyio
+async def test_more_web_processes_than_cpus_get_one_pool_worker_each_and_a_warning_that_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpus = procpool.available_cpus()
+    monkeypatch.setenv("WEB_CONCURRENCY", str(2 * cpus))
+    with pytest.warns(RuntimeWarning) as warned:
+        async with _serving(_fastapi_app()) as (client, _):
+            assert (await client.get("/square", params={"x": 2})).json() == {"square": 4, "pool_size": 1}
+    [message] = [str(warning.message) for warning in warned]
+    assert f"{2 * cpus} web processes ($WEB_CONCURRENCY={2 * cpus}) x 1 pool worker" in message
+    assert f"run at most {cpus} web process" in message
+    assert "workers=" not in message  # the pools are already as small as they go
+
+
+@pytest.mark.anyio
 async def test_an_app_without_the_pool_lifespan_gets_an_error_that_says_what_to_do() -> None:
     app = FastAPI()
 
@@ -242,16 +257,27 @@ def test_web_pool_size_shares_the_cpus_among_web_processes(monkeypatch: pytest.M
     assert web_pool_size(web_processes=1) == cpus  # an explicit count wins over the environment
 
 
-def test_web_pool_size_warns_when_the_web_processes_start_more_workers_than_cpus(
+def test_web_pool_size_warns_when_the_web_processes_start_more_workers_than_cpus_and_names_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpus = procpool.available_cpus()
     monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
-    with pytest.warns(RuntimeWarning, match=rf"2 web process\(es\) x {cpus} pool worker\(s\) = {2 * cpus} worker"):
-        assert web_pool_size(cpus, web_processes=2) == cpus
+    # Too many workers per web process: the fix is fewer of them.
+    with pytest.warns(RuntimeWarning) as warned:
+        assert web_pool_size(2, web_processes=cpus) == 2
+    [message] = [str(warning.message) for warning in warned]
+    assert f"(web_processes={cpus}) x 2 pool workers = {2 * cpus} worker processes for {cpus} CPU" in message
+    assert "use workers=1 per web process" in message
+    assert "web processes to" not in message
+    # Too many web processes, even at one worker each: the fix is fewer web processes (and one worker each).
     monkeypatch.setenv("WEB_CONCURRENCY", str(2 * cpus))
-    with pytest.warns(RuntimeWarning, match="use workers=1 per web process"):
-        assert web_pool_size() == 1  # one each is the least, even if that is too many in all
+    for workers, fix in ((None, "workers="), (1, "workers="), (2, "with workers=1 per web process")):
+        with pytest.warns(RuntimeWarning) as warned:
+            assert web_pool_size(workers) == (workers or 1)  # one each is the least, even if too many in all
+        [message] = [str(warning.message) for warning in warned]
+        assert f"($WEB_CONCURRENCY={2 * cpus})" in message
+        assert f"run at most {cpus} web process" in message
+        assert (fix in message) == (workers == 2), message
 
 
 @pytest.mark.parametrize("value", ["zero", "0", "-3", ""])

@@ -35,6 +35,7 @@ from ._core import (
     PoolState,
     PoolStats,
     leave_task_group,
+    used_from_another_thread,
 )
 from ._errors import InitializerError, PoolClosedError
 from ._transport import dumps_for_transport, pack_exception, unpack_exception
@@ -146,7 +147,7 @@ class _InlineBackend:
             )
             raise PoolClosedError(f"the InlinePool is {state}")
         if threading.get_ident() != self._thread:
-            raise RuntimeError("an InlinePool must be used from the thread running its event loop")
+            raise used_from_another_thread("an InlinePool", has_executor=False)
 
     def submit(self, job: Job) -> None:
         if job.stream is not None:

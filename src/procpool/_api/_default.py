@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -34,9 +35,17 @@ def configure_default_pool(workers: int | None = None, **options: Any) -> None:
         options: any keyword argument of `Pool` (``initializer``, ``max_tasks_per_worker``...).
 
     Raises:
-        ValueError, TypeError: as `Pool` raises them for bad options.
+        TypeError: an option `Pool` does not take (the message lists those it takes).
+        ValueError, TypeError: as `Pool` raises them for bad values.
     """
-    Pool(workers, **options)  # validates now, at the call site, rather than at first use
+    known = [name for name, p in inspect.signature(Pool).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"configure_default_pool() got unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"it takes workers and Pool's options: {', '.join(known)}"
+        )
+    Pool(workers, **options)  # Pool's own checks, now at the call site rather than at first use
     _options.clear()
     _options.update(options, workers=workers)
 

@@ -7,6 +7,7 @@ from ._backend import Outstanding as Outstanding
 from ._backend import PoolState as PoolState
 from ._backend import leave_task_group as leave_task_group
 from ._backend import loop_probe as loop_probe
+from ._backend import used_from_another_thread as used_from_another_thread
 from ._backlog import Backlog as Backlog
 from ._backlog import BacklogClosed as BacklogClosed
 from ._deadlines import Deadlines as Deadlines
@@ -50,5 +51,6 @@ __all__ = (
     "WorkerStarted",
     "leave_task_group",
     "loop_probe",
+    "used_from_another_thread",
     "wait_done",
 )

@@ -131,3 +131,18 @@ def loop_probe() -> Callable[[], object]:
 
         return trio.lowlevel.current_trio_token
     return asyncio.get_running_loop
+
+
+def used_from_another_thread(pool: str, *, has_executor: bool) -> RuntimeError:
+    """The error for a pool (``pool`` names it: "a Pool") used outside its event loop's thread,
+    naming what works from there. anyio's ``from_thread.run`` finds the loop by itself only in a
+    thread that ``to_thread`` started; any other thread must pass the loop's token."""
+    from_anyio_thread = "in a thread started by anyio.to_thread.run_sync, anyio.from_thread.run(pool.run, fn, *args)"
+    if has_executor:
+        advice = f"use its executor view, pool.executor.submit(fn, *args).result(); {from_anyio_thread} works too"
+    else:
+        advice = (
+            f"{from_anyio_thread}; from any other thread, anyio.from_thread.run(pool.run, fn, *args, token=token) "
+            "with token = anyio.lowlevel.current_token() taken in the event loop"
+        )
+    return RuntimeError(f"{pool} must be used from the thread running its event loop; from another thread: {advice}")

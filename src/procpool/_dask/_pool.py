@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._api import PoolFacade, check_positive_int
-from .._core import Job, PoolState, leave_task_group
+from .._core import Job, PoolState, leave_task_group, used_from_another_thread
 from .._errors import PoolClosedError, WorkerCrashedError
 from .._sizing import available_cpus
 from .._transport import unpack_exception
@@ -321,10 +321,7 @@ class _DaskBackend:
                 raise PoolClosedError("the pool is not started: use it as `async with procpool.DaskPool(...) as pool:`")
             raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
         if threading.get_ident() != self._thread:
-            raise RuntimeError(
-                "a DaskPool must be used from the thread running its event loop; from another thread, "
-                "use anyio.from_thread.run(pool.run, fn, ...)"
-            )
+            raise used_from_another_thread("a DaskPool", has_executor=False)
 
     def submit(self, job: Job) -> None:
         assert self._task_group is not None

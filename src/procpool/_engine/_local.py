@@ -29,6 +29,7 @@ from .._core import (
     PoolStats,
     leave_task_group,
     loop_probe,
+    used_from_another_thread,
 )
 from .._errors import PoolClosedError
 from .._transport import dumps_for_transport
@@ -142,10 +143,7 @@ class LocalBackend:
         if self._healing is not None and self._healing.broken is not None:
             raise self._healing.broken_error()
         if threading.get_ident() != self.thread:
-            raise RuntimeError(
-                "a Pool must be used from the thread running its event loop; from another thread, "
-                "use its executor view: pool.executor.submit(fn, ...) returns a concurrent.futures.Future"
-            )
+            raise used_from_another_thread("a Pool", has_executor=True)
         assert self._loop_probe is not None  # set when the pool opened
         try:
             same_loop = self._loop_probe() is self._loop

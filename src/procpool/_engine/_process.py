@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import fcntl
 import itertools
 import mmap
 import multiprocessing
@@ -11,14 +13,16 @@ import os
 import select
 import signal
 import socket
+import sys
 import tempfile
 import threading
+import time
 import weakref
 from collections import OrderedDict, deque
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
-from types import TracebackType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -33,26 +37,80 @@ _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
 _MAX_BUFFERS_PER_WRITE = 512  # well under the system's limit on buffers per sendmsg (IOV_MAX, 1024 on Linux)
 _START_EXIT_GRACE = 1.0  # seconds a worker that closed its channel during its start gets to exit
+# The exit status of a process that stopped because the main module it was importing starts a pool
+# (see `worker_context`): sysexits' "configuration error".
+MAIN_MODULE_STARTS_POOL = 78
+_FORKSERVER_EXIT_WAIT = 1.0  # seconds the forkserver, its end of the start request closed, gets to exit
+_FORKSERVER_READY = "procpool._engine._forkserver_ready"
+_PR_SET_PDEATHSIG = 1
 
 # multiprocessing reaps finished children from inside Process.start() (and active_children()),
 # so starting a worker in one thread while reading another's exit status in the event loop could
 # race for the same status; this lock serialises our side of both.
 mp_lock = threading.Lock()
+WORKER_NAME = "procpool-worker"
 _live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
 
 
 def worker_context(start_method: str) -> BaseContext:
-    """The multiprocessing context that starts workers with ``start_method``."""
+    """The multiprocessing context that starts workers with ``start_method``.
+
+    Called before starting any process. In a process that is importing the main module for
+    multiprocessing (a worker, or a forkserver preloading it), it ends that process: the main
+    module starts processes as it is imported, which it must not (see `_stop_importing_main`).
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        _stop_importing_main()
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
         # Every worker re-imports the main module, which imports procpool, anyio and their
         # dependencies; imported once in the forkserver, they come with each fork for free
         # (worker start-up drops from ~70 ms to a few ms). The preload list is process-wide, so
         # add to it rather than replace it. It is read when the forkserver starts.
+        # After the main module comes _FORKSERVER_READY (see `_forkserver_dies_with_its_owner`).
         preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-        if "procpool" not in preload:
-            context.set_forkserver_preload([*preload, "procpool"])
+        missing = [name for name in ("procpool", _FORKSERVER_READY) if name not in preload]
+        if missing:
+            context.set_forkserver_preload([*preload, *missing])
     return context
+
+
+def _stop_importing_main() -> NoReturn:
+    """End this process, which imports the main module for multiprocessing and was asked to start
+    a pool (or a process) by it: the main module lacks ``if __name__ == "__main__":``.
+
+    multiprocessing would raise its "bootstrapping phase" RuntimeError here, whose traceback each
+    such process prints before the rest of the script runs on in it. Instead the process exits at
+    once with `MAIN_MODULE_STARTS_POOL`, which the pool that started it turns into one error that
+    names the fix (`main_module_starts_pool`). A pool's worker, or the forkserver that procpool
+    had started, says nothing, as the pool reports; any other process (a child multiprocessing
+    started for other code) says in a line what happened.
+    """
+    forkserver_main = _forkserver_main()
+    preload = forkserver_main.f_locals.get("preload") if forkserver_main is not None else None
+    if multiprocessing.current_process().name != WORKER_NAME and "procpool" not in (preload or ()):
+        main = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "the main module"
+        print(
+            f"procpool: process {os.getpid()} stops: importing {main} for multiprocessing, it was asked "
+            'to start a pool; the code that starts one belongs under `if __name__ == "__main__":`',
+            file=sys.stderr,
+        )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # closed or replaced: nothing more to write anyway
+            stream.flush()
+    os._exit(MAIN_MODULE_STARTS_POOL)
+
+
+def main_module_starts_pool() -> RuntimeError:
+    """The error for a pool whose processes, importing the main module, found it starts a pool."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+    return RuntimeError(
+        f"{main} starts a pool when it is imported, and the pool's processes import the main module "
+        "(as multiprocessing's forkserver and spawn start methods do), so they stopped there instead of "
+        "starting pools of their own. Start the pool only when the file runs as a script:\n\n"
+        '    if __name__ == "__main__":\n'
+        "        anyio.run(main)  # or asyncio.run(main()), whatever starts the pool\n"
+    )
 
 
 def poll_exitcode(process: Any) -> int | None:
@@ -67,13 +125,53 @@ def poll_exitcode(process: Any) -> int | None:
     return code
 
 
-def start_locked(process: Any) -> None:
+def start_locked(process: Any, child_lifeline: socket.socket) -> None:
+    """Start ``process``, whose end of its lifeline is ``child_lifeline``, which it is handed.
+
+    Raises:
+        RuntimeError: the forkserver, preloading the main module, found it starts a pool.
+    """
     with mp_lock:
         try:
             process.start()
         except BaseException as exc:
             _close_half_started(exc.__traceback__)
+            if isinstance(exc, (OSError, EOFError)) and _forkserver_exitcode(process) == MAIN_MODULE_STARTS_POOL:
+                raise main_module_starts_pool() from None
             raise
+    # The child arms its lifeline once its own code runs, but before that multiprocessing has it
+    # import the main module, which may take long (and, without the main guard, run the whole
+    # script). Owner and O_ASYNC belong to the open socket, which the child shares: set here, the
+    # kernel sends the child SIGIO, whose default action ends it, if this process dies meanwhile.
+    _signal_on_end_of_file(child_lifeline.fileno(), process.pid)
+
+
+def _signal_on_end_of_file(fd: int, pid: int) -> None:
+    """Have the kernel send ``pid`` SIGIO when ``fd`` (a lifeline, which nothing is written to)
+    becomes readable: at end of file, when the other end's holders have all exited."""
+    with contextlib.suppress(OSError):  # the child is gone already: nothing to arm
+        fcntl.fcntl(fd, fcntl.F_SETOWN, pid)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+
+
+def _forkserver_exitcode(process: Any) -> int | None:
+    """The exit code of multiprocessing's forkserver, if ``process`` was to be started by it and it
+    has exited; read without reaping it (multiprocessing reaps it before starting another one)."""
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    waitid = getattr(os, "waitid", None)
+    if getattr(process, "_start_method", None) != "forkserver" or pid is None or waitid is None:
+        return None
+    deadline = time.monotonic() + _FORKSERVER_EXIT_WAIT
+    while True:
+        try:
+            info = waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return None
+        if info is not None:
+            return info.si_status if info.si_code == os.CLD_EXITED else None
+        if time.monotonic() > deadline:
+            return None  # still running: the start failed for another reason
+        time.sleep(0.01)
 
 
 def _close_half_started(tb: TracebackType | None) -> None:
@@ -128,12 +226,12 @@ class WorkerProcess:
             process = context.Process(  # type: ignore[attr-defined]
                 target=worker_main,
                 args=(child_channel, child_lifeline, setup, InheritedFd(started_fd)),
-                name="procpool-worker",
+                name=WORKER_NAME,
             )
             # Shielded: a cancellation arriving just after the start would leave a process that
             # nobody stops; it is delivered at the next checkpoint, which stops the worker.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(start_locked, process)
+                await anyio.to_thread.run_sync(start_locked, process, child_lifeline)
         except BaseException as exc:
             for sock in (parent_channel, parent_lifeline):
                 sock.close()
@@ -152,7 +250,8 @@ class WorkerProcess:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker._first_frame()
             if frame is None:
-                await worker.wait_exit(_START_EXIT_GRACE)
+                if await worker.wait_exit(_START_EXIT_GRACE) == MAIN_MODULE_STARTS_POOL:
+                    raise main_module_starts_pool()
                 raise worker.crash_error("its start-up")
             if frame.kind == wire.INIT_FAILED:
                 raise InitializerError("the pool's initializer raised in a new worker") from (
@@ -495,3 +594,40 @@ def _kill_leftover_workers() -> None:
     # for its (non-daemonic) workers; this hook is registered after multiprocessing's, so it runs first.
     for worker in list(_live):
         worker.kill_now()
+
+
+def _forkserver_dies_with_its_owner() -> None:
+    """In a forkserver that is importing the main module (multiprocessing preloads it from Python
+    3.13.8 on), procpool's import means the main module imports it: make the forkserver die with
+    its owner until that import ends. Meanwhile the forkserver watches nothing, and a main module
+    lacking its guard runs the whole script there; the pipe by which the forkserver learns of its
+    owner's death cannot tell either, as the owner's start request, waiting to be read, holds a
+    copy of its other end.
+
+    The kernel's parent-death signal does: the owner's thread that started the forkserver waits
+    for that start request's answer, so it ends only with the owner. `_FORKSERVER_READY`, which
+    procpool asks the forkserver to preload next, clears the signal once the import is over.
+    """
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    forkserver_main = _forkserver_main()
+    if forkserver_main is not None and _FORKSERVER_READY in forkserver_main.f_locals.get("preload", ()):
+        set_parent_death_signal(signal.SIGKILL)
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send this process ``signum`` when the thread that started it ends (0: none)."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def _forkserver_main() -> FrameType | None:
+    """The frame of multiprocessing's forkserver function, when the forkserver runs this code (as
+    it imports the main module); else None."""
+    frame: FrameType | None = sys._getframe()
+    while frame is not None and frame.f_code is not forkserver.main.__code__:
+        frame = frame.f_back
+    return frame
+
+
+_forkserver_dies_with_its_owner()

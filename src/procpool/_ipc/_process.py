@@ -142,7 +142,7 @@ class Process:
         )
         try:
             # Process.start() blocks (it talks to the forkserver), as in the pool.
-            await anyio.to_thread.run_sync(start_locked, process)
+            await anyio.to_thread.run_sync(start_locked, process, child_lifeline)
         except BaseException:
             parent_lifeline.close()
             raise

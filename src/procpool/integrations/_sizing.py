@@ -34,24 +34,41 @@ def web_pool_size(workers: int | None = None, *, web_processes: int | None = Non
     Warns:
         RuntimeWarning: the web processes would start more pool workers in all than there are CPUs;
             CPU-bound tasks would then slow each other down and take CPU time from the event loops.
+            The warning names the fix: fewer workers per web process, or, where even one each is
+            too many, fewer web processes.
     """
     check_positive_int("workers", workers, optional=True)
     check_positive_int("web_processes", web_processes, optional=True)
-    if web_processes is None:
+    if web_processes is not None:
+        source = f" (web_processes={web_processes})"
+    elif _WEB_CONCURRENCY in os.environ:
         web_processes = _web_concurrency()
+        source = f" (${_WEB_CONCURRENCY}={web_processes})"
+    else:
+        web_processes, source = 1, ""
     cpus = available_cpus()
+    fitting = cpus // web_processes  # workers per web process that keep the total within the CPUs
     if workers is None:
-        workers = max(1, cpus // web_processes)
+        workers = max(1, fitting)
     total = workers * web_processes
     if total > cpus:
+        if fitting:
+            fix = f"use workers={fitting} per web process, or leave workers unset to share the CPUs out"
+        else:  # one worker each is already too many: only fewer web processes help
+            fix = f"run at most {_count(cpus, 'web process')} to keep the pools within the CPUs"
+            fix += ", with workers=1 per web process" if workers > 1 else " (one pool worker each is the least)"
         warnings.warn(
-            f"{web_processes} web process(es) x {workers} pool worker(s) = {total} worker processes for {cpus} CPU(s): "
-            f"CPU-bound tasks will slow each other down and the event loops will wait for a CPU; "
-            f"use workers={max(1, cpus // web_processes)} per web process, or fewer web processes",
+            f"{_count(web_processes, 'web process')}{source} x {_count(workers, 'pool worker')} = "
+            f"{total} worker processes for {_count(cpus, 'CPU')}: CPU-bound tasks will slow each other down "
+            f"and the event loops will wait for a CPU; {fix}",
             RuntimeWarning,
             stacklevel=2,
         )
     return workers
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}es" if noun.endswith("s") else f"{number} {noun}s"
 
 
 def _web_concurrency() -> int:
