@@ -97,6 +97,18 @@ def test_futures_states_and_cancel(executor: procpool.PoolExecutor) -> None:
     assert executor.submit(pow, 2, 3).result(timeout=10) == 8
 
 
+def test_cancelled_pending_future_counts_as_done_for_wait(executor: procpool.PoolExecutor) -> None:
+    """Its task never starts, so no worker will report it: the cancel itself must wake waiters."""
+    blockers = [executor.submit(time.sleep, 0.5) for _ in range(2)]
+    pending = executor.submit(pow, 2, 3)
+    assert pending.cancel()
+    start = time.monotonic()
+    assert futures.wait([pending], timeout=5).done == {pending}
+    assert list(futures.as_completed([pending], timeout=5)) == [pending]
+    assert time.monotonic() - start < 2  # a liveness bound: the wait returned, well before its timeout
+    assert [blocker.result(timeout=10) for blocker in blockers] == [None, None]
+
+
 def test_exception_keeps_type_and_cause(executor: procpool.PoolExecutor) -> None:
     future = executor.submit(workfns.raise_value_error, "oops")
     error = future.exception(timeout=10)
