@@ -9,6 +9,7 @@ thread, as plain threaded code would.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -195,6 +196,19 @@ def test_context_manager_shuts_down(executor: procpool.PoolExecutor) -> None:
         future = ex.submit(workfns.mul, 6, 7)
     assert future.done()
     assert future.result() == 42
+
+
+def test_repr_names_its_pool_and_state(executor: procpool.PoolExecutor) -> None:
+    assert re.fullmatch(r"<procpool\.PoolExecutor open of <procpool\.Pool workers=2 .* open>>", repr(executor))
+    executor.shutdown()
+    assert repr(executor).startswith("<procpool.PoolExecutor shut down of <procpool.Pool workers=2 ")
+
+
+@pytest.mark.anyio
+async def test_repr_once_its_pool_is_closed(anyio_backend: Any) -> None:
+    async with procpool.Pool(1) as pool:
+        executor = pool.executor
+    assert re.fullmatch(r"<procpool\.PoolExecutor closed with its pool of <procpool\.Pool .* closed>>", repr(executor))
 
 
 @pytest.mark.anyio

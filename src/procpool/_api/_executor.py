@@ -22,7 +22,7 @@ import anyio.from_thread
 from anyio.lowlevel import EventLoopToken
 
 from .._child import ChunkRunner
-from .._core import Task
+from .._core import PoolState, Task
 from .._errors import TaskCancelledError
 
 if TYPE_CHECKING:
@@ -134,8 +134,11 @@ class PoolExecutor(Executor):
         futures.wait(unfinished)
 
     def __repr__(self) -> str:
-        state = "shut down" if self._shut_down else "accepting"
-        return f"<procpool.PoolExecutor of {self._pool!r}, {state}>"
+        if self._shut_down:
+            state = "shut down"
+        else:
+            state = "open" if self._pool._backend.state is PoolState.OPEN else "closed with its pool"
+        return f"<procpool.PoolExecutor {state} of {self._pool!r}>"
 
     # -- crossing into the event loop ------------------------------------------------------------
 
