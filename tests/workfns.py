@@ -204,6 +204,18 @@ def yield_then_sleep(seconds: float, log: str) -> Any:
             f.write("closed\n")
 
 
+def yield_then_wait_for_release(directory: str, timeout: float) -> Any:
+    """Yield our pid, then wait for `wait_for_release`'s file and yield "late"; log 'closed' to
+    ``directory``/log when the generator ends."""
+    try:
+        yield os.getpid()
+        wait_for_release(directory, timeout)
+        yield "late"
+    finally:
+        with open(Path(directory, "log"), "a") as f:
+            f.write("closed\n")
+
+
 def yield_then_die() -> Any:
     yield 1
     os._exit(9)

@@ -6,6 +6,7 @@ Import-light: stdlib, cloudpickle and `procpool._transport`, never anyio or the 
 from ._call import END as END
 from ._call import ChunkRunner as ChunkRunner
 from ._call import call as call
+from ._call import complete as complete
 from ._call import describe as describe
 from ._call import item_source as item_source
 from ._call import new_event_loop as new_event_loop
@@ -25,6 +26,7 @@ __all__ = (
     "InheritedFd",
     "arm_lifeline",
     "call",
+    "complete",
     "describe",
     "item_source",
     "new_event_loop",
