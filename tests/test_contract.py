@@ -7,7 +7,7 @@ on by hand, step by step: what each verb hands the backend, and what each step d
 Then one behavioural contract over four pools: `procpool.Pool`, `procpool.testing.InlinePool`,
 `procpool.DaskPool` (asyncio and uvloop only: Dask's client runs on asyncio) and an automatic
 `FakePool`. Where a pool documents a difference (DaskPool cannot stop a running task nor set a
-timeout, only `Pool` streams), the test checks that difference or skips the point, saying why.
+timeout, DaskPool does not stream), the test checks that difference or skips the point, saying why.
 """
 
 from __future__ import annotations
@@ -623,11 +623,12 @@ async def test_a_call_past_its_timeout_raises_timeout_error(
 
 
 @contract
-async def test_only_a_local_pool_streams(kind: str, make_pool: Callable[[], AnyPool]) -> None:
+async def test_a_local_or_inline_pool_streams(kind: str, make_pool: Callable[[], AnyPool]) -> None:
+    """How the two streams compare in detail: test_stream_inline.py."""
     async with make_pool() as pool:
-        if kind == "local":
+        if kind in ("local", "inline"):
             assert await pool.stream(workfns.count_up, 4) == [0, 1, 2, 3]
-        else:  # documented for DaskPool and InlinePool; the fake refuses it as InlinePool does
+        else:  # documented for DaskPool; the fake refuses it as DaskPool does
             with pytest.raises(NotImplementedError, match="stream"):
                 pool.stream(workfns.count_up, 4)
         assert pool.queued == 0

@@ -9,6 +9,7 @@ thread, as plain threaded code would.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -97,6 +98,18 @@ def test_futures_states_and_cancel(executor: procpool.PoolExecutor) -> None:
     assert executor.submit(pow, 2, 3).result(timeout=10) == 8
 
 
+def test_cancelled_pending_future_counts_as_done_for_wait(executor: procpool.PoolExecutor) -> None:
+    """Its task never starts, so no worker will report it: the cancel itself must wake waiters."""
+    blockers = [executor.submit(time.sleep, 0.5) for _ in range(2)]
+    pending = executor.submit(pow, 2, 3)
+    assert pending.cancel()
+    start = time.monotonic()
+    assert futures.wait([pending], timeout=5).done == {pending}
+    assert list(futures.as_completed([pending], timeout=5)) == [pending]
+    assert time.monotonic() - start < 2  # a liveness bound: the wait returned, well before its timeout
+    assert [blocker.result(timeout=10) for blocker in blockers] == [None, None]
+
+
 def test_exception_keeps_type_and_cause(executor: procpool.PoolExecutor) -> None:
     future = executor.submit(workfns.raise_value_error, "oops")
     error = future.exception(timeout=10)
@@ -183,6 +196,19 @@ def test_context_manager_shuts_down(executor: procpool.PoolExecutor) -> None:
         future = ex.submit(workfns.mul, 6, 7)
     assert future.done()
     assert future.result() == 42
+
+
+def test_repr_names_its_pool_and_state(executor: procpool.PoolExecutor) -> None:
+    assert re.fullmatch(r"<procpool\.PoolExecutor open of <procpool\.Pool workers=2 .* open>>", repr(executor))
+    executor.shutdown()
+    assert repr(executor).startswith("<procpool.PoolExecutor shut down of <procpool.Pool workers=2 ")
+
+
+@pytest.mark.anyio
+async def test_repr_once_its_pool_is_closed(anyio_backend: Any) -> None:
+    async with procpool.Pool(1) as pool:
+        executor = pool.executor
+    assert re.fullmatch(r"<procpool\.PoolExecutor closed with its pool of <procpool\.Pool .* closed>>", repr(executor))
 
 
 @pytest.mark.anyio

@@ -343,8 +343,7 @@ async def test_inline_pool_has_the_pool_surface() -> None:
         assert await pool.run(workfns.async_square, 7) == 49  # on an asyncio loop in its thread, even under trio
         assert [y async for y in pool.map(workfns.square, range(5), chunksize=2)] == [0, 1, 4, 9, 16]
         assert [y async for y in pool.starmap(workfns.mul, [(2, 3), (4, 5)])] == [6, 20]
-        with pytest.raises(NotImplementedError, match=r"procpool\.Pool\(1\)"):
-            pool.stream(workfns.identity, [1, 2])
+        assert await pool.stream(workfns.identity, [1, 2]) == [1, 2]
         assert await pool.options(kill_on_cancel=False).run(workfns.square, 3) == 9
         task = pool.submit(workfns.square, 4)
         assert pool.queued == 1

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
+import socket
+import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import anyio
 import anyio.lowlevel
@@ -108,6 +113,53 @@ async def test_unpicklable_argument_raises_at_call_site() -> None:
 
         with pytest.raises(procpool.SerializationError, match="argument"):
             pool.submit(workfns.identity, threading.Lock())
+        assert await pool.run(workfns.square, 3) == 9
+
+
+def _open_on(stack: contextlib.ExitStack, path: Path, mode: str = "r") -> IO[Any]:
+    return stack.enter_context(open(path, mode))
+
+
+def _unpicklables(stack: contextlib.ExitStack, text: Path) -> list[object]:
+    """What docs/errors.md names as unpicklable, opened on ``stack``."""
+    return [
+        threading.Lock(),
+        _open_on(stack, text, "rb"),
+        _open_on(stack, text.with_suffix(".out"), "w"),
+        stack.enter_context(socket.socket()),
+        (i for i in ()),
+        stack.enter_context(contextlib.closing(sqlite3.connect(":memory:"))),
+    ]
+
+
+async def test_what_cannot_be_pickled_and_where_it_is_raised(tmp_path: Path) -> None:
+    """docs/errors.md, "Something cannot be pickled", claim by claim."""
+    text = tmp_path / "data.txt"
+    text.write_text("line 1\nline 2\n")
+    async with procpool.Pool(1) as pool:
+        with contextlib.ExitStack() as stack:
+            for unpicklable in _unpicklables(stack, text):
+                with pytest.raises(procpool.SerializationError, match="an argument of identity"):
+                    pool.submit(workfns.identity, unpicklable)
+                with pytest.raises(procpool.SerializationError, match="an argument of identity"):
+                    pool.stream(workfns.identity, unpicklable)
+                with pytest.raises(procpool.SerializationError, match="an argument of identity"):
+                    pool.executor.submit(workfns.identity, unpicklable)
+                with pytest.raises(procpool.SerializationError, match="an argument of identity"):
+                    await pool.run(workfns.identity, unpicklable)
+        assert pool.queued == 0
+        # A map pickles each chunk as it sends it: the call returns, the await or async for raises.
+        results = pool.map(workfns.identity, [1, threading.Lock(), 3])
+        with pytest.raises(procpool.SerializationError, match="an argument of identity"):
+            await results
+        lock = threading.Lock()
+        with pytest.raises(procpool.SerializationError, match="the function"):
+            pool.map(lambda x: lock, [1])  # the function itself, at the call
+        # cloudpickle's one exception: a text file open for reading travels as a copy of its content.
+        with contextlib.ExitStack() as stack:
+            readable = _open_on(stack, text)
+            readable.readline()
+            assert await pool.run(workfns.read_file_like, readable) == ("StringIO", str(text), "line 2\n")
         assert await pool.run(workfns.square, 3) == 9
 
 

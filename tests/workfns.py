@@ -75,6 +75,11 @@ def identity(x: Any) -> Any:
     return x
 
 
+def read_file_like(f: Any) -> tuple[str, str, str]:
+    """What a task sees of a file object it was given: its type, name and remaining content."""
+    return type(f).__name__, f.name, f.read()
+
+
 def start_time_and(x: Any) -> tuple[float, Any]:
     """When the worker started this call (one clock for all processes on Linux), and ``x``."""
     return time.monotonic(), x
@@ -201,6 +206,18 @@ def yield_then_sleep(seconds: float, log: str) -> Any:
         yield "late"
     finally:
         with open(log, "a") as f:
+            f.write("closed\n")
+
+
+def yield_then_wait_for_release(directory: str, timeout: float) -> Any:
+    """Yield our pid, then wait for `wait_for_release`'s file and yield "late"; log 'closed' to
+    ``directory``/log when the generator ends."""
+    try:
+        yield os.getpid()
+        wait_for_release(directory, timeout)
+        yield "late"
+    finally:
+        with open(Path(directory, "log"), "a") as f:
             f.write("closed\n")
 
 

@@ -1,7 +1,7 @@
 """Helpers for testing code that uses a pool: run its tasks in-process, and swap the pool of a FastAPI app.
 
-`InlinePool` has the `procpool.Pool` surface (``run``, ``submit``, ``map``, ``queued``, ``options``,
-``stats``, ``async with``) but runs its tasks in a thread of the calling process, one at a time: no worker
+`InlinePool` has the `procpool.Pool` surface (``run``, ``submit``, ``map``, ``stream``, ``queued``,
+``options``, ``stats``, ``async with``) but runs its tasks in a thread of the calling process, one at a time: no worker
 process to start, breakpoints and mocks work, coverage sees the code, and the event loop stays free
 as it would with a real pool. Functions, arguments and results still go through pickle, so a test
 fails where a real pool would.
@@ -12,11 +12,13 @@ own for the endpoints that take it through `procpool.integrations.fastapi`.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._api import Pool, PoolFacade, PoolOptions
-from ._child import call
+from ._child import END, call, complete, describe, item_source, new_event_loop
 from ._core import (
     Backlog,
     BacklogClosed,
@@ -34,11 +36,12 @@ from ._core import (
     PoolObserver,
     PoolState,
     PoolStats,
+    StreamLink,
     leave_task_group,
     used_from_another_thread,
 )
 from ._errors import InitializerError, PoolClosedError
-from ._transport import dumps_for_transport, pack_exception, unpack_exception
+from ._transport import dumps, dumps_for_transport, pack_exception, unpack_exception, wire
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -52,13 +55,18 @@ class InlinePool(PoolFacade):
     ``async def`` function runs on an event loop of its own in that thread, as it would in a
     worker. Exceptions are raised as themselves, with their traceback in this process.
     ``workers`` is 1, so ``pool.map`` and `QueueLimit` see a one-worker pool. It offers ``run``,
-    ``submit``, ``map``, ``starmap``, ``options`` (with ``timeout``), ``stats`` and ``queued``;
-    not ``stream`` or ``executor`` (test those against a real ``procpool.Pool(1)``).
+    ``submit``, ``map``, ``starmap``, ``stream``, ``options`` (with ``timeout``), ``stats`` and
+    ``queued``; not ``executor`` (test that against a real ``procpool.Pool(1)``).
+
+    ``stream`` runs the whole generator in one thread, as a worker would: never more than a few
+    items ahead of the consumer, closed (its ``finally`` blocks run) when the consumer leaves
+    early, its error raised after the items before it.
 
     One difference from a real pool: a running task cannot be stopped. Cancelling it, its
     ``timeout`` passing, or leaving ``async with`` by an exception ends it at once for its
     awaiting code (with `TaskCancelledError`, or `TimeoutError` for a timeout), while the call
-    runs to its end in its thread and its result is dropped, as with ``kill_on_cancel=False``.
+    runs to its end in its thread and its result is dropped, as with ``kill_on_cancel=False``;
+    a stream's generator is closed when it yields its next item.
 
     Args:
         initializer: called as ``initializer(*initargs)`` on entry, in this process.
@@ -150,8 +158,6 @@ class _InlineBackend:
             raise used_from_another_thread("an InlinePool", has_executor=False)
 
     def submit(self, job: Job) -> None:
-        if job.stream is not None:
-            raise NotImplementedError("InlinePool does not run pool.stream(); test streams with procpool.Pool(1)")
         self._outstanding.add(job)
         self._backlog.put(job)
 
@@ -220,10 +226,14 @@ async def _run_in_thread(job: Job) -> None:
     # A thread cannot be stopped: cancelling the running job settles it at once, and the call
     # runs to its end in its thread, its result dropped.
     job.on_cancel = Job.cancel_now
-    job.began()
+    link = job.stream
     try:
-        # Abandoned only when the pool is torn down: the call then ends on its own, unawaited.
-        result = await anyio.to_thread.run_sync(_timed_call, job, fn_bytes, args_bytes, abandon_on_cancel=True)
+        if link is None:
+            job.began()
+            # Abandoned only when the pool is torn down: the call then ends on its own, unawaited.
+            result = await anyio.to_thread.run_sync(_timed_call, job, fn_bytes, args_bytes, abandon_on_cancel=True)
+        else:
+            result = await _stream(job, link, fn_bytes, args_bytes)
     except Exception as exc:
         job.received_at = time.monotonic()
         job.fail(exc)
@@ -255,6 +265,140 @@ def _call(fn_bytes: bytes, args_bytes: bytes, description: str) -> bytes:
         # As from a worker: KeyboardInterrupt, SystemExit... must not act on this process.
         raise unpack_exception(pack_exception(exc)) from None
     return dumps_for_transport(result, f"the result of {description}")
+
+
+class _InlineStream:
+    """One stream between the thread that runs its generator and the event loop, neither of
+    which ever waits on the other: the generator's thread waits for credit, and a second
+    thread, on the loop's behalf, waits for items.
+
+    The credit and CLOSE frames are those a worker reads (`StreamLink` sends them here instead).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._credit = 0
+        self._stopped = False  # CLOSE came, or the job settled: the generator must stop
+        self._items: deque[bytes] = deque()
+        self._ended = False  # the generator's thread is done: no more items
+
+    def send(self, frame: list[bytes]) -> None:
+        """From `StreamLink`, on the loop's thread: a CREDIT or a CLOSE frame."""
+        data = b"".join(frame)
+        _, kind, _ = wire.HEADER.unpack_from(data)
+        with self._changed:
+            if kind == wire.CREDIT:
+                self._credit += wire.CREDIT_BODY.unpack_from(data, wire.HEADER.size)[0]
+            else:
+                self._stopped = True
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def take_credit(self) -> bool:
+        """In the generator's thread: wait until one more item may go; False if it must stop."""
+        with self._changed:
+            while self._credit == 0 and not self._stopped:
+                self._changed.wait()
+            if self._stopped:
+                return False
+            self._credit -= 1
+            return True
+
+    def put(self, body: bytes) -> None:
+        with self._changed:
+            self._items.append(body)
+            self._changed.notify_all()
+
+    def wait_for_items(self) -> tuple[list[bytes], bool]:
+        """In a thread of the loop's: the items put since the last call, once there are some or
+        the stream has ended; and whether it has."""
+        with self._changed:
+            while not self._items and not self._ended:
+                self._changed.wait()
+            items = list(self._items)
+            self._items.clear()
+            return items, self._ended
+
+
+async def _stream(job: Job, link: StreamLink, fn_bytes: bytes, args_bytes: bytes) -> bytes:
+    """Run a stream's generator in a thread and hand its items to ``link`` in order, all of them
+    before its end (its result, or its error)."""
+    stream = _InlineStream()
+    task = job.task
+    assert task is not None  # taken, so not settled
+    task.add_done_callback(lambda _: stream.stop())  # cancelled or past its timeout
+    link.attach(job.id, stream.send)
+    job.began()
+    async with anyio.create_task_group() as group:
+        group.start_soon(_deliver, stream, link)
+        try:
+            # Abandoned only when the pool is torn down: the job is cancelled, which stops it.
+            outcome = await anyio.to_thread.run_sync(
+                _timed_stream, job, fn_bytes, args_bytes, stream, abandon_on_cancel=True
+            )
+        finally:
+            stream.end()  # _deliver hands on the last items, then returns
+    if isinstance(outcome, BaseException):  # raised only now: after its items
+        raise outcome
+    return outcome
+
+
+async def _deliver(stream: _InlineStream, link: StreamLink) -> None:
+    ended = False
+    while not ended:
+        # Abandoned if cancelled: end() wakes the thread.
+        items, ended = await anyio.to_thread.run_sync(stream.wait_for_items, abandon_on_cancel=True)
+        for body in items:
+            link.deliver(body)
+
+
+def _timed_stream(job: Job, fn_bytes: bytes, args_bytes: bytes, stream: _InlineStream) -> bytes | BaseException:
+    """Run a pickled stream as a worker would, noting when it started and finished: its pickled
+    result, or the exception to raise."""
+    job.started_at = time.monotonic()
+    try:
+        return _run_stream(fn_bytes, args_bytes, stream)
+    except Exception as exc:
+        return exc
+    except BaseException as exc:
+        # As from a worker: KeyboardInterrupt, SystemExit... must not act on this process.
+        return unpack_exception(pack_exception(exc))
+    finally:
+        job.finished_at = time.monotonic()
+
+
+def _run_stream(fn_bytes: bytes, args_bytes: bytes, stream: _InlineStream) -> bytes:
+    fn = pickle.loads(fn_bytes)
+    args, kwargs = pickle.loads(args_bytes)
+    runner: asyncio.Runner | None = None  # an async generator's loop, made if one is needed
+
+    def await_result(awaitable: Awaitable[object]) -> object:
+        nonlocal runner
+        if runner is None:
+            runner = asyncio.Runner(loop_factory=new_event_loop)
+        return complete(awaitable, runner)
+
+    try:
+        next_item, close = item_source(fn(*args, **kwargs), await_result)
+        try:
+            while stream.take_credit() and (item := next_item()) is not END:
+                stream.put(dumps_for_transport(item, f"an item of {describe(fn)}"))
+        finally:
+            if close is not None:
+                close()
+    finally:
+        if runner is not None:
+            runner.close()
+    return dumps(None)
 
 
 @contextmanager

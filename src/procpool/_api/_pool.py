@@ -152,7 +152,10 @@ class Pool(PoolFacade):
 
     @property
     def executor(self) -> PoolExecutor:
-        """A `concurrent.futures.Executor` backed by this pool's workers, usable from any thread.
+        """A `concurrent.futures.Executor` backed by this pool's workers (see `PoolExecutor`).
+
+        Any thread may submit to it; waiting for its futures is for other threads than the
+        event loop's (there it raises `RuntimeError` rather than hang the loop).
 
         Example: ``await loop.run_in_executor(pool.executor, fn, x)``.
 

@@ -221,6 +221,10 @@ class Verbs:
                 installed (``procpool[progress]``), plain text otherwise; ``"tqdm"`` or ``"text"``
                 force one; a callable is called as ``callback(done, total)`` as results come in
                 (``total`` is None when the iterables have no length).
+
+        Raises:
+            SerializationError: ``fn`` cannot be pickled (at the call); an item cannot be (from
+                the iteration or the await, when its chunk is sent: nothing is sent before).
         """
         if not iterables:
             raise TypeError("map() needs at least one iterable")

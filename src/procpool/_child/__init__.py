@@ -3,9 +3,12 @@
 Import-light: stdlib, cloudpickle and `procpool._transport`, never anyio or the parent's modules.
 """
 
+from ._call import END as END
 from ._call import ChunkRunner as ChunkRunner
 from ._call import call as call
+from ._call import complete as complete
 from ._call import describe as describe
+from ._call import item_source as item_source
 from ._call import new_event_loop as new_event_loop
 from ._call import run_pickled as run_pickled
 from ._reports import STDOUT as STDOUT
@@ -16,13 +19,16 @@ from ._worker import arm_lifeline as arm_lifeline
 from ._worker import main as worker_main
 
 __all__ = (
+    "END",
     "STDOUT",
     "TAKE_BACK_SIGNAL",
     "ChunkRunner",
     "InheritedFd",
     "arm_lifeline",
     "call",
+    "complete",
     "describe",
+    "item_source",
     "new_event_loop",
     "report_progress",
     "run_pickled",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import pickle
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .._transport import dumps_for_transport, pack_exception
@@ -64,6 +64,28 @@ def run_pickled(fn_bytes: bytes, args_bytes: bytes) -> tuple[bool, bytes]:
         return True, dumps_for_transport(call(fn, args, kwargs), f"the result of {describe(fn)}")
     except BaseException as exc:
         return False, pack_exception(exc)
+
+
+END = object()  # what a stream's ``next_item`` returns after the last item
+
+
+def item_source(
+    items: Any, await_result: Callable[[Awaitable[Any]], Any]
+) -> tuple[Callable[[], Any], Callable[[], object] | None]:
+    """How a stream takes the next of ``items`` (an iterable or async iterable; `END` after the
+    last) and how it closes them, if they can be closed; ``await_result`` runs an awaitable."""
+    if isinstance(items, AsyncIterator):
+        aiterator = items
+
+        def next_async_item() -> Any:
+            return await_result(anext(aiterator, END))
+
+        def close_async() -> object:
+            return await_result(aiterator.aclose())  # type: ignore[attr-defined]
+
+        return next_async_item, close_async if inspect.isasyncgen(aiterator) else None
+    iterator = iter(items)
+    return (lambda: next(iterator, END)), iterator.close if inspect.isgenerator(iterator) else None
 
 
 class ChunkRunner:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import inspect
 import mmap
 import os
 import pickle
@@ -22,15 +21,14 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing import reduction
 from typing import Any
 
 from .._transport import dumps, dumps_for_transport, pack_exception, wire
 from . import _reports
-from ._call import call, complete, describe, new_event_loop
+from ._call import END, call, complete, describe, item_source, new_event_loop
 
-_END = object()
 # Sent by the parent after CANCEL frames that take back tasks waiting behind a long one, so
 # that the worker reads them while that task runs, and answers at once. SIGURG, whose default
 # action is to be ignored: a task that resets every handler loses taking back, not its worker.
@@ -242,10 +240,10 @@ class _Worker:
         self._running_task = True
         try:
             items = fn(*args, **kwargs)
-            next_item, close = self.item_source(items)
+            next_item, close = item_source(items, self.await_result)
             credit = 0
             try:
-                while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not _END:
+                while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not END:
                     self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
                     credit -= 1
             finally:
@@ -254,21 +252,6 @@ class _Worker:
         finally:
             self._running_task = False
         return dumps(None)
-
-    def item_source(self, items: Any) -> tuple[Callable[[], Any], Callable[[], object] | None]:
-        """How to take the next item (`_END` at the end) and how to close the source, if it can be."""
-        if isinstance(items, AsyncIterator):
-            aiterator = items
-
-            def next_async_item() -> Any:
-                return self.await_result(anext(aiterator, _END))
-
-            def close_async() -> object:
-                return self.await_result(aiterator.aclose())  # type: ignore[attr-defined]
-
-            return next_async_item, close_async if inspect.isasyncgen(aiterator) else None
-        iterator = iter(items)
-        return (lambda: next(iterator, _END)), iterator.close if inspect.isgenerator(iterator) else None
 
     def take_control(self, credit: int) -> int:
         """Read the parent's CREDIT and CLOSE frames: waits while ``credit`` is 0, else only
