@@ -124,6 +124,8 @@ def _unpicklables(stack: contextlib.ExitStack, text: Path) -> list[object]:
     """What docs/errors.md names as unpicklable, opened on ``stack``."""
     return [
         threading.Lock(),
+        _open_on(stack, text),  # text, for reading: cloudpickle alone would send a copy of its content
+        _open_on(stack, text, "r+"),
         _open_on(stack, text, "rb"),
         _open_on(stack, text.with_suffix(".out"), "w"),
         stack.enter_context(socket.socket()),
@@ -155,11 +157,10 @@ async def test_what_cannot_be_pickled_and_where_it_is_raised(tmp_path: Path) -> 
         lock = threading.Lock()
         with pytest.raises(procpool.SerializationError, match="the function"):
             pool.map(lambda x: lock, [1])  # the function itself, at the call
-        # cloudpickle's one exception: a text file open for reading travels as a copy of its content.
         with contextlib.ExitStack() as stack:
             readable = _open_on(stack, text)
-            readable.readline()
-            assert await pool.run(workfns.read_file_like, readable) == ("StringIO", str(text), "line 2\n")
+            with pytest.raises(procpool.SerializationError, match="pass its path, and open it in the task"):
+                await pool.run(workfns.identity, readable)
         assert await pool.run(workfns.square, 3) == 9
 
 

@@ -75,11 +75,6 @@ def identity(x: Any) -> Any:
     return x
 
 
-def read_file_like(f: Any) -> tuple[str, str, str]:
-    """What a task sees of a file object it was given: its type, name and remaining content."""
-    return type(f).__name__, f.name, f.read()
-
-
 def start_time_and(x: Any) -> tuple[float, Any]:
     """When the worker started this call (one clock for all processes on Linux), and ``x``."""
     return time.monotonic(), x

@@ -20,8 +20,9 @@ import sys
 import traceback
 import types
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NoReturn
 
 import cloudpickle  # type: ignore[import-untyped]
 
@@ -51,25 +52,50 @@ def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
     data: bytes
     if _is_plain_call(obj) or _is_plain(obj, _PLAIN_DEPTH):
         data = pickle.dumps(obj, protocol=_PROTOCOL)
-    elif main_by_reference:
-        with io.BytesIO() as file:
-            _MainByReferencePickler(file, protocol=_PROTOCOL).dump(obj)
-            data = file.getvalue()
     else:
-        data = cloudpickle.dumps(obj, protocol=_PROTOCOL)
+        with io.BytesIO() as file:
+            (_Pickler if main_by_reference else _PicklerMainByValue)(file, protocol=_PROTOCOL).dump(obj)
+            data = file.getvalue()
     return data
 
 
-class _MainByReferencePickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, except for the functions and classes that workers find in their import of the
-    main script: those go by name, so they use the worker's module globals (what its initializer
-    set) and its tracebacks show the script's lines, as with the standard library."""
+def _refuse_open_file(file: io.TextIOWrapper) -> NoReturn:
+    raise pickle.PicklingError(
+        f"an open file ({file.name!r}) does not cross to another process: pass its path, and open it in the task"
+    )
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle with two rules of procpool's:
+
+    - The functions and classes that workers find in their import of the main script go by name,
+      so they use the worker's module globals (what its initializer set) and its tracebacks show
+      the script's lines, as with the standard library (`_PicklerMainByValue` does not).
+    - An open text file is refused, as every other open file is, rather than sent as a copy of its
+      content (cloudpickle's rule for files open for reading), which a task would read believing
+      it reads the file.
+    """
+
+    dispatch_table: ClassVar[Mapping[type, Callable[..., Any]]] = ChainMap(
+        {io.TextIOWrapper: _refuse_open_file}, cloudpickle.Pickler.dispatch_table
+    )
+    main_by_reference: ClassVar[bool] = True
 
     def reducer_override(self, obj: object) -> Any:
         kind = type(obj)
-        if (kind is types.FunctionType or issubclass(kind, type)) and _defined_in_imported_main(obj):
+        if (
+            self.main_by_reference
+            and (kind is types.FunctionType or issubclass(kind, type))
+            and _defined_in_imported_main(obj)
+        ):
             return NotImplemented  # the standard pickler's way: by name
         return super().reducer_override(obj)
+
+
+class _PicklerMainByValue(_Pickler):
+    """For workers that do not import the main script: its functions and classes go by value."""
+
+    main_by_reference = False
 
 
 def _is_plain_call(obj: object) -> bool:
