@@ -4,8 +4,11 @@ its own. Each helper call `_in_a_task_of_its_own` stands for a cell."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,6 +22,7 @@ import lifecycle_fns
 import procpool
 import workfns
 from procpool.testing import InlinePool
+from script_env import script_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -214,3 +218,64 @@ def test_pool_left_open_is_closed_when_its_event_loop_ends(backend: str, options
     pool = anyio.run(main, backend=backend, backend_options=options)
     assert repr(pool).endswith(" closed>")
     _assert_no_worker_left()
+
+
+@pytest.mark.parametrize("how", ["async with", "open"])
+def test_trio_run_inside_a_running_asyncio_loop_is_refused_naming_the_alternative(how: str) -> None:
+    """IPython's ``%autoawait trio`` runs each cell with trio.run, called inside the kernel's
+    running asyncio loop: a pool cannot work there, and says what to do instead."""
+    import trio
+
+    pool = procpool.Pool(1)
+
+    async def use_the_pool() -> None:
+        if how == "open":
+            await pool.open()
+            await pool.run(abs, -1)
+        else:
+            async with pool:
+                await pool.run(abs, -1)
+
+    async def cell() -> None:
+        trio.run(use_the_pool)
+
+    with pytest.raises(RuntimeError, match="autoawait asyncio"):
+        asyncio.run(cell())
+    assert repr(pool).endswith(" new>")  # nothing started
+    _assert_no_worker_left()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "statement",
+    ["pool = await procpool.Pool(2).open()", "await procpool.run_sync(abs, -1)"],
+    ids=["open", "default-pool"],
+)
+def test_leaving_python_m_asyncio_with_a_pool_open_stops_it(statement: str) -> None:
+    """The asyncio REPL stops its loop without ending its tasks: the pool is ended at exit, rather
+    than the interpreter waiting forever for the threads that started its workers."""
+    repl = subprocess.Popen(
+        [sys.executable, "-m", "asyncio"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=script_env(),
+    )
+    try:
+        assert repl.stdin is not None
+        assert repl.stdout is not None
+        repl.stdin.write(f"import procpool\n{statement}\nprint('ready')\n")
+        repl.stdin.flush()
+        while "ready" not in (line := repl.stdout.readline()):
+            assert line, "the REPL ended early"
+        processes = psutil.Process(repl.pid).children(recursive=True)  # forkserver, workers...
+        assert len(processes) >= 3
+        repl.stdin.close()  # end of input: the REPL exits
+        assert repl.wait(timeout=20) == 0
+        _, alive = psutil.wait_procs(processes, timeout=10)
+        assert not alive
+    finally:
+        repl.kill()
+        repl.wait()
+        repl.stdout.close()  # type: ignore[union-attr]

@@ -15,7 +15,6 @@ import contextlib
 import contextvars
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -23,20 +22,11 @@ from typing import Any
 
 import anyio
 
+from .._core import in_trio
+
 # asyncio keeps only weak references to tasks: the hosts are kept here until they end.
 _asyncio_hosts: set[asyncio.Task[None]] = set()
 _exit_hook_registered = False
-
-
-def _in_trio() -> bool:
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 def start_loop_task(fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
@@ -52,7 +42,7 @@ def start_loop_task(fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> N
     the workers print then goes to the cell that runs when they print it, not to the cell that
     opened the pool (ipykernel finds a cell's output by a context variable).
     """
-    if _in_trio():
+    if in_trio():
         import trio
 
         trio.lowlevel.spawn_system_task(fn, name=name)

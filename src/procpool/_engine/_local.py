@@ -194,11 +194,12 @@ class LocalBackend:
     async def open(self) -> None:
         if self.state is not PoolState.NEW:
             raise RuntimeError("a Pool opens only once (with `async with` or `await pool.open()`); create a new Pool")
+        probe = loop_probe()  # raises where no pool can run, before anything starts
         self.state = PoolState.CLOSING  # not open for tasks until the workers are ready
         self.thread = threading.get_ident()
         self.token = anyio.lowlevel.current_token()
-        self._loop_probe = loop_probe()
-        self._loop = self._loop_probe()
+        self._loop_probe = probe
+        self._loop = probe()
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
