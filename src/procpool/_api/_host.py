@@ -17,7 +17,6 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -165,7 +164,7 @@ class PoolHost:
     """Holds a pool open in a host task (`start_loop_task`) from `open` to `close`, which any
     task of the loop may call."""
 
-    def __init__(self, pool: AbstractAsyncContextManager[object]) -> None:
+    def __init__(self, pool: contextlib.AbstractAsyncContextManager[object]) -> None:
         self._pool = pool  # its ``async with`` is what the host runs
         self._scope = anyio.CancelScope()  # cancelled to abort: leave ``async with`` by a cancellation
         self._opened = anyio.Event()
