@@ -26,3 +26,9 @@ async def usage(pool: procpool.Pool) -> None:
     async for n in pool.map(parse, ["a"]):
         assert_type(n, int)
     assert_type(await pool.options(kill_on_cancel=False).run(parse, "x"), int)
+
+
+async def opened() -> None:
+    assert_type(await procpool.Pool(2).open(), procpool.Pool)
+    async with procpool.Pool(2) as pool:
+        assert_type(pool, procpool.Pool)

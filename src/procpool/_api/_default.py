@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
 from anyio.lowlevel import RunVar, RunvarToken
 
+from ._host import start_loop_task
 from ._pool import Pool
 
 P = ParamSpec("P")
@@ -62,14 +61,6 @@ def _pool_options() -> dict[str, Any]:
     return options
 
 
-def _in_trio(trio: Any) -> bool:
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
-
-
 class _DefaultPool:
     """Hosts a pool in a background task of its own, so it outlives the coroutine that asked for it."""
 
@@ -77,17 +68,11 @@ class _DefaultPool:
         self.ready = anyio.Event()
         self.pool: Pool | None = None
         self.error: BaseException | None = None
-        self._host: object = None  # a strong reference to the hosting task
         self.token: RunvarToken[_DefaultPool] | None = None
 
     def start(self) -> None:
-        trio = sys.modules.get("trio")
-        if trio is not None and _in_trio(trio):
-            trio.lowlevel.spawn_system_task(self._serve)
-        else:
-            # When the loop is shut down (asyncio.run returns), this task is cancelled, which
-            # closes the pool and stops its workers.
-            self._host = asyncio.get_running_loop().create_task(self._serve(), name="procpool default pool")
+        # When the loop ends, this task is cancelled, which closes the pool and stops its workers.
+        start_loop_task(self._serve, "procpool default pool")
 
     async def _serve(self) -> None:
         try:

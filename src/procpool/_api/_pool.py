@@ -19,7 +19,9 @@ class Pool(PoolFacade):
 
     Use it as an async context manager: the workers are started and ready when ``async with``
     returns, and stopped when it exits. Leaving the block normally waits for every submitted task;
-    leaving it by an exception cancels them.
+    leaving it by an exception cancels them. In a notebook or a REPL, where each cell runs in a
+    task of its own, open it with ``pool = await procpool.Pool().open()`` in one cell and close
+    it with ``await pool.aclose()`` in another (see `open`).
 
     Args:
         workers: number of worker processes; None means the CPUs this process may use
@@ -165,7 +167,10 @@ class Pool(PoolFacade):
         if self._executor is None:
             backend = self._backend
             if backend.thread is None or backend.token is None:
-                raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
+                raise PoolClosedError(
+                    "the pool is not started: use it as `async with procpool.Pool() as pool:`, "
+                    "or open it with `pool = await procpool.Pool().open()`"
+                )
             self._executor = PoolExecutor(self, backend.token, backend.thread)
         return self._executor
 

@@ -1,5 +1,5 @@
 """The verbs (``submit``, ``run``, ``stream``, ``map``, ``starmap``), written once against the
-`Backend` boundary, and the facade every pool shares (``async with``, ``aclose``, ``options`` views).
+`Backend` boundary, and the facade every pool shares (``async with``, ``open``, ``aclose``, ``options`` views).
 
 `Pool`, `DaskPool` and `InlinePool` are each this facade over a backend of their own.
 """
@@ -14,9 +14,10 @@ import anyio
 import anyio.lowlevel
 
 from .._child import ChunkRunner
-from .._core import Backend, Job, StreamLink, Task
+from .._core import Backend, Job, PoolState, StreamLink, Task
 from .._transport import dumps_for_transport, dumps_function
 from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
+from ._host import PoolHost
 from ._map import MapIterator
 from ._progress import ProgressOption, open_progress
 from ._stream import StreamIterator
@@ -351,8 +352,33 @@ class PoolFacade(Verbs):
     exception, or a cancellation while waiting, cancels everything (the backend's ``abort``) and
     lets the exception go on unchanged, never wrapped in an ExceptionGroup.
 
-    Entered only once, and left in the task that entered it.
+    Opened only once: entered with ``async with`` (and left in the task that entered it), or
+    with `open` and closed with `aclose`, from any task of its event loop.
     """
+
+    _host: PoolHost | None = None  # set by `open`
+
+    async def open(self: F) -> F:
+        """Open the pool for use from any task of this event loop until ``await pool.aclose()``;
+        for notebooks and REPLs, where each cell or statement runs in a task of its own.
+
+        The workers are started and ready when it returns, as on entering ``async with``, which
+        it is the same as in every other way: `aclose` is the normal exit, and a cancelled
+        ``aclose``, or the event loop ending first, the exit by an exception. Returns the pool.
+
+        Example: ``pool = await procpool.Pool(2).open()``, and later ``await pool.aclose()``.
+
+        Raises:
+            RuntimeError: the pool was opened already (a pool opens once).
+        """
+        if self._host is not None or self._backend.state is not PoolState.NEW:
+            raise RuntimeError(
+                f"this {type(self).__name__} was opened already: a pool opens once, with `await pool.open()` "
+                "or `async with`; create a new one"
+            )
+        self._host = host = PoolHost(self)
+        await host.open()
+        return self
 
     async def __aenter__(self: F) -> F:
         await self._backend.open()
@@ -361,9 +387,13 @@ class PoolFacade(Verbs):
     async def aclose(self) -> None:
         """Close the pool: refuse new tasks, wait for the submitted ones, stop the workers.
 
-        Safe to call more than once; ``async with`` calls it on a normal exit.
+        Cancelled while it waits, it cancels the tasks instead (killing the workers that run
+        them). Safe to call more than once; ``async with`` calls it on a normal exit.
         """
-        await self._backend.close()
+        if self._host is not None:
+            await self._host.close()
+        else:
+            await self._backend.close()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -120,16 +121,38 @@ async def leave_task_group(task_group: TaskGroup | None, *, cancelling: Iterable
         await task_group.__aexit__(None, None, None)
 
 
+def in_trio() -> bool:
+    """Whether trio runs in this thread (without importing trio when it is not loaded)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
 def loop_probe() -> Callable[[], object]:
     """A cheap way to name the running event loop (asyncio's loop, or trio's token), called
     where ``anyio.lowlevel.current_token()`` would cost too much (each submit): a backend
-    compares what it returns with what it returned when the backend opened."""
+    compares what it returns with what it returned when the backend opened.
+
+    Raises:
+        RuntimeError: trio runs inside a running asyncio loop, where a pool cannot work.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: the other loop anyio runs on
         import trio
 
         return trio.lowlevel.current_trio_token
+    if in_trio():
+        raise RuntimeError(
+            "a pool cannot run in trio started inside a running asyncio event loop, as IPython's "
+            "`%autoawait trio` does in a Jupyter kernel: use asyncio there (`%autoawait asyncio`, the "
+            "default), or trio in a program of its own (trio.run)"
+        )
     return asyncio.get_running_loop
 
 

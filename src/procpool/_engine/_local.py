@@ -138,8 +138,13 @@ class LocalBackend:
     def check_open(self) -> None:
         if self.state is not PoolState.OPEN:
             if self.state is PoolState.NEW:
-                raise PoolClosedError("the pool is not started: use it as `async with procpool.Pool() as pool:`")
-            raise PoolClosedError("the pool is closed: submit work before leaving `async with`")
+                raise PoolClosedError(
+                    "the pool is not started: use it as `async with procpool.Pool() as pool:`, "
+                    "or open it with `pool = await procpool.Pool().open()`"
+                )
+            raise PoolClosedError(
+                "the pool is closed: submit work before leaving `async with` or `await pool.aclose()`"
+            )
         if self._healing is not None and self._healing.broken is not None:
             raise self._healing.broken_error()
         if threading.get_ident() != self.thread:
@@ -188,12 +193,13 @@ class LocalBackend:
 
     async def open(self) -> None:
         if self.state is not PoolState.NEW:
-            raise RuntimeError("a Pool can be entered only once; create a new Pool")
+            raise RuntimeError("a Pool opens only once (with `async with` or `await pool.open()`); create a new Pool")
+        probe = loop_probe()  # raises where no pool can run, before anything starts
         self.state = PoolState.CLOSING  # not open for tasks until the workers are ready
         self.thread = threading.get_ident()
         self.token = anyio.lowlevel.current_token()
-        self._loop_probe = loop_probe()
-        self._loop = self._loop_probe()
+        self._loop_probe = probe
+        self._loop = probe()
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
