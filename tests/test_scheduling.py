@@ -25,10 +25,10 @@ import scheduling_fns as fns
 
 pytestmark = pytest.mark.anyio
 
-LONG = 3.0  # seconds: the task that the short ones must not wait behind
+LONG = 2.0  # seconds: the task that the short ones must not wait behind
 SHORT = 0.2
 SHORTS = 3
-# The short tasks take 0.6 s one after another on the idle worker; the long one ends at 3 s.
+# The short tasks take 0.6 s one after another on the idle worker; the long one ends at 2 s.
 SHORTS_END_WITHIN = 1.5
 TIMEOUT = 0.5
 TIMEOUT_MARGIN = 0.4
@@ -226,10 +226,9 @@ async def test_consecutive_calls_on_an_idle_pool_reuse_one_worker(before: str) -
         assert len(set(pids)) == 1, pids
 
 
-RECORDS = 1_000_000
-# uvloop and trio read the channel through other code (their own readiness callbacks, a task per
-# channel): a fifth as many records shows the same bound there, at a fifth of the suite's time.
-RECORDS_ELSEWHERE = 200_000
+# The issue's flood was a million records; 200,000 already fill the channel and the parent's
+# buffers many times over, so the bound on the loop's hold shows the same, at a fifth of the time.
+RECORDS = 200_000
 MAX_HOLD = 0.020  # seconds
 
 
@@ -263,14 +262,14 @@ def _counted_logger(name: str) -> Iterator[_CountingHandler]:
         logger.setLevel(logging.NOTSET)
 
 
-@pytest.mark.timeout(400)
-async def test_a_million_log_records_never_hold_the_loop(anyio_backend: Any) -> None:
-    """A heartbeat sleeps 1 ms at a time while a worker logs a million records. The CPU time this
+@pytest.mark.timeout(120)
+async def test_a_flood_of_log_records_never_holds_the_loop() -> None:
+    """A heartbeat sleeps 1 ms at a time while a worker logs 200,000 records. The CPU time this
     process spends between two beats is how long the loop was held. The wall clock lag beyond the
     sleep also counts the time other processes kept this one off the CPU (hundreds of ms at times
     on a loaded 2-core machine, with no pool at all): not procpool's doing."""
     name = "procpool_tests.flood"
-    records = RECORDS if anyio_backend == ("asyncio", {}) else RECORDS_ELSEWHERE
+    records = RECORDS
     holds: list[tuple[float, float]] = []  # (CPU time, wall clock lag) per heartbeat
     with _counted_logger(name) as handler:
         async with procpool.Pool(1) as pool:
