@@ -81,7 +81,9 @@ async def test_blocking_call_on_the_loop_thread_raises_at_once(
 WAITING_CALLS = {name: call for name, call in BLOCKING_CALLS.items() if name != "result-timeout-0"}  # that one polls
 
 
+# Another thread waits in the stdlib's own code; which loop completes the futures is covered above.
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])
 @pytest.mark.parametrize("call", WAITING_CALLS.values(), ids=WAITING_CALLS.keys())
 async def test_the_same_calls_from_another_thread_wait(
     call: Callable[[procpool.PoolExecutor, list[futures.Future[int]]], object],

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.anyio
 
 LARGE = 20 * 2**20  # far more than a socket buffer holds
 SLACK = 1.5  # seconds a timeout or cancel may take to act, on a loaded machine
+TIMEOUT = 1.0  # seconds: long enough for the task to begin first, on a loaded machine
 
 
 async def _until_exists(marker: Path) -> None:
@@ -38,11 +39,11 @@ async def test_timeout_fires_on_time_with_a_large_task_queued_behind() -> None:
     async with procpool.Pool(1) as pool:
         await _warm_up(pool)
         submitted = time.monotonic()
-        slow = pool.options(timeout=2).submit(workfns.sleep_and_return, 30)
+        slow = pool.options(timeout=TIMEOUT).submit(workfns.sleep_and_return, 30)
         large = pool.submit(zlib.crc32, payload)
         with pytest.raises(TimeoutError):
             await slow
-        assert time.monotonic() - submitted < 2 + SLACK
+        assert time.monotonic() - submitted < TIMEOUT + SLACK
         assert await large == zlib.crc32(payload)
 
 
@@ -70,12 +71,12 @@ async def test_timeout_fires_on_time_while_the_running_task_prints_and_logs(tmp_
     async with procpool.Pool(1) as pool:
         await _warm_up(pool)
         submitted = time.monotonic()
-        chatty = pool.options(timeout=2).submit(workfns.touch_and_chatter, str(marker), 30)
+        chatty = pool.options(timeout=TIMEOUT).submit(workfns.touch_and_chatter, str(marker), 30)
         large = pool.submit(zlib.crc32, payload)
         await _until_exists(marker)
         with pytest.raises(TimeoutError):
             await chatty
-        assert time.monotonic() - submitted < 2 + SLACK
+        assert time.monotonic() - submitted < TIMEOUT + SLACK
         assert await large == zlib.crc32(payload)
         assert await pool.run(workfns.square, 3) == 9
 
@@ -93,10 +94,10 @@ async def test_timeout_fires_on_time_with_more_small_tasks_queued_behind_than_th
         tiny = [pool.submit(workfns.square, x) for x in range(2000)]
         assert [await task for task in tiny] == [x * x for x in range(2000)]
         submitted = time.monotonic()
-        chatty = pool.options(timeout=2).submit(workfns.touch_and_chatter, str(marker), 30)
+        chatty = pool.options(timeout=TIMEOUT).submit(workfns.touch_and_chatter, str(marker), 30)
         behind = [pool.submit(zlib.crc32, chunk) for _ in range(40)]
         await _until_exists(marker)
         with pytest.raises(TimeoutError):
             await chatty
-        assert time.monotonic() - submitted < 2 + SLACK
+        assert time.monotonic() - submitted < TIMEOUT + SLACK
         assert [await task for task in behind] == [zlib.crc32(chunk)] * 40
