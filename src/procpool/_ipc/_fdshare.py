@@ -115,8 +115,19 @@ def _attach(socket_count: int, fd_count: int, address: str | bytes, key: bytes, 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(_ATTACH_TIMEOUT)
             conn.connect(address)
+            # Once the owner stops sharing, its socket's name is free, and anyone may bind it: only
+            # the owner itself may hand over descriptors (and with them, pickles to unpickle here).
+            impostor = _impostor(conn, owner_pid)
+            if impostor is not None:
+                raise PermissionError(
+                    f"refused to attach to a procpool object: the process serving it is {impostor}, not its "
+                    f"owner, process {owner_pid} of this user; the owner has stopped sharing it (closed it, or "
+                    "exited) and another process took over its name"
+                )
             conn.sendall(key)
             message, fds, _flags, _address = socket.recv_fds(conn, 1, fd_count)
+    except PermissionError:
+        raise
     except OSError as exc:
         raise ConnectionError(
             f"could not attach to a procpool object shared by process {owner_pid} ({exc}): that process "
@@ -208,12 +219,30 @@ class _ShareServer:
 
 
 def _same_user(conn: socket.socket) -> bool:
+    credentials = _peer(conn)
+    return credentials is None or credentials[1] == os.getuid()
+
+
+def _impostor(conn: socket.socket, owner_pid: int) -> str | None:
+    """Who serves ``conn`` if not the process ``owner_pid`` of this user; None if it is."""
+    credentials = _peer(conn)
+    if credentials is None:
+        return None
+    pid, uid, _gid = credentials
+    if (pid, uid) == (owner_pid, os.getuid()):
+        return None
+    return f"process {pid} of user {uid}"
+
+
+def _peer(conn: socket.socket) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of a unix socket, as the kernel saw it when
+    that process connected or listened; None where the kernel does not say (not Linux: there the
+    socket lives in a private directory, 0700, that only this user can reach)."""
     peer_credentials = getattr(socket, "SO_PEERCRED", None)
-    if peer_credentials is None:  # not Linux: the socket's private directory already restricts access
-        return True
-    credentials = conn.getsockopt(socket.SOL_SOCKET, peer_credentials, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
-    return bool(uid == os.getuid())
+    if peer_credentials is None:
+        return None
+    pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, peer_credentials, struct.calcsize("3i")))
+    return pid, uid, gid
 
 
 def _share(fds: list[int]) -> tuple[_ShareServer, bytes]:
