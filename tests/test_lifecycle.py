@@ -42,7 +42,7 @@ asyncio_only = pytest.mark.parametrize(
 LOOP_FACTORIES = [pytest.param(asyncio.new_event_loop, id="asyncio"), pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 SCRIPTS = TESTS / "scripts"
-LONG = 1.5  # seconds: the task that keeps the only worker busy
+HOLD = 30.0  # seconds at most that a held task keeps the only worker busy, until `_release`
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
@@ -65,12 +65,25 @@ async def _learn_tasks_are_short(pool: procpool.Pool) -> None:
         await pool.run(workfns.square, i)
 
 
+def _hold(directory: Path) -> tuple[Any, ...]:
+    """A call that keeps its worker busy until `_release` (``directory`` is the test's own)."""
+    return workfns.wait_for_release, str(directory), HOLD
+
+
+async def _release(directory: Path) -> int:
+    """Let the held call end; what it returns (its worker's pid)."""
+    pid = directory / "pid"
+    await _until(pid.exists, "the held call has begun")
+    (directory / "release").touch()
+    return int(pid.read_text())
+
+
 async def _long_then_sent_ahead(
-    pool: procpool.Pool, fn: Callable[..., Any], *args: Any, seconds: float = LONG
+    pool: procpool.Pool, long_call: tuple[Any, ...], fn: Callable[..., Any], *args: Any
 ) -> tuple[procpool.Task[Any], procpool.Task[Any]]:
-    """A long task on the only worker and, submitted right behind it, ``fn(*args)`` sent ahead to
-    that worker (the pool knows tasks are short)."""
-    long = pool.submit(workfns.sleep_and_return, seconds, "long")
+    """A long task (``long_call``) on the only worker and, submitted right behind it, ``fn(*args)``
+    sent ahead to that worker (the pool knows tasks are short)."""
+    long = pool.submit(*long_call)
     ahead = pool.submit(fn, *args)
     await _until(long.running, "the long task runs")
     await _until(lambda: ahead.timing.sent is not None, "the task behind it is sent ahead (the case under test)")
@@ -85,7 +98,7 @@ async def _assert_cancelled_at_once(task: procpool.Task[Any]) -> None:
         task.result()
     with pytest.raises(procpool.TaskCancelledError):
         task.exception()
-    with anyio.fail_after(LONG / 3), pytest.raises(procpool.TaskCancelledError):  # settled already: at once
+    with anyio.fail_after(1), pytest.raises(procpool.TaskCancelledError):  # settled already: at once
         await task
 
 
@@ -100,25 +113,27 @@ def _assert_pending(task: procpool.Task[Any]) -> None:
 # -- A. task states ------------------------------------------------------------------------------
 
 
-async def test_task_waiting_in_the_queue_is_pending_and_counted_as_queued() -> None:
+async def test_task_waiting_in_the_queue_is_pending_and_counted_as_queued(tmp_path: Path) -> None:
     async with procpool.Pool(1) as pool:
-        long = pool.submit(workfns.sleep_and_return, LONG, "long")
+        long = pool.submit(*_hold(tmp_path))
         queued = pool.submit(workfns.square, 3)
         await _until(long.running, "the long task runs")
         assert queued.timing.sent is None  # still in the pool's queue (a new pool sends nothing ahead)
         _assert_pending(queued)
         assert pool.queued == 1
-        assert await long == "long"
+        worker = await _release(tmp_path)
+        assert await long == worker
         assert await queued == 9
 
 
-async def test_task_sent_ahead_to_a_busy_worker_is_pending_and_counted_as_queued() -> None:
+async def test_task_sent_ahead_to_a_busy_worker_is_pending_and_counted_as_queued(tmp_path: Path) -> None:
     async with procpool.Pool(1) as pool:
         await _learn_tasks_are_short(pool)
-        long, ahead = await _long_then_sent_ahead(pool, workfns.square, 3)
+        long, ahead = await _long_then_sent_ahead(pool, _hold(tmp_path), workfns.square, 3)
         _assert_pending(ahead)
         assert pool.queued == 1
-        assert await long == "long"
+        worker = await _release(tmp_path)
+        assert await long == worker
         assert await ahead == 9
 
 
@@ -137,7 +152,9 @@ async def test_task_running_in_its_worker_is_running_and_not_queued(tmp_path: Pa
 async def test_task_sent_ahead_becomes_running_only_when_its_worker_begins_it() -> None:
     async with procpool.Pool(1) as pool:
         await _learn_tasks_are_short(pool)
-        first, second = await _long_then_sent_ahead(pool, workfns.sleep_and_return, 1.0, "second", seconds=1.0)
+        first, second = await _long_then_sent_ahead(
+            pool, (workfns.sleep_and_return, 1.0, "first"), workfns.sleep_and_return, 1.0, "second"
+        )
         assert not second.running()
         await _until(second.running, "the second task runs")
         assert first.done()  # it began after the task ahead of it ended
@@ -163,14 +180,15 @@ async def test_finished_task_is_done_with_its_result_and_cannot_be_cancelled() -
 async def test_cancelling_a_queued_task_ends_it_at_once_and_it_never_runs(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     async with procpool.Pool(1) as pool:
-        long = pool.submit(workfns.sleep_and_return, LONG, "long")
+        long = pool.submit(*_hold(tmp_path))
         queued = pool.submit(lifecycle_fns.touch, str(marker))
         await _until(long.running, "the long task runs")
         assert queued.cancel()
         await _assert_cancelled_at_once(queued)
         assert pool.queued == 0
         assert not long.done()  # the wait above did not wait for it
-        assert await long == "long"
+        worker = await _release(tmp_path)
+        assert await long == worker
     assert not marker.exists()
 
 
@@ -178,11 +196,12 @@ async def test_cancelling_a_task_sent_ahead_ends_it_at_once_and_it_never_runs(tm
     marker = tmp_path / "ran"
     async with procpool.Pool(1) as pool:
         await _learn_tasks_are_short(pool)
-        long, ahead = await _long_then_sent_ahead(pool, lifecycle_fns.touch, str(marker))
+        long, ahead = await _long_then_sent_ahead(pool, _hold(tmp_path), lifecycle_fns.touch, str(marker))
         assert ahead.cancel()
         await _assert_cancelled_at_once(ahead)
         assert not long.done()  # the wait above did not wait for it
-        assert await long == "long"
+        worker = await _release(tmp_path)
+        assert await long == worker  # the cancel did not kill the worker running it
         assert await pool.run(workfns.square, 5) == 25
     assert not marker.exists()
 
@@ -190,11 +209,12 @@ async def test_cancelling_a_task_sent_ahead_ends_it_at_once_and_it_never_runs(tm
 async def test_cancelled_task_sent_ahead_no_longer_counts_as_queued(tmp_path: Path) -> None:
     async with procpool.Pool(1) as pool:
         await _learn_tasks_are_short(pool)
-        long, ahead = await _long_then_sent_ahead(pool, lifecycle_fns.touch, str(tmp_path / "ran"))
+        long, ahead = await _long_then_sent_ahead(pool, _hold(tmp_path), lifecycle_fns.touch, str(tmp_path / "ran"))
         assert pool.queued == 1
         assert ahead.cancel()
         assert pool.queued == 0  # done: it will never start
-        assert await long == "long"
+        worker = await _release(tmp_path)
+        assert await long == worker
 
 
 async def test_task_started_event_for_a_task_sent_ahead_comes_when_it_begins() -> None:
@@ -208,7 +228,7 @@ async def test_task_started_event_for_a_task_sent_ahead_comes_when_it_begins() -
 
     async with procpool.Pool(1, on_event=events.append) as pool:
         await _learn_tasks_are_short(pool)
-        long, ahead = await _long_then_sent_ahead(pool, workfns.square, 3, seconds=1.0)
+        long, ahead = await _long_then_sent_ahead(pool, (workfns.sleep_and_return, 1.0, "long"), workfns.square, 3)
         assert len(started(long)) == 1
         assert started(ahead) == []  # sent, not begun
         assert await long == "long"
@@ -256,7 +276,7 @@ async def test_executor_future_sent_ahead_is_pending_and_can_be_cancelled(tmp_pa
 
         # From the loop's own thread both reach the pool in one go: the second is sent ahead to the
         # worker busy with the first.
-        long = executor.submit(workfns.sleep_and_return, LONG, "long")
+        long = executor.submit(*_hold(tmp_path))
         ahead = executor.submit(lifecycle_fns.touch, str(marker))
         await _until(lambda: bool(new_events(procpool.TaskStarted)), "the long task starts")
         assert not ahead.running()
@@ -269,7 +289,8 @@ async def test_executor_future_sent_ahead_is_pending_and_can_be_cancelled(tmp_pa
         task = ended.task
         assert task.cancelled()
         assert task.timing.sent is not None  # it had been sent ahead: the case under test
-        assert await anyio.to_thread.run_sync(long.result, 30) == "long"
+        worker = await _release(tmp_path)
+        assert await anyio.to_thread.run_sync(long.result, 30) == worker
     assert not marker.exists()
 
 
