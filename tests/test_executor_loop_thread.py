@@ -57,14 +57,18 @@ BLOCKING_CALLS: dict[str, Callable[[procpool.PoolExecutor, list[futures.Future[i
 }
 
 
+def _three_squares(pool: procpool.Pool) -> tuple[procpool.PoolExecutor, list[futures.Future[int]]]:
+    executor = pool.executor
+    return executor, [executor.submit(workfns.square, i) for i in range(3)]
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("call", BLOCKING_CALLS.values(), ids=BLOCKING_CALLS.keys())
 async def test_blocking_call_on_the_loop_thread_raises_at_once(
     call: Callable[[procpool.PoolExecutor, list[futures.Future[int]]], object],
 ) -> None:
     async with procpool.Pool(2) as pool:
-        executor = pool.executor
-        submitted = [executor.submit(workfns.square, i) for i in range(3)]
+        executor, submitted = _three_squares(pool)
         start = time.monotonic()
         with pytest.raises(RuntimeError, match="event loop's thread") as raised:
             call(executor, submitted)
@@ -89,8 +93,7 @@ async def test_the_same_calls_from_another_thread_wait(
     call: Callable[[procpool.PoolExecutor, list[futures.Future[int]]], object],
 ) -> None:
     async with procpool.Pool(2) as pool:
-        executor = pool.executor
-        submitted = [executor.submit(workfns.square, i) for i in range(3)]
+        executor, submitted = _three_squares(pool)
         with anyio.fail_after(20):
             await anyio.to_thread.run_sync(call, executor, submitted)
             assert await anyio.to_thread.run_sync(lambda: [f.result(timeout=10) for f in submitted]) == [0, 1, 4]
