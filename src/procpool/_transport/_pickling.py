@@ -150,7 +150,8 @@ def dumps_function(fn: object, *, main_by_reference: bool = True) -> bytes:
                 _told_by_value.add(fn)
         return dumps(fn, main_by_reference=main_by_reference)
     data = pickle.dumps(fn, protocol=_PROTOCOL)
-    _log.debug("%s travels by reference: workers import it by that name", _name_of(fn))
+    if _log.isEnabledFor(logging.DEBUG):  # a builtin, not cached, comes here at every call
+        _log.debug("%s travels by reference: workers import it by that name", _name_of(fn))
     with contextlib.suppress(TypeError):  # not weakly referenceable: not cached
         _by_reference[fn] = data
     return data
