@@ -72,7 +72,7 @@ class _FunctionIds:
 class LocalBackend:
     """Worker processes on this machine (see `procpool.Pool` for the options)."""
 
-    workers_import_main = True  # multiprocessing's start prepares each child so
+    workers_import_main = True  # multiprocessing's start has each child import the main script
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from types import FrameType, TracebackType
@@ -86,9 +87,7 @@ def _stop_importing_main() -> NoReturn:
     had started, says nothing, as the pool reports; any other process (a child multiprocessing
     started for other code) says in a line what happened.
     """
-    forkserver_main = _forkserver_main()
-    preload = forkserver_main.f_locals.get("preload") if forkserver_main is not None else None
-    if multiprocessing.current_process().name != WORKER_NAME and "procpool" not in (preload or ()):
+    if multiprocessing.current_process().name != WORKER_NAME and "procpool" not in _forkserver_preload():
         main = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "the main module"
         print(
             f"procpool: process {os.getpid()} stops: importing {main} for multiprocessing, it was asked "
@@ -610,8 +609,7 @@ def _forkserver_dies_with_its_owner() -> None:
     """
     if not getattr(multiprocessing.current_process(), "_inheriting", False):
         return
-    forkserver_main = _forkserver_main()
-    if forkserver_main is not None and _FORKSERVER_READY in forkserver_main.f_locals.get("preload", ()):
+    if _FORKSERVER_READY in _forkserver_preload():
         set_parent_death_signal(signal.SIGKILL)
 
 
@@ -621,13 +619,13 @@ def set_parent_death_signal(signum: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
 
 
-def _forkserver_main() -> FrameType | None:
-    """The frame of multiprocessing's forkserver function, when the forkserver runs this code (as
-    it imports the main module); else None."""
+def _forkserver_preload() -> Sequence[str]:
+    """The modules multiprocessing's forkserver was asked to preload, when the forkserver runs
+    this code (as it imports the main module); else none."""
     frame: FrameType | None = sys._getframe()
     while frame is not None and frame.f_code is not forkserver.main.__code__:
         frame = frame.f_back
-    return frame
+    return () if frame is None else frame.f_locals.get("preload") or ()
 
 
 _forkserver_dies_with_its_owner()

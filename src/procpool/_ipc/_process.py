@@ -1,8 +1,9 @@
 """`Process`: one child process running a target, started and joined without blocking the loop.
 
 The target travels with cloudpickle (lambdas, closures; the main script's top-level functions by
-name), pickled while multiprocessing starts the child, so the procpool Queues, Pipes and locks among
-its arguments are inherited by it. Like the pool's workers, the child holds a lifeline to its owner and dies with it.
+name), pickled while multiprocessing starts the child, so the procpool Queues, Pipes and locks
+among its arguments are inherited by it. Like the pool's workers, the child holds a lifeline to
+its owner and dies with it.
 """
 
 from __future__ import annotations
