@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import anyio
 import psutil
 import pytest
@@ -108,3 +111,23 @@ async def test_cancelled_call_leaves_the_connection_usable() -> None:
         assert await d.get("k") in (None, 1)  # the next call gets its own answer
         await d.set("k", 2)
         assert await d.get("k") == 2
+
+
+def _pipes() -> set[str]:
+    targets = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            targets.add(os.readlink(f"/proc/self/fd/{name}"))
+    return {target for target in targets if target.startswith("pipe:")}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="lists descriptors in /proc")
+async def test_closing_releases_the_manager_process_descriptors_while_the_manager_is_still_referenced() -> None:
+    # Whoever still holds the manager (a traceback's frame, a thread's locals) must not keep its
+    # process's pipes open after aclose.
+    before = _pipes()
+    manager = procpool.Manager()
+    async with manager:
+        d = await manager.dict()
+        await d.set("k", 1)
+    assert _pipes() <= before

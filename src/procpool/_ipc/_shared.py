@@ -77,6 +77,12 @@ def _start_server(server: _Server, lifeline: socket.socket) -> tuple[str, socket
 def _stop_server(server: _Server) -> None:
     with mp_lock:
         server.shutdown()
+        # The pipes multiprocessing keeps to the server process (its exit status and the data pipe)
+        # close when its process object is collected; whoever still holds that object (a frame in a
+        # traceback, another thread's locals) would keep them open. Shutdown has reaped it: close now.
+        process = getattr(server, "_process", None)
+        if process is not None and process.exitcode is not None:
+            process.close()
 
 
 class Manager:
