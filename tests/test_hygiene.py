@@ -242,6 +242,41 @@ def test_unclosed_pool_does_not_hang_interpreter_exit() -> None:
     assert not _survivors(psutil.Process(pid) for pid in pids if psutil.pid_exists(pid))
 
 
+@pytest.mark.parametrize(("mode", "backend"), [("closed", "asyncio"), ("closed", "uvloop"), ("running", "asyncio")])
+def test_abandoned_pool_is_killed_when_collected(mode: str, backend: str, tmp_path: Path) -> None:
+    """A pool opened without ``async with`` and dropped unclosed, its event loop closed or running
+    on: its workers, one of them busy for hours, go as the pool is collected, with a
+    ResourceWarning, rather than at the interpreter's exit; with the loop closed, its descriptors too."""
+    script_args = [str(SCRIPTS / "abandoned_pool.py"), mode, backend, str(tmp_path)]
+    with subprocess.Popen(
+        [sys.executable, "-W", "always::ResourceWarning", *script_args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=script_env(),
+    ) as script:
+        assert script.stdin is not None
+        assert script.stdout is not None
+        assert script.stderr is not None
+        try:
+            line = script.stdout.readline()
+            assert line.startswith("pids "), (line, script.stderr.read() if script.poll() is not None else "")
+            pids = [int(pid) for pid in line.split()[1:]]
+            dropped = script.stdout.readline().split()
+            assert dropped[0] == "dropped"
+            assert not _gone_within(pids, 5), "the workers outlived their dropped pool"
+            if mode == "closed":
+                assert dropped[1:] == ["0"], "descriptors of the dropped pool left open"
+            script.stdin.close()
+            assert script.wait(10) == 0
+            stderr = script.stderr.read()
+        finally:
+            if script.poll() is None:
+                script.kill()
+    assert "ResourceWarning: procpool.Pool(workers=2) was never closed" in stderr, stderr
+
+
 # -- signals to the owner ------------------------------------------------------------------------
 
 

@@ -245,3 +245,32 @@ def test_bad_arguments_are_refused() -> None:
         q.put_nowait(threading.Lock())
     with pytest.raises(ValueError, match="timeout"):
         q.get(timeout=-1)
+
+
+_MANY = 50_000  # several times what a socket buffer holds
+_FROM_CHILD = 20_000  # more than it holds too
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {})], ids=["asyncio"])  # put_nowait runs no loop code
+async def test_unbounded_queue_takes_every_put_nowait_in_order() -> None:
+    """put_nowait never raises queue.Full on an unbounded queue, and full() never says it is:
+    what the socket cannot take waits in the putting process, which sends it all, in order,
+    before the queue closes; a child that puts and returns at once does so before it exits."""
+    q: procpool.Queue[int] = procpool.Queue()
+    for i in range(_MANY):
+        assert not q.full()
+        q.put_nowait(i)
+    assert q.qsize() >= _MANY
+    q.close()  # the queue closes once what this process holds is sent
+    with pytest.raises(procpool.QueueClosedError):
+        q.put_nowait(0)
+    with anyio.fail_after(30):
+        async with procpool.Pool(1) as pool:
+            assert await pool.run(workfns.ipc_drain_in_order, q) == (_MANY, _MANY)
+            from_child: procpool.Queue[int] = procpool.Queue()
+            done = procpool.Event()
+            put_in_child = (from_child, _FROM_CHILD, done)
+            async with procpool.Process(workfns.ipc_put_nowait_range_then_close, put_in_child) as child:
+                await done.wait()  # nothing read yet: most of the items are still in the child
+                assert await pool.run(workfns.ipc_drain_in_order, from_child) == (_FROM_CHILD, _FROM_CHILD)
+            assert child.exitcode == 0

@@ -236,6 +236,25 @@ def ipc_put_range(queue: Any, start: int, stop: int, delay: float = 0.0) -> None
             time.sleep(delay)
 
 
+def ipc_put_nowait_range_then_close(queue: Any, stop: int, done: Any) -> None:
+    """``put_nowait`` 0..stop-1 on ``queue``, close it, set the ``done`` event, and return."""
+    for i in range(stop):
+        queue.put_nowait(i)
+    queue.close()
+    done.set()
+
+
+def ipc_drain_in_order(queue: Any) -> tuple[int, int]:
+    """Take items until ``queue`` is closed and drained: how many came, and how many of them
+    came in order (0, 1, 2... up to the first out of place)."""
+    received = in_order = 0
+    for item in queue:
+        if item == in_order == received:
+            in_order += 1
+        received += 1
+    return received, in_order
+
+
 def ipc_double_until_closed(source: Any, sink: Any) -> int:
     """Put 2*x on ``sink`` for each x taken from ``source`` until it is closed; how many."""
     count = 0

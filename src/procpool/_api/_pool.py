@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
@@ -118,6 +119,9 @@ class Pool(PoolFacade):
             idle_timeout=None if idle_timeout is None else float(idle_timeout),
             min_workers=min_workers,
         )
+        # A pool dropped unclosed is ended as it is collected (the backend does not refer back
+        # to the facade, which the user holds); at the interpreter's exit, `_process` ends them.
+        weakref.finalize(self, self._backend.abandoned).atexit = False
 
     @property
     def workers(self) -> int:

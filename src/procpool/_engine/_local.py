@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -119,6 +121,7 @@ class LocalBackend:
         self._backlog: Backlog | None = None
         self._scheduler: Scheduler | None = None
         self._slots: list[WorkerSlot] = []
+        self._workers: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()  # every one it started
         self._task_group: TaskGroup | None = None
         self._slots_running = 0
         self._stopped: anyio.Event | None = None
@@ -205,7 +208,7 @@ class LocalBackend:
         setup = dumps_for_transport(
             (self._initializer, self._initargs, log_levels, self._forward_output), "the initializer or its arguments"
         )
-        spawn = functools.partial(WorkerProcess.spawn, context, setup)
+        spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)
         try:
             workers = await self._spawn_all(spawn)
         except BaseException:
@@ -300,16 +303,51 @@ class LocalBackend:
         """Leave the task group entered by `open` (in the task that opened it); with ``abort``,
         cancel every job first, killing running ones whatever their options."""
         task_group, self._task_group = self._task_group, None
-        jobs = None
-        if abort:
-            self._stop_accepting()
-            jobs = self._outstanding.jobs()
-            for job in jobs:
-                job.kill_on_cancel = True
         try:
-            await leave_task_group(task_group, cancelling=jobs)
+            await leave_task_group(task_group, cancelling=self._stop_everything() if abort else None)
         finally:
             self.state = PoolState.CLOSED
+
+    def _stop_everything(self) -> list[Job]:
+        """Stop accepting jobs; the outstanding ones, returned, are to be cancelled, killing
+        running ones whatever their options."""
+        self._stop_accepting()
+        jobs = self._outstanding.jobs()
+        for job in jobs:
+            job.kill_on_cancel = True
+        return jobs
+
+    def abandoned(self) -> None:
+        """The `Pool` in front of this backend was garbage-collected (a `weakref.finalize`): if it
+        was never closed, nothing can close it now. Say so, as asyncio does of an unclosed
+        transport, and end it: if its event loop may run again, cancel everything there, as an
+        exit from ``async with`` by an exception would; if the loop has ended, kill the workers
+        and close their descriptors now (else they would run on, tasks and all, until the
+        interpreter exits). Called from any thread, at any point: it only schedules or kills."""
+        if self.state in (PoolState.NEW, PoolState.CLOSED) or (self._stopped is not None and self._stopped.is_set()):
+            return  # closed, or its slots all ended (asyncio.run cancels the tasks it leaves)
+        warnings.warn(
+            f"procpool.Pool(workers={self.workers}) was never closed: it was garbage-collected without "
+            "leaving its `async with` block or awaiting `pool.aclose()`; its tasks are cancelled and its "
+            "workers stopped",
+            ResourceWarning,
+            stacklevel=1,  # the finalizer's caller is whatever collected the garbage
+        )
+        native = getattr(self.token, "native_token", None)
+        run_soon = getattr(native, "run_sync_soon", None) or getattr(native, "call_soon_threadsafe", None)
+        assert run_soon is not None  # open set the token
+        try:
+            run_soon(self._abort)
+        except RuntimeError:  # the loop is closed (trio: its run finished)
+            for worker in list(self._workers):
+                worker.abandon()
+
+    def _abort(self) -> None:
+        """In the event loop of a pool that nobody can close any more: cancel every job, and the
+        slots stop their workers as on a close. (Not the task group: the task that entered it
+        may run on, and would be cancelled with it.)"""
+        for job in self._stop_everything():
+            job.cancel()
 
     def _stop_accepting(self) -> None:
         if self.state is PoolState.OPEN:

@@ -189,7 +189,14 @@ def _close_half_started(tb: TracebackType | None) -> None:
 class WorkerProcess:
     """One worker process and the parent's end of its channel and lifeline."""
 
-    def __init__(self, process: Any, channel: socket.socket, lifeline: socket.socket, started: mmap.mmap) -> None:
+    def __init__(
+        self,
+        process: Any,
+        channel: socket.socket,
+        lifeline: socket.socket,
+        started: mmap.mmap,
+        owner: weakref.WeakSet[WorkerProcess],
+    ) -> None:
         self._process = process
         self._exit_fd = _exit_descriptor(process)
         self._channel = channel
@@ -204,14 +211,17 @@ class WorkerProcess:
         self._released = False
         self._io: ChannelIO | None = None  # set by `attach`
         self._writing = False  # a callback writes the unsent frames as the channel takes them
+        self._watching: set[int] = set()  # the descriptors `watch` waits on
         self.pid: int = process.pid
         self.tasks_run = 0
         self.dispatched = 0
         _live.add(self)
+        owner.add(self)
 
     @classmethod
-    async def spawn(cls, context: BaseContext, setup: bytes) -> WorkerProcess:
-        """Start a worker and wait until it is ready for tasks (its initializer has run).
+    async def spawn(cls, context: BaseContext, setup: bytes, owner: weakref.WeakSet[WorkerProcess]) -> WorkerProcess:
+        """Start a worker and wait until it is ready for tasks (its initializer has run); it is
+        added to ``owner`` (its pool's) as soon as it is started.
 
         Raises:
             InitializerError: the initializer raised; the child's exception is the cause.
@@ -244,7 +254,7 @@ class WorkerProcess:
             child_lifeline.close()
             os.close(started_fd)  # the mappings stay
         parent_channel.setblocking(False)
-        worker = cls(process, parent_channel, parent_lifeline, started)
+        worker = cls(process, parent_channel, parent_lifeline, started, owner)
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker._first_frame()
@@ -430,10 +440,12 @@ class WorkerProcess:
         # A descriptor of its own, as `wait_exit` may wait on `_exit_fd` meanwhile; opened anew,
         # not copied, for an event loop's epoll set can keep a closed descriptor's copy watched.
         fd = _exit_descriptor(self._process)
+        self._watching.add(fd)
         try:
             if not self.has_exited():  # else its pid may be another process's by now
                 await anyio.wait_readable(fd)
         finally:
+            self._watching.discard(fd)
             anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
             os.close(fd)
         with contextlib.suppress(OSError):  # closed already: the worker was stopped
@@ -561,6 +573,15 @@ class WorkerProcess:
         if code is not None:
             self._exitcode = code
             self._release()
+
+    def abandon(self) -> None:
+        """Kill and reap the worker of a pool whose event loop has ended without closing it, and
+        close every descriptor it had, without a word to that loop: it never runs again."""
+        self._io = None  # nothing to unwatch
+        for fd in self._watching:  # `watch` waits on it for ever
+            os.close(fd)
+        self._watching.clear()
+        self.kill_now()
 
 
 def _exit_descriptor(process: Any) -> int:

@@ -6,9 +6,12 @@ free slots: ``put`` takes one, ``get`` gives one back, so ``maxsize`` bounds the
 ``qsize()`` is the tokens missing. ``close()`` shuts the socket down for every process at once: puts
 fail, gets drain what is left and then see the end.
 
-Unlike ``multiprocessing.Queue`` there is no feeder thread: ``put`` sends the item itself (so an
-item is in the queue when ``put`` returns, and nothing is left to flush at exit), and a get that
-is cancelled while it waits has taken nothing.
+A bounded queue's ``put`` sends the item itself, waiting for room if need be. An unbounded one's
+never waits: what the socket cannot take at once (its buffer holds only thousands of small items)
+stays in the putting process, in order, and a feeder thread of that process sends it as room
+comes, as ``multiprocessing.Queue``'s does; the thread ends when it has sent everything. It is not
+a daemon, so a process that exits waits until its items are in the queue (or the queue is closed).
+A get that is cancelled while it waits has taken nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import contextlib
 import pickle
 import queue
 import socket
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -51,11 +56,14 @@ class Queue(Generic[T]):
     Create it in the parent and pass it to children (``procpool.Process`` arguments, pool tasks,
     other queues). In synchronous code (a child) its methods block, as ``multiprocessing.Queue``'s
     do; under an event loop, ``put``/``get`` return awaitables that never block the loop and use
-    no thread, and ``async for item in queue`` runs until the queue is closed and drained.
+    no thread (but an unbounded queue's feeder, see ``maxsize``), and ``async for item in queue``
+    runs until the queue is closed and drained.
 
     Args:
-        maxsize: how many items the queue holds before ``put`` waits; 0 for as many as the
-            operating system's socket buffer holds (thousands of small items on Linux).
+        maxsize: how many items the queue holds before ``put`` waits; 0 for no limit: ``put``
+            never waits, and what the operating system's socket buffer cannot take at once
+            (thousands of small items on Linux) waits in the putting process, sent in order by a
+            thread of that process.
 
     Raises:
         ValueError: ``maxsize`` is negative or larger than this system allows.
@@ -82,6 +90,12 @@ class Queue(Generic[T]):
         self._reader_port = Port(self._reader.fileno())
         self._writer_port = Port(self._writer.fileno())
         self._slots_port = Port(self._slots_read)
+        # Unbounded: the items put here that the socket could not take yet, the thread sending
+        # them, and whether this process closed the queue (shut down once they are sent).
+        self._lock = threading.Lock()
+        self._unsent: deque[bytes] = deque()
+        self._feeder: threading.Thread | None = None
+        self._closed_here = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (self._handles, self._maxsize, self._slots)
@@ -97,7 +111,8 @@ class Queue(Generic[T]):
     # -- put -----------------------------------------------------------------------------------
 
     def put(self, obj: T, block: bool = True, timeout: float | None = None) -> Any:
-        """Put ``obj`` at the end of the queue, waiting for a free slot if it is full.
+        """Put ``obj`` at the end of the queue, waiting for a free slot if it is full (only a
+        bounded queue is ever full).
 
         Under an event loop this returns an awaitable: ``await queue.put(obj)``.
 
@@ -117,13 +132,35 @@ class Queue(Generic[T]):
         """Put ``obj`` if there is room right now (never waits, in sync and async code alike).
 
         Raises:
-            queue.Full: the queue is full.
+            queue.Full: the queue is bounded and full.
             QueueClosedError: the queue is closed.
             SerializationError: ``obj`` cannot be pickled.
         """
         run_blocking(self._put(dumps(obj), time.monotonic()))
 
     def _put(self, data: bytes, deadline: float | None) -> Op[None]:
+        if self._maxsize:
+            yield from self._send(data, deadline)
+            return
+        if self._closed_here:
+            raise QueueClosedError("put() on a closed queue")
+        # Unbounded: never waits. A thread's earlier items not sent yet are in `_unsent` (until
+        # the feeder has sent them), so this one goes straight out only if none is.
+        if not self._unsent:
+            try:
+                yield from self._send(data, time.monotonic())  # the deadline is now: it never suspends
+                return
+            except queue.Full:
+                pass  # no room now
+        with self._lock:
+            if self._closed_here:  # by another thread meanwhile: the feeder may have shut the queue
+                raise QueueClosedError("put() on a closed queue")
+            self._unsent.append(data)
+            if self._feeder is None:
+                self._feeder = threading.Thread(target=self._feed, name="procpool Queue feeder")
+                self._feeder.start()
+
+    def _send(self, data: bytes, deadline: float | None) -> Op[None]:
         if not (yield from take_token_op(self._slots_port, deadline)):
             raise queue.Full
         try:
@@ -137,6 +174,30 @@ class Queue(Generic[T]):
         if not sent:
             give_tokens(self._slots_write)
             raise queue.Full
+
+    def _feed(self) -> None:
+        """The feeder thread: send the items put here that the socket could not take, in order,
+        waiting for room; end once none is left (or the queue is closed: they can go nowhere)."""
+        while True:
+            with self._lock:
+                if not self._unsent:
+                    self._feeder = None
+                    closing = self._closed_here
+                    break
+                data = self._unsent[0]
+            try:
+                run_blocking(self._send(data, None))
+            except BaseException as exc:  # closed, so they can go nowhere (or a system call failed)
+                with self._lock:
+                    self._unsent.clear()
+                    self._feeder = None
+                if isinstance(exc, QueueClosedError):
+                    return
+                raise
+            with self._lock:
+                self._unsent.popleft()
+        if closing:
+            self._shut_down()
 
     # -- get -----------------------------------------------------------------------------------
 
@@ -199,12 +260,13 @@ class Queue(Generic[T]):
     # -- state ---------------------------------------------------------------------------------
 
     def qsize(self) -> int:
-        """The approximate number of items in the queue (others may put or get meanwhile)."""
-        return max(0, self._slots - bytes_readable(self._slots_read))
+        """The approximate number of items in the queue (others may put or get meanwhile); of the
+        items an unbounded queue keeps in the processes that put them, only this process's count."""
+        return max(0, self._slots - bytes_readable(self._slots_read)) + len(self._unsent)
 
     def empty(self) -> bool:
         """Whether the queue holds no item right now (approximate, like `qsize`)."""
-        return bytes_readable(self._reader.fileno()) == 0
+        return bytes_readable(self._reader.fileno()) == 0 and not self._unsent
 
     def full(self) -> bool:
         """Whether a bounded queue has no free slot right now (approximate, like `qsize`)."""
@@ -213,11 +275,21 @@ class Queue(Generic[T]):
     def close(self) -> None:
         """Close the queue for every process: ``put`` now raises `QueueClosedError` everywhere,
         and ``get`` returns the items already in the queue, then raises it (``async for`` and
-        ``for`` loops end). Idempotent.
+        ``for`` loops end). Idempotent; never waits.
+
+        Items of an unbounded queue that this process put and still holds go first: ``put``
+        here raises at once, and the queue closes for the other processes once they are sent.
 
         The descriptors stay open in this process until the queue is garbage-collected, so
         consumers here can still drain it.
         """
+        with self._lock:
+            self._closed_here = True
+            if self._unsent:
+                return  # the feeder shuts the queue down after the last of them
+        self._shut_down()
+
+    def _shut_down(self) -> None:
         with contextlib.suppress(OSError):  # already shut down
             self._writer.shutdown(socket.SHUT_RDWR)
         # Wake producers that wait for a free slot: they take one and find the queue closed.

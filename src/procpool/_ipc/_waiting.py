@@ -31,7 +31,8 @@ import termios
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import CoroutineType
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
@@ -112,9 +113,18 @@ def running_async() -> bool:
 
 
 def dual(op: Op[T]) -> Any:
-    """Run ``op`` the way the caller can wait: a coroutine under an event loop, else blocking."""
+    """Run ``op`` the way the caller can wait: a coroutine under an event loop, else blocking.
+
+    Called by a public method (``Queue.put``), whose name the coroutine takes, so that a
+    forgotten ``await`` warns "coroutine 'Queue.put' was never awaited" (not of `run_async`), as
+    it would if that method were an ``async def`` (an inherited one is named by its class).
+    """
     if running_async():
-        return run_async(op)
+        coroutine = cast("CoroutineType[Any, Any, T]", run_async(op))
+        code = sys._getframe(1).f_code
+        coroutine.__name__ = code.co_name
+        coroutine.__qualname__ = code.co_qualname
+        return coroutine
     return run_blocking(op)
 
 
