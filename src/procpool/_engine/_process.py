@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import errno
 import fcntl
 import itertools
 import mmap
@@ -44,6 +45,19 @@ MAIN_MODULE_STARTS_POOL = 78
 _FORKSERVER_EXIT_WAIT = 1.0  # seconds the forkserver, its end of the start request closed, gets to exit
 _FORKSERVER_READY = "procpool._engine._forkserver_ready"
 _PR_SET_PDEATHSIG = 1
+# The most descriptors multiprocessing holds at once while it starts a process (a forkserver's or
+# resource tracker's own start included), and how often `WorkerProcess.watch` looks at a worker
+# when no descriptor is free to wait on.
+_START_DESCRIPTORS = 8
+_EXIT_LOOK_INTERVAL = 0.05
+_NO_NEW_THREAD = "can't start new thread"  # CPython's RuntimeError when the system refuses a thread
+# What an error that failed a worker's start means, for `start_failed`.
+_START_ERROR_HINTS = {
+    errno.EMFILE: "This process has reached its limit on open files (RLIMIT_NOFILE, `ulimit -n`).",
+    errno.ENFILE: "The system has reached its limit on open files.",
+    errno.EAGAIN: "A limit on processes is reached (RLIMIT_NPROC, `ulimit -u`, or a cgroup's pids.max).",
+    errno.ENOMEM: "There is not enough memory for a new process.",
+}
 
 # multiprocessing reaps finished children from inside Process.start() (and active_children()),
 # so starting a worker in one thread while reading another's exit status in the event loop could
@@ -128,14 +142,22 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
     """Start ``process``, whose end of its lifeline is ``child_lifeline``, which it is handed.
 
     Raises:
+        OSError: no process or descriptor to spare (a resource limit), or the forkserver is gone.
         RuntimeError: the forkserver, preloading the main module, found it starts a pool.
     """
     with mp_lock:
+        _check_descriptors(_START_DESCRIPTORS)
         try:
             process.start()
         except BaseException as exc:
+            refused = _forkserver_refusal(exc)
             _close_half_started(exc.__traceback__)
-            if isinstance(exc, (OSError, EOFError)) and _forkserver_exitcode(process) == MAIN_MODULE_STARTS_POOL:
+            if refused is not None:
+                raise refused from None
+            if (
+                isinstance(exc, (EOFError, ConnectionError))
+                and _forkserver_exitcode(process) == MAIN_MODULE_STARTS_POOL
+            ):
                 raise main_module_starts_pool() from None
             raise
     # The child arms its lifeline once its own code runs, but before that multiprocessing has it
@@ -143,6 +165,53 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
     # script). Owner and O_ASYNC belong to the open socket, which the child shares: set here, the
     # kernel sends the child SIGIO, whose default action ends it, if this process dies meanwhile.
     _signal_on_end_of_file(child_lifeline.fileno(), process.pid)
+
+
+async def start_in_thread(process: Any, child_lifeline: socket.socket) -> None:
+    """`start_locked`, in one of anyio's worker threads, as it blocks (it talks to the forkserver).
+
+    Raises:
+        OSError: as `start_locked`; EAGAIN also where no thread can be started to run it in (a
+            limit on processes counts threads too).
+        RuntimeError: as `start_locked`.
+    """
+    try:
+        await anyio.to_thread.run_sync(start_locked, process, child_lifeline)
+    except RuntimeError as exc:
+        if str(exc) != _NO_NEW_THREAD:
+            raise
+        raise OSError(errno.EAGAIN, str(exc)) from exc
+
+
+def start_failed(cause: OSError) -> WorkerCrashedError:
+    """The error for a worker that could not be started because the system refused a process or a
+    descriptor (``cause``): typically a resource limit, which the message names."""
+    error = WorkerCrashedError(pid=None, exitcode=None, signal_name=None, task="its start-up")
+    hint = _START_ERROR_HINTS.get(cause.errno or 0)
+    sentences = [f"could not start a worker: {cause}.", hint, "The pool tries again for the next task."]
+    error.args = (" ".join(filter(None, sentences)),)
+    return error
+
+
+def _check_descriptors(count: int) -> None:
+    """Raise EMFILE (or ENFILE) now unless ``count`` descriptors are free.
+
+    multiprocessing opens several descriptors to start a process, and one it cannot open leaves
+    the others open (its forkserver's request, from Python 3.11 to CPython's main branch at
+    least); and Python 3.11's forkserver, half sent a request, dies of it. Checked first, under
+    `mp_lock`, a shortage fails the start before anything is opened (unless another thread takes
+    descriptors meanwhile).
+    """
+    opened: list[int] = []
+    try:
+        for _ in range(count):
+            opened.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            raise OSError(exc.errno, exc.strerror) from None  # not about the file it opened
+    finally:
+        for fd in opened:
+            os.close(fd)
 
 
 def _signal_on_end_of_file(fd: int, pid: int) -> None:
@@ -171,6 +240,40 @@ def _forkserver_exitcode(process: Any) -> int | None:
         if time.monotonic() > deadline:
             return None  # still running: the start failed for another reason
         time.sleep(0.01)
+
+
+def _forkserver_refusal(error: BaseException) -> OSError | None:
+    """The error for which procpool's forkserver could not fork the process that failed to start
+    with ``error``, or None if it did not say so (see `guard_forkserver_forks`).
+
+    It says so with one byte, the error number, where a process's pid takes eight, and closes the
+    request. The start then failed reading that pid (which multiprocessing's ``read_signed`` had
+    read into ``data``), or writing the start data into the closed request (the byte is unread).
+    """
+    launch: Any = None
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is forkserver.read_signed.__code__:
+            return _refusal(frame.f_locals.get("data"))
+        if launch is None and frame.f_code.co_name == "_launch":
+            launch = frame.f_locals.get("self")
+        tb = tb.tb_next
+    sentinel = getattr(launch, "sentinel", None)
+    if not isinstance(error, BrokenPipeError) or not isinstance(sentinel, int):
+        return None
+    try:
+        os.set_blocking(sentinel, False)
+        return _refusal(os.read(sentinel, 8))
+    except OSError:  # nothing to read: the forkserver said nothing
+        return None
+
+
+def _refusal(data: object) -> OSError | None:
+    if not isinstance(data, bytes) or len(data) != 1:
+        return None
+    code = data[0]
+    return OSError(code, os.strerror(code)) if code else OSError("the forkserver could not fork a process")
 
 
 def _close_half_started(tb: TracebackType | None) -> None:
@@ -225,36 +328,40 @@ class WorkerProcess:
 
         Raises:
             InitializerError: the initializer raised; the child's exception is the cause.
-            WorkerCrashedError: the worker died before it was ready.
+            WorkerCrashedError: the worker died before it was ready, or could not be started (no
+                process or descriptor to spare: a resource limit, which the message names).
         """
-        parent_channel, child_channel = socket.socketpair()
-        parent_lifeline, child_lifeline = socket.socketpair()
-        started_fd = _started_memory()
-        started = mmap.mmap(started_fd, wire.STARTED.size)
-        try:
-            process = context.Process(  # type: ignore[attr-defined]
-                target=worker_main,
-                args=(child_channel, child_lifeline, setup, InheritedFd(started_fd)),
-                name=WORKER_NAME,
-            )
-            # Shielded: a cancellation arriving just after the start would leave a process that
-            # nobody stops; it is delivered at the next checkpoint, which stops the worker.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(start_locked, process, child_lifeline)
-        except BaseException as exc:
-            for sock in (parent_channel, parent_lifeline):
-                sock.close()
-            started.close()
-            if isinstance(exc, (BrokenPipeError, ConnectionResetError, EOFError)):
+        with contextlib.ExitStack() as undo:  # what is made, closed (in reverse) if a later step fails
+            try:
+                parent_channel, child_channel = socket.socketpair()
+                undo.callback(parent_channel.close)
+                with contextlib.ExitStack() as child_ends:  # closed once the child has them
+                    child_ends.callback(child_channel.close)
+                    parent_lifeline, child_lifeline = socket.socketpair()
+                    undo.callback(parent_lifeline.close)
+                    child_ends.callback(child_lifeline.close)
+                    started_fd = _started_memory()
+                    child_ends.callback(os.close, started_fd)  # the mapping stays
+                    started = mmap.mmap(started_fd, wire.STARTED.size)
+                    undo.callback(started.close)
+                    process = context.Process(  # type: ignore[attr-defined]
+                        target=worker_main,
+                        args=(child_channel, child_lifeline, setup, InheritedFd(started_fd)),
+                        name=WORKER_NAME,
+                    )
+                    # Shielded: a cancellation arriving just after the start would leave a process
+                    # that nobody stops; it is delivered at the next checkpoint, which stops the worker.
+                    with anyio.CancelScope(shield=True):
+                        await start_in_thread(process, child_lifeline)
+                    undo.callback(_kill_unhandled, process)
+                parent_channel.setblocking(False)
+                worker = cls(process, parent_channel, parent_lifeline, started, owner)
+            except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
                 # The new process died before it read its start data: a crash during start-up.
                 raise WorkerCrashedError(pid=None, exitcode=None, signal_name=None, task="its start-up") from exc
-            raise
-        finally:
-            child_channel.close()
-            child_lifeline.close()
-            os.close(started_fd)  # the mappings stay
-        parent_channel.setblocking(False)
-        worker = cls(process, parent_channel, parent_lifeline, started, owner)
+            except OSError as exc:
+                raise start_failed(exc) from exc
+            undo.pop_all()
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
             frame = await worker._first_frame()
@@ -439,15 +546,20 @@ class WorkerProcess:
             return
         # A descriptor of its own, as `wait_exit` may wait on `_exit_fd` meanwhile; opened anew,
         # not copied, for an event loop's epoll set can keep a closed descriptor's copy watched.
-        fd = _exit_descriptor(self._process)
-        self._watching.add(fd)
         try:
-            if not self.has_exited():  # else its pid may be another process's by now
-                await anyio.wait_readable(fd)
-        finally:
-            self._watching.discard(fd)
-            anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
-            os.close(fd)
+            fd = _exit_descriptor(self._process)
+        except OSError:  # none to spare (the process's limit is reached): look now and then
+            while not self.has_exited():  # noqa: ASYNC110 (no descriptor, so no event to wait for)
+                await anyio.sleep(_EXIT_LOOK_INTERVAL)
+        else:
+            self._watching.add(fd)
+            try:
+                if not self.has_exited():  # else its pid may be another process's by now
+                    await anyio.wait_readable(fd)
+            finally:
+                self._watching.discard(fd)
+                anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
+                os.close(fd)
         with contextlib.suppress(OSError):  # closed already: the worker was stopped
             self._channel.shutdown(socket.SHUT_RDWR)
 
@@ -604,8 +716,22 @@ def _started_memory() -> int:
     else:
         with tempfile.TemporaryFile() as file:  # mode 0600, already unlinked
             fd = os.dup(file.fileno())
-    os.ftruncate(fd, wire.STARTED.size)
+    try:
+        os.ftruncate(fd, wire.STARTED.size)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
+
+
+def _kill_unhandled(process: Any) -> None:
+    """SIGKILL and reap a worker that started but could not be handed to a `WorkerProcess` (no
+    descriptor to watch it by); blocks for the few milliseconds a SIGKILLed process takes to go."""
+    process.kill()
+    with mp_lock:
+        process.join(5)
+    with contextlib.suppress(ValueError):  # still running: its descriptors close with it, later
+        process.close()
 
 
 @atexit.register
@@ -632,6 +758,56 @@ def _forkserver_dies_with_its_owner() -> None:
         return
     if _FORKSERVER_READY in _forkserver_preload():
         set_parent_death_signal(signal.SIGKILL)
+
+
+def guard_forkserver_forks() -> None:
+    """Keep multiprocessing's forkserver serving when it cannot fork. Run in the forkserver only
+    (by `_FORKSERVER_READY`).
+
+    A fork fails when a limit on processes is reached (EAGAIN: RLIMIT_NPROC, a cgroup's pids.max)
+    or memory is short (ENOMEM), and the forkserver, which does not catch that error, dies of it.
+    Every start then fails until the owner starts another forkserver (which it cannot either
+    while the limit holds), and the workers it had started lose their exit statuses, which it was
+    to report (multiprocessing then says 255). Instead, the forkserver answers the request it
+    could not serve (see `_refuse`) and goes on: its loop carries on after an error numbered
+    ECONNABORTED, which it takes for a client that hung up.
+    """
+    real_fork = os.fork
+
+    def fork() -> int:
+        try:
+            pid = real_fork()
+        except OSError as exc:
+            request = sys._getframe(1)
+            if request.f_code is not forkserver.main.__code__ or not _refuse(request.f_locals, exc):
+                raise
+            raise ConnectionAbortedError(errno.ECONNABORTED, f"could not fork: {exc}") from exc
+        if pid == 0:
+            os.fork = real_fork  # the new process is a worker: its forks are its own
+        return pid
+
+    os.fork = fork
+
+
+def _refuse(request: dict[str, Any], error: OSError) -> bool:
+    """In the forkserver: answer a start request whose process could not be forked, and close the
+    request's descriptors, as the forkserver does once it has forked one; False if they are not
+    where this Python's forkserver keeps them.
+
+    The answer is the error number in one byte, where a pid takes eight: whoever asked, its start
+    fails at the end of the pipe, as it did when the forkserver died (EOFError, or BrokenPipeError
+    if it was still writing the start data), and procpool reads the byte (`_forkserver_refusal`).
+    """
+    child_r, child_w, fds = request.get("child_r"), request.get("child_w"), request.get("fds")
+    if not (isinstance(child_r, int) and isinstance(child_w, int) and isinstance(fds, list)):
+        return False
+    with contextlib.suppress(OSError):  # the client is gone
+        os.write(child_w, bytes([error.errno if error.errno and error.errno < 256 else 0]))
+    # The answer's pipe first, so a client that finds the start data's pipe closed can read it.
+    for fd in (child_w, child_r, *fds):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return True
 
 
 def set_parent_death_signal(signum: int) -> None:

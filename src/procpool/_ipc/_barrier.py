@@ -7,6 +7,7 @@ small shared memory file so that every process sees them.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -36,7 +37,11 @@ def _shared_memory(size: int) -> int:
     else:
         with tempfile.TemporaryFile() as file:
             fd = os.dup(file.fileno())
-    os.ftruncate(fd, size)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -63,7 +68,13 @@ class Barrier:
             raise TypeError(f"action must be callable or None, not {type(action).__name__}")
         check_timeout(timeout)
         action_bytes = b"" if action is None else dumps_for_transport(action, "the barrier's action")
-        self._setup(Condition(), Handles(fds=[_shared_memory(_COUNTERS.size)]), parties, action_bytes, timeout)
+        with contextlib.ExitStack() as undo:  # on failure, closes what was made
+            cond = Condition()
+            undo.callback(cond._close)
+            handles = Handles(fds=[_shared_memory(_COUNTERS.size)])
+            undo.callback(handles.close)
+            self._setup(cond, handles, parties, action_bytes, timeout)  # maps the memory
+            undo.pop_all()
         self._action = action
 
     def _setup(

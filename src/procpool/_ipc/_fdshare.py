@@ -14,6 +14,7 @@ shared this way, and is never involved in an object's operations: it serves atta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import select
@@ -157,20 +158,26 @@ class _ShareServer:
     def __init__(self) -> None:
         self.table: dict[bytes, list[int]] = {}
         self._directory: str | None = None
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if sys.platform == "linux":
-            # The abstract namespace: no file to clean up, gone when the socket closes.
-            self.address: str | bytes = f"\0procpool-{os.getpid()}-{secrets.token_hex(8)}"
-        else:
-            self._directory = tempfile.mkdtemp(prefix="procpool-")  # private (0700): only our user connects
-            self.address = os.path.join(self._directory, "share")
-        listener.bind(self.address)
-        listener.listen(64)
-        listener.setblocking(False)
-        self._listener = listener
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._serve, name="procpool-fd-share", daemon=True)
-        self._thread.start()
+        with contextlib.ExitStack() as undo:  # on failure, closes (and removes) what was made
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            undo.callback(listener.close)
+            if sys.platform == "linux":
+                # The abstract namespace: no file to clean up, gone when the socket closes.
+                self.address: str | bytes = f"\0procpool-{os.getpid()}-{secrets.token_hex(8)}"
+            else:
+                self._directory = tempfile.mkdtemp(prefix="procpool-")  # private (0700): only our user connects
+                undo.callback(shutil.rmtree, self._directory, ignore_errors=True)
+                self.address = os.path.join(self._directory, "share")
+            listener.bind(self.address)
+            listener.listen(64)
+            listener.setblocking(False)
+            self._listener = listener
+            self._wake_r, self._wake_w = os.pipe()
+            undo.callback(os.close, self._wake_r)
+            undo.callback(os.close, self._wake_w)
+            self._thread = threading.Thread(target=self._serve, name="procpool-fd-share", daemon=True)
+            self._thread.start()  # from now on, the thread closes them on its way out
+            undo.pop_all()
 
     def stop(self) -> None:
         os.write(self._wake_w, b"x")  # the thread closes everything on its way out

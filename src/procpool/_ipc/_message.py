@@ -43,8 +43,13 @@ END = object()
 def socket_pair() -> tuple[socket.socket, socket.socket]:
     """A connected pair of message sockets with a generous send buffer on both ends."""
     pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for sock in pair:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+    try:
+        for sock in pair:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+    except BaseException:
+        for sock in pair:
+            sock.close()
+        raise
     return pair
 
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import anyio
 
 from .._child import arm_lifeline, call
-from .._engine import poll_exitcode, start_locked, worker_context
+from .._engine import poll_exitcode, start_in_thread, worker_context
 from .._errors import InvalidStateError
 from .._sizing import check_start_method
 from .._transport import dumps_for_transport
@@ -138,12 +138,11 @@ class Process:
             raise InvalidStateError("a procpool.Process can be started only once; create a new one")
         context = worker_context(self._start_method)
         parent_lifeline, child_lifeline = socket.socketpair()
-        process: BaseProcess = context.Process(  # type: ignore[attr-defined]
-            target=_child_main, args=(self._call, child_lifeline), name=self._name, daemon=self._daemon
-        )
         try:
-            # Process.start() blocks (it talks to the forkserver), as in the pool.
-            await anyio.to_thread.run_sync(start_locked, process, child_lifeline)
+            process: BaseProcess = context.Process(  # type: ignore[attr-defined]
+                target=_child_main, args=(self._call, child_lifeline), name=self._name, daemon=self._daemon
+            )
+            await start_in_thread(process, child_lifeline)
         except BaseException:
             parent_lifeline.close()
             raise

@@ -11,6 +11,7 @@ one: its token is gone with it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -240,7 +241,16 @@ class Condition:
     def __init__(self, lock: Lock | None = None) -> None:
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"lock must be a procpool.Lock or None, not {type(lock).__name__}")
-        self._setup(lock or Lock(), Semaphore(0), Semaphore(0), Semaphore(0))
+        with contextlib.ExitStack() as undo:  # on failure, closes what this made (not ``lock``)
+            if lock is None:
+                lock = Lock()
+                undo.callback(lock._handles.close)
+            semaphores = []
+            for _ in range(3):
+                semaphores.append(Semaphore(0))
+                undo.callback(semaphores[-1]._handles.close)
+            self._setup(lock, *semaphores)
+            undo.pop_all()
 
     def _setup(self, lock: Lock, sleepers: Semaphore, wakeups: Semaphore, done: Semaphore) -> None:
         self._lock = lock
@@ -253,6 +263,11 @@ class Condition:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild_condition, (self._lock, self._sleepers, self._wakeups, self._done)
+
+    def _close(self) -> None:
+        """Close the descriptors of the lock and the semaphores in this process."""
+        for part in (self._lock, self._sleepers, self._wakeups, self._done):
+            part._handles.close()
 
     def __repr__(self) -> str:
         return f"<procpool.Condition {self._lock!r}>"
