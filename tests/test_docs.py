@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,23 +16,42 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
+# A block's run is mostly starting interpreters (its own, a forkserver, workers): two at a time
+# keep two cores busy, where one at a time leaves one idle while a process waits for another.
+_AT_ONCE = 2
+
+# All the blocks run while the first test of this module sets up, so its limit covers them all.
+pytestmark = pytest.mark.timeout(600)
 
 
-def _blocks() -> list[object]:
-    params = []
+def _blocks() -> dict[str, str]:
+    blocks = {}
     for document in DOCUMENTS:
         for number, match in enumerate(_BLOCK.finditer(document.read_text()), 1):
-            name = document.relative_to(ROOT).as_posix()
-            params.append(pytest.param(match.group(1), id=f"{name}-{number}"))
-    return params
+            blocks[f"{document.relative_to(ROOT).as_posix()}-{number}"] = match.group(1)
+    return blocks
 
 
-@pytest.mark.parametrize("code", _blocks())
-def test_code_block_runs(code: str, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(code)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+_BLOCKS = _blocks()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each block, run as a script in a directory of its own, two at a time; every process has
+    ended before any test starts (the leak check of each test sees none of them)."""
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        script = tmp_path_factory.mktemp("block") / "example.py"
+        script.write_text(_BLOCKS[name])
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+
+    with ThreadPoolExecutor(_AT_ONCE) as executor:
+        return dict(zip(_BLOCKS, executor.map(run, _BLOCKS), strict=True))
+
+
+@pytest.mark.parametrize("name", _BLOCKS)
+def test_code_block_runs(name: str, runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    assert runs[name].returncode == 0, runs[name].stderr
 
 
 _NAMED_TEST = re.compile(r"`tests/(test_\w+\.py)::(test_\w+)`")
