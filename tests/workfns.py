@@ -52,6 +52,16 @@ def raise_value_error(message: str) -> None:
     raise ValueError(message)
 
 
+def raise_stop(kind: type[BaseException], value: Any) -> None:
+    """Raise StopIteration or StopAsyncIteration carrying ``value``."""
+    raise kind(value)
+
+
+def yield_then_raise_stop(kind: type[BaseException], value: Any) -> Any:
+    yield value
+    raise kind(value)
+
+
 def exit_hard(code: int) -> None:
     os._exit(code)
 
