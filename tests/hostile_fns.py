@@ -105,6 +105,25 @@ def handle_sigterm_by_ignoring(path: str, seconds: float) -> None:
         time.sleep(0.01)
 
 
+def deflect_sigio_then_sleep(path: str, how: str, seconds: float) -> None:
+    """Ignore SIGIO (``how="ignore"``, with a forked child that inherits that), block it, or
+    handle it, as a task using SIGIO for its own ends might; write our pids to ``path``, sleep."""
+    pids = [os.getpid()]
+    if how == "ignore":
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(seconds)
+            os._exit(0)
+        pids.append(pid)
+    elif how == "block":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGIO})
+    else:
+        signal.signal(signal.SIGIO, lambda signum, frame: None)
+    Path(path).write_text(" ".join(map(str, pids)))
+    time.sleep(seconds)
+
+
 def getpid() -> int:
     return os.getpid()
 

@@ -485,6 +485,46 @@ async def test_an_exception_keeps_its_type(make_pool: Callable[[], AnyPool]) -> 
 
 
 @contract
+async def test_stop_iteration_comes_as_the_cause_of_a_runtime_error_where_it_cannot_come_itself(
+    kind: str, make_pool: Callable[[], AnyPool]
+) -> None:
+    """An await cannot raise StopIteration (a coroutine turns it into RuntimeError, PEP 479), nor
+    an ``async for`` StopAsyncIteration (it would end the loop as if no results were left): there
+    each comes as the ``__cause__`` of a RuntimeError saying so. The task's own ``result()`` and
+    ``exception()`` give the exception itself, as a concurrent.futures.Future does."""
+    async with make_pool() as pool:
+        with pytest.raises(RuntimeError, match="raised StopIteration, which an await cannot raise") as raised:
+            await pool.run(workfns.raise_stop, StopIteration, 42)
+        assert type(raised.value.__cause__) is StopIteration
+        assert raised.value.__cause__.value == 42
+        task = pool.submit(workfns.raise_stop, StopIteration, 7)
+        with pytest.raises(RuntimeError, match="which an await cannot raise"):
+            await task
+        with pytest.raises(StopIteration) as stopped:
+            task.result()
+        assert stopped.value.value == 7
+        with pytest.raises(StopAsyncIteration):  # an await may raise it
+            await pool.run(workfns.raise_stop, StopAsyncIteration, 1)
+
+        for stop in (StopIteration, StopAsyncIteration):
+            match = f"raised {stop.__name__}, which (an await cannot raise|would end an async for)"
+            with pytest.raises(RuntimeError, match=match) as raised:
+                async for _ in pool.map(workfns.raise_stop, [stop], [1]):
+                    pass
+            assert type(raised.value.__cause__) is stop
+            with pytest.raises(RuntimeError, match=match):
+                await pool.map(workfns.raise_stop, [stop], [1])
+        if kind in ("local", "inline"):
+            items = []
+            with pytest.raises(RuntimeError, match="would end an async for") as raised:
+                async for item in pool.stream(workfns.yield_then_raise_stop, StopAsyncIteration, 5):
+                    items.append(item)
+            assert items == [5]
+            assert type(raised.value.__cause__) is StopAsyncIteration
+        assert await pool.run(workfns.square, 3) == 9
+
+
+@contract
 async def test_submit_returns_a_task_whose_state_is_consistent_once_awaited(make_pool: Callable[[], AnyPool]) -> None:
     async with make_pool() as pool:
         task = pool.submit(workfns.square, 3)

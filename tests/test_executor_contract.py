@@ -115,6 +115,10 @@ def test_exception_keeps_type_and_cause(executor: procpool.PoolExecutor) -> None
     error = future.exception(timeout=10)
     assert isinstance(error, ValueError)
     assert isinstance(error.__cause__, procpool.RemoteTraceback)
+    # StopIteration too, as from ProcessPoolExecutor: only an await cannot raise it (see errors.md).
+    with pytest.raises(StopIteration) as stopped:
+        executor.submit(workfns.raise_stop, StopIteration, 3).result(timeout=10)
+    assert stopped.value.value == 3
 
 
 def test_wait_first_completed(executor: procpool.PoolExecutor) -> None:

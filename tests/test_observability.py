@@ -97,6 +97,24 @@ async def test_a_task_that_closes_stdout_does_not_silence_the_next(capsys: pytes
     assert "still here" in capsys.readouterr().out
 
 
+async def test_bytes_written_to_the_binary_buffers_arrive_like_printed_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """``sys.stdout.buffer`` and ``sys.stderr.buffer`` forward bytes in order with printed text,
+    decoded as UTF-8 like it, also a character whose bytes came in two writes. A wrapper of the
+    buffer, collected, closes stdout; the next task gets a new one."""
+    async with procpool.Pool(1) as pool:
+        await pool.run(workfns.print_through_a_wrapper, "through a wrapper")
+        await pool.run(workfns.write_to_binary_buffers)
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "through a wrapper",
+        "printed first",
+        "bytes: \xe9",
+        "printed then bytes",
+        "no newline yet",
+    ]
+    assert captured.err.splitlines() == ["to stderr \u2713"]
+
+
 _FORKING_OWNER = """
 import anyio, procpool, workfns
 

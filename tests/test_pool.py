@@ -291,6 +291,25 @@ async def test_task_cancel_kills_running_worker() -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+async def test_a_running_task_cancelled_after_its_result_came_leaves_its_worker_in_service(tmp_path: Path) -> None:
+    """The result is waiting, unread, when the cancel asks for the worker to be killed: there is
+    nothing left to kill, and the worker goes on taking tasks."""
+    done = tmp_path / "done"
+    async with procpool.Pool(1) as pool:
+        assert await pool.run(workfns.square, 2) == 4  # the worker is idle, known to the pool
+        task = pool.submit(workfns.touch_after, str(done), 0)
+        assert task.running()  # sent to the idle worker at once
+        # Blocks the event loop on purpose until the worker has answered: the result waits unread.
+        while not done.exists() or not done.read_text().endswith("done"):
+            time.sleep(0.01)  # noqa: ASYNC251
+        time.sleep(0.1)  # noqa: ASYNC251  (the result goes out just after the file is written)
+        assert task.cancel()
+        with pytest.raises(procpool.TaskCancelledError):
+            await task
+        with anyio.fail_after(5):
+            assert await pool.run(workfns.square, 3) == 9
+
+
 # -- map ---------------------------------------------------------------------------------------
 
 

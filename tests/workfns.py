@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import io
 import logging
 import os
 import signal
@@ -49,6 +50,16 @@ def touch_after(path: str, seconds: float) -> int:
 
 def raise_value_error(message: str) -> None:
     raise ValueError(message)
+
+
+def raise_stop(kind: type[BaseException], value: Any) -> None:
+    """Raise StopIteration or StopAsyncIteration carrying ``value``."""
+    raise kind(value)
+
+
+def yield_then_raise_stop(kind: type[BaseException], value: Any) -> Any:
+    yield value
+    raise kind(value)
 
 
 def exit_hard(code: int) -> None:
@@ -382,6 +393,25 @@ def print_both(out: str, err: str) -> int:
 
 def close_stdout() -> None:
     sys.stdout.close()
+
+
+def write_to_binary_buffers() -> None:
+    """Bytes through ``sys.stdout.buffer`` and ``sys.stderr.buffer``, between printed text."""
+    print("printed first")
+    sys.stdout.buffer.write(b"bytes: \xc3")  # an \xe9 cut in two, across writes and a flush
+    sys.stdout.buffer.flush()
+    sys.stdout.buffer.write(bytearray(b"\xa9\n"))
+    print("printed", end=" ")
+    sys.stdout.buffer.write(memoryview(b"then bytes\n"))
+    sys.stderr.buffer.write("to stderr \u2713\n".encode())
+    sys.stdout.buffer.write(b"no newline yet")  # a partial line still goes out with the result
+
+
+def print_through_a_wrapper(text: str) -> None:
+    """Print through a text wrapper of ``sys.stdout.buffer``, then drop it: collecting it closes
+    the buffer under it, and so stdout, as it would in any process."""
+    wrapper = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
+    print(text, file=wrapper)
 
 
 def print_line(text: str) -> None:

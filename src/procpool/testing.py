@@ -227,28 +227,35 @@ async def _run_in_thread(job: Job) -> None:
     # runs to its end in its thread, its result dropped.
     job.on_cancel = Job.cancel_now
     link = job.stream
+    outcome: bytes | BaseException
     try:
         if link is None:
             job.began()
             # Abandoned only when the pool is torn down: the call then ends on its own, unawaited.
-            result = await anyio.to_thread.run_sync(_timed_call, job, fn_bytes, args_bytes, abandon_on_cancel=True)
+            outcome = await anyio.to_thread.run_sync(_timed_call, job, fn_bytes, args_bytes, abandon_on_cancel=True)
         else:
-            result = await _stream(job, link, fn_bytes, args_bytes)
+            outcome = await _stream(job, link, fn_bytes, args_bytes)
     except Exception as exc:
+        outcome = exc
+    try:
         job.received_at = time.monotonic()
-        job.fail(exc)
-    else:
-        job.received_at = time.monotonic()
-        job.succeed(result)
+        if isinstance(outcome, BaseException):
+            job.fail(outcome)
+        else:
+            job.succeed(outcome)
     finally:
         job.cancel_now()  # a no-op unless the pool was torn down while the call ran
 
 
-def _timed_call(job: Job, fn_bytes: bytes, args_bytes: bytes) -> bytes:
-    """`_call`, noting in ``job`` when it started and finished, as a worker reports it."""
+def _timed_call(job: Job, fn_bytes: bytes, args_bytes: bytes) -> bytes | BaseException:
+    """`_call`, noting in ``job`` when it started and finished, as a worker reports it: its
+    pickled result, or its exception, returned rather than raised: a StopIteration raised would
+    reach the loop as RuntimeError (PEP 479)."""
     job.started_at = time.monotonic()
     try:
         return _call(fn_bytes, args_bytes, job.description)
+    except Exception as exc:
+        return exc
     finally:
         job.finished_at = time.monotonic()
 
@@ -329,9 +336,9 @@ class _InlineStream:
             return items, self._ended
 
 
-async def _stream(job: Job, link: StreamLink, fn_bytes: bytes, args_bytes: bytes) -> bytes:
+async def _stream(job: Job, link: StreamLink, fn_bytes: bytes, args_bytes: bytes) -> bytes | BaseException:
     """Run a stream's generator in a thread and hand its items to ``link`` in order, all of them
-    before its end (its result, or its error)."""
+    before its end: its pickled result, or its exception."""
     stream = _InlineStream()
     task = job.task
     assert task is not None  # taken, so not settled
@@ -347,9 +354,7 @@ async def _stream(job: Job, link: StreamLink, fn_bytes: bytes, args_bytes: bytes
             )
         finally:
             stream.end()  # _deliver hands on the last items, then returns
-    if isinstance(outcome, BaseException):  # raised only now: after its items
-        raise outcome
-    return outcome
+    return outcome  # only now, after its items
 
 
 async def _deliver(stream: _InlineStream, link: StreamLink) -> None:

@@ -1,8 +1,9 @@
-"""Start a pool with two busy workers, print their pids, then wait to be killed.
+"""Start a pool with busy workers, print their pids, then wait to be killed.
 
 Usage: python busy_pool.py START_METHOD DIRECTORY  (with the tests directory on PYTHONPATH)
 
-One worker sleeps, the other runs a busy loop in C that holds the GIL. The test SIGKILLs this
+One worker sleeps, one runs a busy loop in C that holds the GIL, and three sleep after ignoring
+SIGIO (one of them with a forked child), blocking it or handling it. The test SIGKILLs this
 process and checks that no process it started outlives it.
 """
 
@@ -13,24 +14,23 @@ from pathlib import Path
 
 import anyio
 
+import hostile_fns
 import procpool
 import workfns
 
-
-async def wait_for_pid(path: Path) -> int:
-    while True:
-        try:
-            return int(path.read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            await anyio.sleep(0.01)
+SIGIO_TASKS = ("ignore", "block", "handle")
 
 
 async def main(start_method: str, directory: Path) -> None:
-    async with procpool.Pool(2, start_method=start_method) as pool:
+    async with procpool.Pool(2 + len(SIGIO_TASKS), start_method=start_method) as pool:
         pool.submit(workfns.touch_after, str(directory / "sleeper"), 60)
         pool.submit(workfns.touch_then_spin, str(directory / "spinner"), 10**11)
-        pids = [await wait_for_pid(directory / name) for name in ("sleeper", "spinner")]
-        print("workers", *pids, flush=True)
+        for how in SIGIO_TASKS:
+            pool.submit(hostile_fns.deflect_sigio_then_sleep, str(directory / how), how, 60)
+        pids = [(await hostile_fns.read_pids(directory / name, 1))[0] for name in ("sleeper", "spinner")]
+        for how in SIGIO_TASKS:
+            pids += await hostile_fns.read_pids(directory / how, 2 if how == "ignore" else 1)
+        print("pids", *pids, flush=True)
         await anyio.sleep(60)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .._core import Task, wait_done
+from .._core import Task, awaited_result, wait_done
 from ._progress import Progress
 
 R = TypeVar("R")
@@ -184,7 +184,7 @@ class MapIterator(Generic[R]):
             if not self._in_flight:
                 self._shut()
                 return None
-            chunk = (await self._next_done()).result()
+            chunk = awaited_result(await self._next_done(), iterating=True)
             if self._progress is not None:
                 self._progress.advance(len(chunk))
             if chunk:

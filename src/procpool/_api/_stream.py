@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .._core import StreamLink, Task, wait_done
+from .._core import StreamLink, Task, awaited_result, wait_done
 
 T = TypeVar("T")
 
@@ -42,7 +42,7 @@ class StreamIterator(Generic[T]):
         try:
             while not self._link.items:
                 if self._task.done():
-                    self._task.result()  # raises the generator's error, if any
+                    awaited_result(self._task, iterating=True)  # raises the generator's error, if any
                     raise StopAsyncIteration
                 await self._link.wait()
             body = self._link.items.popleft()

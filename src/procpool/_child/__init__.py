@@ -16,6 +16,7 @@ from ._reports import report_progress as report_progress
 from ._worker import TAKE_BACK_SIGNAL as TAKE_BACK_SIGNAL
 from ._worker import InheritedFd as InheritedFd
 from ._worker import arm_lifeline as arm_lifeline
+from ._worker import kill_at_end_of_file as kill_at_end_of_file
 from ._worker import main as worker_main
 
 __all__ = (
@@ -29,6 +30,7 @@ __all__ = (
     "complete",
     "describe",
     "item_source",
+    "kill_at_end_of_file",
     "new_event_loop",
     "report_progress",
     "run_pickled",

@@ -21,7 +21,7 @@ from typing import Any
 from .._transport import wire
 
 _PROGRESS_INTERVAL = 0.05  # seconds between progress frames of one task: the parent redraws no faster
-_OUTPUT_BUFFER = 8192  # characters held before a write without a newline goes out
+_OUTPUT_BUFFER = 8192  # bytes held before a write without a newline goes out
 STDOUT, STDERR = 1, 2
 
 Write = Callable[[list[bytes]], None]
@@ -76,12 +76,15 @@ class Reporter:
             if stream.closed:
                 stream.reopen()
             elif stream.pending:
-                stream.flush()
+                stream.send(whole=True)
 
 
 class _ForwardedText(io.TextIOBase):
     """``sys.stdout`` or ``sys.stderr`` of a worker: the text goes to the parent's own stream,
-    a line at a time. ``fileno()`` is the inherited descriptor, for code that writes to it."""
+    a line at a time. ``fileno()`` is the inherited descriptor, for code that writes to it.
+
+    Its ``buffer`` takes bytes into the same queue, so text and bytes keep their order; both go
+    as UTF-8 (the stream's encoding), which the parent decodes."""
 
     encoding = "utf-8"
     errors = "backslashreplace"
@@ -91,9 +94,14 @@ class _ForwardedText(io.TextIOBase):
         self._reporter = reporter
         self._which = which
         self._fd = fd
-        self._parts: list[str] = []
-        self.pending = 0
+        self._parts: list[bytes] = []
+        self.pending = 0  # bytes queued
         self._lock = threading.Lock()  # threads of the task may print at once
+        self._buffer = _ForwardedBytes(self)
+
+    @property
+    def buffer(self) -> _ForwardedBytes:
+        return self._buffer
 
     def writable(self) -> bool:
         return True
@@ -105,31 +113,92 @@ class _ForwardedText(io.TextIOBase):
         return self._fd
 
     def write(self, text: str) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file.")
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        with self._lock:
-            self._parts.append(text)
-            self.pending += len(text)
-        if "\n" in text or self.pending > _OUTPUT_BUFFER:
-            self.flush()
+        self.queue(text.encode("utf-8", "backslashreplace"), "\n" in text)
         return len(text)
 
-    def flush(self) -> None:
+    def queue(self, data: bytes, newline: bool) -> None:
+        """Queue encoded output; send it if it ends a line or the queue is full."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
         with self._lock:
-            text = "".join(self._parts)
-            self._parts.clear()
-            self.pending = 0
-        if text:
-            data = bytes([self._which]) + text.encode("utf-8", "backslashreplace")
-            self._reporter.send(wire.OUTPUT, data)
+            self._parts.append(data)
+            self.pending += len(data)
+        if newline or self.pending > _OUTPUT_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        self.send(whole=False)
+
+    def send(self, *, whole: bool) -> None:
+        """Send what is queued. Unless ``whole``, a character whose first bytes alone came from
+        ``buffer`` waits for the rest, so that the parent does not decode it in two halves."""
+        with self._lock:
+            data = b"".join(self._parts)
+            cut = len(data) if whole else _complete_utf8(data)
+            data, held = data[:cut], data[cut:]
+            self._parts = [held] if held else []
+            self.pending = len(held)
+        if data:
+            self._reporter.send(wire.OUTPUT, bytes([self._which]) + data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.send(whole=True)
+        super().close()
 
     def reopen(self) -> None:
         """A task closed it (``sys.stdout.close()``): the next task gets a working stream."""
         stream = _ForwardedText(self._reporter, self._which, self._fd)
         self._reporter.streams[self._reporter.streams.index(self)] = stream
         setattr(sys, "stdout" if self._which == STDOUT else "stderr", stream)
+
+
+class _ForwardedBytes(io.BufferedIOBase):
+    """``sys.stdout.buffer`` or ``sys.stderr.buffer`` of a worker: bytes join its text stream's
+    queue. The two are one stream, as a real stdout and its buffer are: closing either closes
+    both (as collecting a ``TextIOWrapper`` made over the buffer does)."""
+
+    def __init__(self, text: _ForwardedText) -> None:
+        super().__init__()
+        self._text = text
+
+    @property
+    def closed(self) -> bool:
+        return self._text.closed
+
+    def close(self) -> None:
+        self._text.close()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._text.fileno()
+
+    def write(self, data: Any) -> int:
+        data = bytes(memoryview(data))  # any bytes-like object, as a binary file takes
+        self._text.queue(data, b"\n" in data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+
+def _complete_utf8(data: bytes) -> int:
+    """The length of ``data`` less an unfinished UTF-8 character at its end, if any."""
+    for back in range(1, min(len(data), 3) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # the first byte of a character of 2, 3 or 4 bytes
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if back < length else len(data)
+    return len(data)
 
 
 class _LogForwarder(logging.Handler):

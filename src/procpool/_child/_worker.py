@@ -49,17 +49,27 @@ def _lead_own_group() -> bool:
 
 
 def arm_lifeline(lifeline: socket.socket, *, whole_group: bool = False) -> None:
-    """Ask the kernel for SIGIO when the owner's end of ``lifeline`` closes.
+    """Have the kernel kill this process when the owner's end of ``lifeline`` closes (see
+    `kill_at_end_of_file`). With ``whole_group`` the signal goes to the worker's process group:
+    the processes its tasks started (and did not move to a group of their own) die with it."""
+    kill_at_end_of_file(lifeline.fileno(), -os.getpid() if whole_group else os.getpid())
+    signal.signal(signal.SIGIO, signal.SIG_DFL)  # where the signal is SIGIO (no F_SETSIG)
 
-    Nothing is ever sent on the lifeline, so the only event is the owner's death; SIGIO's default
-    action terminates the process without needing the GIL, so a worker stuck in C code dies too.
-    With ``whole_group`` the signal goes to the worker's process group: the processes its tasks
-    started (and did not move to a group of their own) die with it.
+
+def kill_at_end_of_file(fd: int, owner: int) -> None:
+    """Have the kernel signal ``owner`` (a pid, or minus a process group's id) when ``fd``, a
+    lifeline nothing is written to, becomes readable: at end of file, once every holder of its
+    other end has exited, so at the owner's death.
+
+    The signal is SIGKILL where ``F_SETSIG`` chooses it (Linux): a task cannot ignore, block or
+    handle it, as it can SIGIO, the signal otherwise, whose default action terminates too. Either
+    needs no GIL: a worker stuck in C code dies as well.
     """
-    fd = lifeline.fileno()
-    fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpid() if whole_group else os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETOWN, owner)
+    set_signal = getattr(fcntl, "F_SETSIG", None)
+    if set_signal is not None:
+        fcntl.fcntl(fd, set_signal, signal.SIGKILL)
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
-    signal.signal(signal.SIGIO, signal.SIG_DFL)
 
 
 class _Inbox:

@@ -26,6 +26,7 @@ from ._observe import WorkerStarted as WorkerStarted
 from ._stream import WINDOW as WINDOW
 from ._stream import StreamLink as StreamLink
 from ._task import Task as Task
+from ._task import awaited_result as awaited_result
 from ._task import wait_done as wait_done
 
 __all__ = (
@@ -50,6 +51,7 @@ __all__ = (
     "TaskTiming",
     "WorkerExited",
     "WorkerStarted",
+    "awaited_result",
     "in_trio",
     "leave_task_group",
     "loop_probe",

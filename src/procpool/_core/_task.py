@@ -167,7 +167,7 @@ class Task(Generic[T]):
                 raise
         if self._state is _State.FINISHED and self._exception is None:
             return self._result  # type: ignore[return-value]
-        return self.result()
+        return awaited_result(self)
 
     async def _wait_done(self) -> None:
         """Wait until the task is done; cancelling this wait does not cancel the task."""
@@ -245,3 +245,27 @@ class Task(Generic[T]):
 async def wait_done(task: Task[Any]) -> None:
     """Wait until ``task`` is done, without cancelling it if this wait is cancelled."""
     await task._wait_done()
+
+
+def awaited_result(task: Task[T], *, iterating: bool = False) -> T:
+    """The result of a done ``task``, for a coroutine to return, or its exception to raise there.
+
+    StopIteration cannot leave a coroutine (Python turns it into a bare RuntimeError, PEP 479),
+    nor StopAsyncIteration an ``__anext__`` (``iterating``: the ``async for`` would end as if no
+    results were left), so either comes as the cause of a RuntimeError that says so (asyncio's
+    futures do the same with StopIteration, from Python 3.13).
+    """
+    exception = task.exception()
+    if exception is None:
+        return task._result  # type: ignore[return-value]
+    if isinstance(exception, StopIteration):
+        raise RuntimeError(
+            f"{task.description} raised StopIteration, which an await cannot raise (a coroutine turns it "
+            "into RuntimeError, PEP 479); it is this error's __cause__, with its value"
+        ) from exception
+    if iterating and isinstance(exception, StopAsyncIteration):
+        raise RuntimeError(
+            f"{task.description} raised StopAsyncIteration, which would end an async for as if no results "
+            "were left; it is this error's __cause__, with its value"
+        ) from exception
+    raise exception

@@ -6,7 +6,6 @@ import atexit
 import contextlib
 import ctypes
 import errno
-import fcntl
 import itertools
 import mmap
 import multiprocessing
@@ -29,7 +28,7 @@ from typing import Any, NoReturn
 import anyio
 import anyio.lowlevel
 
-from .._child import TAKE_BACK_SIGNAL, InheritedFd, worker_main
+from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_main
 from .._errors import InitializerError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
@@ -162,9 +161,10 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
             raise
     # The child arms its lifeline once its own code runs, but before that multiprocessing has it
     # import the main module, which may take long (and, without the main guard, run the whole
-    # script). Owner and O_ASYNC belong to the open socket, which the child shares: set here, the
-    # kernel sends the child SIGIO, whose default action ends it, if this process dies meanwhile.
-    _signal_on_end_of_file(child_lifeline.fileno(), process.pid)
+    # script). Owner, signal and O_ASYNC belong to the open socket, which the child shares: set
+    # here, the kernel kills the child if this process dies meanwhile.
+    with contextlib.suppress(OSError):  # the child is gone already: nothing to arm
+        kill_at_end_of_file(child_lifeline.fileno(), process.pid)
 
 
 async def start_in_thread(process: Any, child_lifeline: socket.socket) -> None:
@@ -212,14 +212,6 @@ def _check_descriptors(count: int) -> None:
     finally:
         for fd in opened:
             os.close(fd)
-
-
-def _signal_on_end_of_file(fd: int, pid: int) -> None:
-    """Have the kernel send ``pid`` SIGIO when ``fd`` (a lifeline, which nothing is written to)
-    becomes readable: at end of file, when the other end's holders have all exited."""
-    with contextlib.suppress(OSError):  # the child is gone already: nothing to arm
-        fcntl.fcntl(fd, fcntl.F_SETOWN, pid)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
 
 
 def _forkserver_exitcode(process: Any) -> int | None:

@@ -431,13 +431,12 @@ class WorkerSlot:
         if worker is None:
             return
         self._drain(worker)  # a head that finished meanwhile needs no kill
-        if self._died or not self._inflight:
+        if self._died:
             return
-        head_id, head = next(iter(self._inflight.items()))
+        head = next(iter(self._inflight.values()), None)
         # A head cancelled while it was sent ahead is killed only if its worker began it.
-        began = not head.settled or worker.last_began() == head_id
-        if head_id not in self._cancelling or not began:
-            self._after_frames(worker)
+        if head is None or head.id not in self._cancelling or (head.settled and worker.last_began() != head.id):
+            self._after_frames(worker)  # nothing to kill: the worker takes tasks again, or is idle
             return
         self._scheduler.slot_unavailable(self)
         worker.stop_reading()

@@ -203,6 +203,10 @@ def unpack_exception(body: Body) -> BaseException:
             exc = None
     if not isinstance(exc, Exception):
         exc = RemoteError(type_name, message, tb_text)
+    elif isinstance(exc, StopIteration) and exc.args:
+        # Its value is no attribute in __dict__: tblib's pickling of exceptions, which importing
+        # Dask's distributed installs in every process, rebuilds it without.
+        exc.value = exc.args[0]
     exc.__cause__ = RemoteTraceback(tb_text)
     return exc  # type: ignore[no-any-return]
 
