@@ -340,6 +340,29 @@ def ipc_barrier_wait(barrier: Any, report: Any) -> None:
         report.put(("broken", None))
 
 
+def ipc_hold_then_block(queue: Any, conn: Any, lock: Any, semaphore: Any, report: Any) -> None:
+    """Take ``lock`` and a unit of ``semaphore``, fill ``queue`` (maxsize 1), report, then block in
+    a second put, holding ``conn`` (an end of a pipe) too, until the test kills this process."""
+    lock.acquire()
+    semaphore.acquire()
+    queue.put("first")
+    report.put("holding")
+    queue.put("second")
+
+
+def ipc_take_then_die(condition: Any) -> None:
+    """Take ``condition``'s lock (once the parent's wait lets it go) and die holding it."""
+    condition.acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ipc_barrier_wait_last(barrier: Any, report: Any) -> None:
+    """Arrive once every other party waits: this process is the last, and runs the action."""
+    while barrier.n_waiting < barrier.parties - 1:
+        time.sleep(0.005)
+    ipc_barrier_wait(barrier, report)
+
+
 def ipc_shared_writes(shared_dict: Any, shared_list: Any, count: int) -> int:
     """Plain access through multiprocessing's proxies: what a child does with shared state."""
     for i in range(count):

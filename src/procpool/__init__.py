@@ -36,6 +36,7 @@ from ._ipc import Condition as Condition
 from ._ipc import Connection as Connection
 from ._ipc import Event as Event
 from ._ipc import Lock as Lock
+from ._ipc import LockHolderDiedError as LockHolderDiedError
 from ._ipc import Manager as Manager
 from ._ipc import Pipe as Pipe
 from ._ipc import Process as Process
@@ -57,6 +58,7 @@ __all__ = (
     "InitializerError",
     "InvalidStateError",
     "Lock",
+    "LockHolderDiedError",
     "Manager",
     "MapIterator",
     "Pipe",

@@ -15,6 +15,7 @@ from ._sync import BoundedSemaphore as BoundedSemaphore
 from ._sync import Condition as Condition
 from ._sync import Event as Event
 from ._sync import Lock as Lock
+from ._sync import LockHolderDiedError as LockHolderDiedError
 from ._sync import Semaphore as Semaphore
 
 __all__ = (
@@ -25,6 +26,7 @@ __all__ = (
     "Connection",
     "Event",
     "Lock",
+    "LockHolderDiedError",
     "Manager",
     "Pipe",
     "Process",

@@ -110,6 +110,12 @@ class Manager:
         self._factory_id: Any = None
         self._lock = anyio.Lock()
         self._closed = False
+        # The connection stays in step through cancelled calls: what a call did not get to send
+        # waits in the outbox for the next call, which also reads (and drops) the replies owed to
+        # the cancelled ones before its own; a reply read in part stays in the inbox.
+        self._outbox = bytearray()
+        self._inbox = bytearray()
+        self._owed = 0
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("a procpool.Manager cannot be pickled; pass the dicts and lists it made instead")
@@ -169,8 +175,8 @@ class Manager:
     ) -> Any:
         """Call ``method`` of the managed object ``ident`` and return its result.
 
-        Once sent, a request is seen through (its reply read) even if the caller is cancelled,
-        so the connection stays in step; a cancelled call may thus have taken effect.
+        A cancelled call ends at once, and may still take effect: a request sent in part is
+        completed by the next call, and the reply of a cancelled call is dropped.
         """
         if self._sock is None or self._closed:
             raise InvalidStateError("the manager is not running: use it inside `async with procpool.Manager()`")
@@ -180,12 +186,16 @@ class Manager:
         else:
             header = _LENGTH.pack(len(request))
         async with self._lock:
-            with anyio.CancelScope(shield=True):
-                await self._send(header + request)
-                (size,) = _LENGTH.unpack(await self._receive(_LENGTH.size))
-                if size == -1:
-                    (size,) = _LONG_LENGTH.unpack(await self._receive(_LONG_LENGTH.size))
-                kind, result = pickle.loads(await self._receive(size))
+            self._outbox += header
+            self._outbox += request
+            self._owed += 1  # this call's reply, until it is read
+            await self._flush()
+            while self._owed > 1:  # the replies to cancelled calls come first
+                await self._read_reply()
+                self._owed -= 1
+            reply = await self._read_reply()
+            self._owed -= 1
+        kind, result = pickle.loads(reply)
         if kind == "#RETURN":
             return result
         if kind == "#PROXY":
@@ -193,28 +203,55 @@ class Manager:
             return token
         raise managers.convert_to_error(kind, result)  # type: ignore[attr-defined]
 
-    async def _send(self, data: bytes) -> None:
+    async def _flush(self) -> None:
         assert self._sock is not None
-        view = memoryview(data)
-        while view:
+        while self._outbox:
             try:
-                view = view[self._sock.send(view) :]
+                sent = self._sock.send(self._outbox)
             except BlockingIOError:
                 await anyio.wait_writable(self._sock)
+                continue
+            del self._outbox[:sent]
 
-    async def _receive(self, size: int) -> bytearray:
+    async def _read_reply(self) -> bytes:
+        """The next reply, taken from the inbox once whole (a cancellation loses none of it)."""
         assert self._sock is not None
-        data = bytearray()
-        while len(data) < size:
+        while True:
+            missing = self._missing()
+            if not missing:
+                break
             try:
-                chunk = self._sock.recv(size - len(data))
+                chunk = self._sock.recv(max(missing, 65536))
             except BlockingIOError:
                 await anyio.wait_readable(self._sock)
                 continue
             if not chunk:
                 raise ConnectionError("the manager process has gone away")
-            data += chunk
-        return data
+            self._inbox += chunk
+        start, size = self._frame()
+        reply = bytes(self._inbox[start : start + size])
+        del self._inbox[: start + size]
+        return reply
+
+    def _frame(self) -> tuple[int, int]:
+        """Where the first reply in the inbox starts, and its size (-1: its header is not in yet)."""
+        inbox = self._inbox
+        if len(inbox) < _LENGTH.size:
+            return 0, -1
+        (size,) = _LENGTH.unpack_from(inbox)
+        if size != -1:
+            return _LENGTH.size, size
+        if len(inbox) < _LENGTH.size + _LONG_LENGTH.size:
+            return 0, -1
+        (size,) = _LONG_LENGTH.unpack_from(inbox, _LENGTH.size)
+        return _LENGTH.size + _LONG_LENGTH.size, size
+
+    def _missing(self) -> int:
+        """How many more bytes the first reply needs, at least (0: it is whole in the inbox)."""
+        start, size = self._frame()
+        if size < 0:
+            return _LENGTH.size + _LONG_LENGTH.size - len(self._inbox)
+        return max(0, start + size - len(self._inbox))
 
 
 class _Shared:

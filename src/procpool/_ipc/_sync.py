@@ -6,18 +6,56 @@ its pipe holds a byte. A pipe's readability is what a waiter waits for, so in as
 is an ``anyio.wait_readable`` on the event loop, and a cancelled wait has taken nothing.
 
 Like multiprocessing's, these primitives are not robust to a process that dies while holding
-one: its token is gone with it.
+one: its token is gone with it, and a `Lock` it held stays held. A `Lock` records its holder's
+identity (see `_liveness`), so that a wait that must take it back (a `Condition`'s) can tell a
+dead holder from a slow one.
+
+A `Condition` needs its waiters' cooperation: ``notify`` hands out wake-up tokens and must wait
+until the waiters it means have taken them (else a waiter that arrives later could take one).
+A waiter that was killed never takes its token, so the waiters are recorded in a table in shared
+memory, one slot each, written only while the condition's lock is held, except for one byte:
+
+- ``wait`` (holding the lock) fills a free slot with its identity and marks it sleeping, releases
+  the lock and waits for a token on the wake-up pipe. Woken, timed out or cancelled, it marks its
+  slot free (its own byte, a single store, no lock needed), posts a token on the signal pipe,
+  and takes the lock back.
+- ``notify(n)`` (holding the lock) puts ``min(n, sleeping waiters)`` tokens in the wake-up pipe
+  and waits on the signal pipe until they are all taken. Whenever it wakes it counts the sleeping
+  slots again: once none is left, the tokens nobody took are taken back, so they cannot reach a
+  later waiter. If no signal comes for `CHECK_INTERVAL`, it frees the slots of the waiters that
+  died (which therefore never hold a token up for good). Which live waiters take the tokens is
+  theirs to race for, as with multiprocessing's ``Condition``: any ``n`` waiters are woken.
+- No new waiter can arrive meanwhile (it would need the lock), so a waiter that takes a token
+  was sleeping when ``notify`` began.
+
+Nothing waits unbounded on another process: ``notify``'s wait ends when its waiters have taken
+their tokens, left, or died, and is cancelled by its caller like any other; taking the lock back
+after ``wait`` ends once its holder releases it or is seen dead (`LockHolderDiedError`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import struct
 import sys
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .._errors import ProcpoolError
 from ._fdshare import Handles
+from ._liveness import (
+    CHECK_INTERVAL,
+    IDENTITY,
+    NOBODY,
+    alive,
+    map_shared,
+    me,
+    read_identity,
+    shared_memory,
+    write_identity,
+)
 from ._waiting import (
     Op,
     Port,
@@ -36,6 +74,26 @@ from ._waiting import (
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Semaphore")
+
+
+class LockHolderDiedError(ProcpoolError, RuntimeError):
+    """A wait had to take a `Lock` back, and the process that holds it died.
+
+    A `Condition`'s ``wait`` ends with the condition's lock held again. If the process that holds
+    the lock meanwhile was killed, the lock stays held (a `Lock` outlives its holder, as in
+    ``multiprocessing``), so the wait raises this error rather than wait for it forever. A
+    cancelled wait re-raises its cancellation instead; either way the lock is not held on exit.
+
+    Attributes:
+        pid: the process id of the dead holder.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+    def __str__(self) -> str:
+        return f"process {self.pid} died holding the lock: it stays locked and cannot be taken back"
 
 
 def _check_value(value: object) -> int:
@@ -65,7 +123,7 @@ class Semaphore:
 
     def _setup(self, handles: Handles, bound: int) -> None:
         self._handles = handles
-        self._read, self._write = handles.fds
+        self._read, self._write = handles.fds[:2]
         self._port = Port(self._read)
         self._bound = bound
         self._held_here = 0  # acquisitions by this process not yet released (for Condition's checks)
@@ -87,8 +145,8 @@ class Semaphore:
         """
         return dual(self._acquire(deadline_for(block, timeout)))
 
-    def _acquire(self, deadline: float | None) -> Op[bool]:
-        taken = yield from take_token_op(self._port, deadline)
+    def _acquire(self, deadline: float | None, shield: bool = False) -> Op[bool]:
+        taken = yield from take_token_op(self._port, deadline, shield)
         if taken:
             self._held_here += 1
         return taken
@@ -132,15 +190,69 @@ class BoundedSemaphore(Semaphore):
 class Lock(BoundedSemaphore):
     """A lock shared by processes (a bounded semaphore of one); any process may release it.
 
-    ``with lock:`` in synchronous code, ``async with lock:`` under an event loop.
+    ``with lock:`` in synchronous code, ``async with lock:`` under an event loop. A lock held by a
+    process that died stays held (``acquire(timeout=...)`` returns False), as in multiprocessing.
     """
 
     def __init__(self) -> None:
-        super().__init__(1)
+        with contextlib.ExitStack() as undo:  # on failure, closes what was made
+            handles = Handles()
+            undo.callback(handles.close)
+            handles.fds.extend(token_pipe(1, "a lock")[:2])
+            handles.fds.append(shared_memory(IDENTITY.size, "procpool-lock"))
+            self._setup(handles, 1)
+            undo.pop_all()
+
+    def _setup(self, handles: Handles, bound: int) -> None:
+        super()._setup(handles, bound)
+        self._holder = map_shared(handles.fds[2], IDENTITY.size)  # who holds it (NOBODY if free)
+
+    def _close(self) -> None:
+        """Close the lock's descriptors and memory in this process."""
+        self._holder.close()
+        self._handles.close()
 
     def locked(self) -> bool:
         """Whether some process holds the lock right now."""
         return self.get_value() == 0
+
+    def _acquire(self, deadline: float | None, shield: bool = False) -> Op[bool]:
+        taken = yield from super()._acquire(deadline, shield)
+        if taken:
+            write_identity(self._holder, 0, me())
+        return taken
+
+    def release(self) -> None:
+        """Release the lock (never waits; any process may release it).
+
+        Raises:
+            ValueError: the lock is not held.
+        """
+        if self.get_value() >= 1:
+            raise ValueError("Lock released too many times")
+        write_identity(self._holder, 0, NOBODY)
+        super().release()
+
+    def _dead_holder(self) -> int | None:
+        """The pid of the lock's holder if that process died, else None (also when not known)."""
+        holder = read_identity(self._holder, 0)
+        if holder == NOBODY or alive(holder):
+            return None
+        # Still held by that same process? It may have been released (and taken again) meanwhile.
+        if not self.locked() or read_identity(self._holder, 0) != holder:
+            return None
+        return holder[0]
+
+    def _take_unless_dead(self, shield: bool = False) -> Op[None]:
+        """Take the lock, waiting as long as its holder runs.
+
+        Raises:
+            LockHolderDiedError: the holder died: the lock stays held.
+        """
+        while not (yield from self._acquire(time.monotonic() + CHECK_INTERVAL, shield)):
+            dead = self._dead_holder()
+            if dead is not None:
+                raise LockHolderDiedError(dead)
 
     def __repr__(self) -> str:
         return f"<procpool.Lock {'locked' if self.locked() else 'unlocked'}>"
@@ -208,21 +320,40 @@ def _rebuild_event(handles: Handles) -> Event:
     return rebuilt
 
 
-def _reacquire(lock: Lock) -> Op[BaseException | None]:
-    """Take ``lock`` back whatever happens meanwhile; the exception (a cancellation) that arrived.
+def _retake(lock: Lock, error: BaseException | None) -> Op[None]:
+    """Take ``lock`` back for a `Condition` waiter, then raise ``error`` (a cancellation) if any.
 
-    After the first exception the async driver runs the remaining waits shielded.
+    A cancellation that arrives meanwhile becomes ``error``; from then on the wait is shielded, as
+    the lock must be held again before the cancellation goes on. That wait ends when the holder
+    releases the lock, or dies: then ``error`` (or `LockHolderDiedError`) is raised without it.
     """
-    error: BaseException | None = None
     while True:
         try:
-            yield from lock._acquire(None)
+            yield from lock._take_unless_dead(shield=error is not None)
+        except LockHolderDiedError:
+            if error is not None:
+                raise error from None
+            raise
         except GeneratorExit:
             raise
         except BaseException as exc:
+            if error is not None:
+                raise  # a second interruption (a blocking caller's second Ctrl-C): give up the lock
             error = exc
             continue
-        return error
+        break
+    if error is not None:
+        raise error
+
+
+_FREE, _SLEEPING = 0, 1
+# The waiters' table: the number of slots in use (the highest used + 1), then one slot per waiter:
+# a state byte (the only field written without the lock: by the waiter, sleeping -> free) and the
+# waiter's identity.
+_HEADER = struct.Struct("<q")
+_SLOT = struct.Struct("<B7x")
+_SLOT_SIZE = _SLOT.size + IDENTITY.size
+_MAX_WAITERS = 32768  # the table is a sparse file: its pages exist only once used
 
 
 class Condition:
@@ -232,7 +363,9 @@ class Condition:
     ``notify``, and takes it back; ``notify`` wakes waiters in any process. ``wait``, ``wait_for``,
     ``notify`` and ``notify_all`` block in synchronous code and are awaitable under an event loop.
     A cancelled ``await cond.wait()`` takes the lock back before the cancellation goes on, as
-    asyncio's does.
+    asyncio's does. A waiter whose process was killed is skipped by ``notify``; if the process
+    holding the lock dies, a ``wait`` raises `LockHolderDiedError` (or its cancellation) without
+    the lock, and ``with cond:`` does not release it on exit.
 
     Args:
         lock: the lock to use (a new `Lock` if None).
@@ -244,30 +377,33 @@ class Condition:
         with contextlib.ExitStack() as undo:  # on failure, closes what this made (not ``lock``)
             if lock is None:
                 lock = Lock()
-                undo.callback(lock._handles.close)
-            semaphores = []
-            for _ in range(3):
-                semaphores.append(Semaphore(0))
-                undo.callback(semaphores[-1]._handles.close)
-            self._setup(lock, *semaphores)
+                undo.callback(lock._close)
+            handles = Handles()
+            undo.callback(handles.close)
+            for _ in range(2):  # the wake-ups' pipe, then the signals'
+                handles.fds.extend(token_pipe(0, "a condition")[:2])
+            handles.fds.append(shared_memory(_HEADER.size + _MAX_WAITERS * _SLOT_SIZE, "procpool-condition"))
+            self._setup(lock, handles)
             undo.pop_all()
 
-    def _setup(self, lock: Lock, sleepers: Semaphore, wakeups: Semaphore, done: Semaphore) -> None:
+    def _setup(self, lock: Lock, handles: Handles) -> None:
         self._lock = lock
-        # sleepers: waiters that went to sleep; wakeups: tokens that notify hands them;
-        # done: one per waiter that stopped waiting (woken or timed out), so notify can wait for the
-        # ones it woke and account for the ones that left on their own.
-        self._sleepers = sleepers
-        self._wakeups = wakeups
-        self._done = done
+        self._handles = handles
+        # wake: the tokens notify hands to sleeping waiters; signal: a waiter's note that its slot
+        # changed (woken or gone), for a notify waiting until its tokens are taken.
+        self._wake_read, self._wake_write, self._signal_read, self._signal_write, table_fd = handles.fds
+        self._wake_port = Port(self._wake_read)
+        self._signal_port = Port(self._signal_read)
+        self._table = map_shared(table_fd, _HEADER.size + _MAX_WAITERS * _SLOT_SIZE)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild_condition, (self._lock, self._sleepers, self._wakeups, self._done)
+        return _rebuild_condition, (self._lock, self._handles)
 
     def _close(self) -> None:
-        """Close the descriptors of the lock and the semaphores in this process."""
-        for part in (self._lock, self._sleepers, self._wakeups, self._done):
-            part._handles.close()
+        """Close the descriptors and memory of the condition and its lock in this process."""
+        self._table.close()
+        self._handles.close()
+        self._lock._close()
 
     def __repr__(self) -> str:
         return f"<procpool.Condition {self._lock!r}>"
@@ -286,7 +422,7 @@ class Condition:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._lock.release()
+        self._release_if_held()
 
     async def __aenter__(self) -> bool:
         return await self._lock.__aenter__()
@@ -294,10 +430,19 @@ class Condition:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._lock.release()
+        self._release_if_held()
+
+    def _holds(self) -> bool:
+        """Whether this process holds the lock. Asked after a wait: one that could not take the lock
+        back (its holder died) leaves no holder in this process, as the dead one still holds it."""
+        return self._lock._held_here > 0
+
+    def _release_if_held(self) -> None:
+        if self._holds():
+            self._lock.release()
 
     def _check_held(self, what: str) -> None:
-        if self._lock._held_here <= 0:
+        if not self._holds():
             raise RuntimeError(f"{what} needs the condition's lock: call it inside `with cond:` / `async with cond:`")
 
     def wait(self, timeout: float | None = None) -> Any:
@@ -308,33 +453,82 @@ class Condition:
 
         Raises:
             RuntimeError: this process does not hold the lock.
+            LockHolderDiedError: the lock could not be taken back: its holder died.
         """
         self._check_held("wait()")
         return dual(self._wait(deadline_for(True, timeout)))
 
     def _wait(self, deadline: float | None) -> Op[bool]:
-        self._sleepers.release()
+        slot = self._sleep()
         self._lock.release()
+        woken = False
+        cancelled: BaseException | None = None
         try:
-            woken = yield from take_token_op(self._wakeups._port, deadline)
+            woken = yield from take_token_op(self._wake_port, deadline)
         except GeneratorExit:
-            self._done.release()
+            self._wake(slot)
             raise
-        except BaseException:  # cancelled: leave as a timed-out waiter, with the lock held again
-            self._done.release()
-            yield from _reacquire(self._lock)
-            raise
-        self._done.release()
-        error = yield from _reacquire(self._lock)
-        if error is not None:
-            raise error
+        except BaseException as exc:  # cancelled: leave as a timed-out waiter, with the lock held again
+            cancelled = exc
+        self._wake(slot)
+        yield from _retake(self._lock, cancelled)  # then re-raises the cancellation, if any
         return woken
+
+    # -- the waiters' table (see the module docstring) -------------------------------------------
+
+    def _slot_offset(self, slot: int) -> int:
+        return _HEADER.size + slot * _SLOT_SIZE
+
+    def _used(self) -> int:
+        used: int = _HEADER.unpack_from(self._table)[0]
+        return used
+
+    def _sleep(self) -> int:
+        """Record this process as a sleeping waiter (with the lock held); its slot."""
+        used = self._used()
+        table = self._table
+        slot = next((i for i in range(used) if table[self._slot_offset(i)] == _FREE), used)
+        if slot == _MAX_WAITERS:
+            raise RuntimeError(f"a procpool.Condition has at most {_MAX_WAITERS} waiters at once")
+        offset = self._slot_offset(slot)
+        write_identity(table, offset + _SLOT.size, me())
+        table[offset] = _SLEEPING
+        if slot == used:
+            _HEADER.pack_into(table, 0, used + 1)
+        return slot
+
+    def _wake(self, slot: int) -> None:
+        """Leave the table (without the lock: the state byte is this waiter's own) and say so."""
+        self._table[self._slot_offset(slot)] = _FREE
+        give_tokens(self._signal_write)  # wakes a notify that waits; a full pipe is as good
+
+    def _sleeping(self, purge: bool) -> int:
+        """How many waiters sleep (with the lock held); with ``purge``, the dead ones are freed first."""
+        table = self._table
+        used = self._used()
+        count = 0
+        dead: dict[tuple[int, int], bool] = {}
+        for slot in range(used):
+            offset = self._slot_offset(slot)
+            if table[offset] != _SLEEPING:
+                continue
+            if purge:
+                who = read_identity(table, offset + _SLOT.size)
+                if dead.setdefault(who, not alive(who)):
+                    table[offset] = _FREE  # its process is dead: nobody else writes this slot
+                    continue
+            count += 1
+        while used and table[self._slot_offset(used - 1)] == _FREE:
+            used -= 1
+        _HEADER.pack_into(table, 0, used)
+        return count
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> Any:
         """Wait until ``predicate()`` is true (checked at each notification); its last result.
 
         Raises:
             RuntimeError: this process does not hold the lock.
+            LockHolderDiedError: the lock could not be taken back: its holder died.
         """
         self._check_held("wait_for()")
         return dual(self._wait_for(predicate, deadline_for(True, timeout)))
@@ -348,7 +542,9 @@ class Condition:
         return result
 
     def notify(self, n: int = 1) -> Any:
-        """Wake up to ``n`` waiters and wait until they have left ``wait`` (they then wait for the lock).
+        """Wake up to ``n`` waiters and wait until they have taken their wake-up (they then wait for
+        the lock). Waiters that died are skipped. If cancelled, the wake-ups not yet taken are
+        taken back: fewer waiters may have been woken.
 
         Raises:
             RuntimeError: this process does not hold the lock.
@@ -362,32 +558,31 @@ class Condition:
         return dual(self._notify(sys.maxsize))
 
     def _notify(self, n: int) -> Op[None]:
-        # Waiters that stopped on their own (timeout, cancellation) are sleepers no more.
-        while take_token(self._done._read):
-            take_token(self._sleepers._read)
-        woken = 0
-        while woken < n and take_token(self._sleepers._read):
-            give_tokens(self._wakeups._write)
-            woken += 1
-        # Each woken waiter reports back (quickly: it only waits for the lock, which we hold).
-        # Waiting for all of them, even if cancelled meanwhile, keeps the counts consistent.
-        error: BaseException | None = None
-        while woken:
-            try:
-                yield from take_token_op(self._done._port, None)
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                error = exc
-                continue
-            woken -= 1
-        while take_token(self._wakeups._read):
-            pass  # wake-ups whose waiter timed out first: withdraw them
-        if error is not None:
-            raise error
+        owed = n  # wake-ups not yet in the pipe
+        purge = False
+        try:
+            while True:
+                while take_token(self._signal_read):
+                    pass  # before counting: a change after this count posts a token again
+                unclaimed = bytes_readable(self._wake_read)
+                sleeping = self._sleeping(purge)
+                if not sleeping:
+                    break
+                owed = min(owed, sleeping - unclaimed)
+                if owed > 0:
+                    given = give_tokens(self._wake_write, owed)  # as many as fit in the pipe
+                    owed -= given
+                    unclaimed += given
+                if not unclaimed and owed <= 0:
+                    break
+                # No word from any waiter for a while: look whether some died.
+                purge = not (yield Wait(self._signal_port, deadline=time.monotonic() + CHECK_INTERVAL))
+        finally:
+            while take_token(self._wake_read):
+                pass  # wake-ups nobody is left to take: a later waiter must not get them
 
 
-def _rebuild_condition(lock: Lock, sleepers: Semaphore, wakeups: Semaphore, done: Semaphore) -> Condition:
+def _rebuild_condition(lock: Lock, handles: Handles) -> Condition:
     rebuilt = Condition.__new__(Condition)
-    rebuilt._setup(lock, sleepers, wakeups, done)
+    rebuilt._setup(lock, handles)
     return rebuilt

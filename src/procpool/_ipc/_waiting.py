@@ -9,8 +9,11 @@ passed). Two drivers run such generators:
 - `run_async` waits with ``anyio.wait_readable``/``wait_writable``: the event loop is never
   blocked and no thread is used. A cancellation can only arrive at a yield, that is between two
   non-blocking steps, never in the middle of one; it is thrown into the generator, whose
-  ``except``/``finally`` clauses undo what it had done so far (hand a token back...), with any
-  waits they need shielded.
+  ``except``/``finally`` clauses undo what it had done so far (hand a token back...).
+
+No wait is shielded from cancellation unless its `Wait` says so; the one that does is a
+`Condition` waiter taking its lock back after a cancellation (as asyncio's and trio's conditions
+do), and that wait ends when the lock's holder dies (see `_liveness`).
 
 `dual` picks the driver: called from code running under an event loop (asyncio, uvloop, trio)
 the IPC methods return an awaitable; called from synchronous code (a child process, a thread)
@@ -64,11 +67,13 @@ class Port:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """What an operation waits for: ``port`` readable (or writable), until ``deadline``."""
+    """What an operation waits for: ``port`` readable (or writable), until ``deadline``; with
+    ``shield``, an async wait goes on through a cancellation of its caller."""
 
     port: Port
     write: bool = False
     deadline: float | None = None  # a time.monotonic() value; None: no limit
+    shield: bool = False
 
 
 Op = Generator[Wait, bool, T]
@@ -194,7 +199,6 @@ async def run_async(op: Op[T]) -> T:
     await anyio.lowlevel.checkpoint()
     ready: bool | None = None
     error: BaseException | None = None
-    undoing = False
     while True:
         try:
             wait = _advance(op, ready, error)
@@ -203,23 +207,21 @@ async def run_async(op: Op[T]) -> T:
         except BaseException:
             error = None  # no cycle between this frame and the traceback that references it
             raise
-        if error is not None:
-            undoing = True  # the operation caught the cancellation to undo its steps: let it finish
         error = None
         try:
-            ready = await _wait_async(wait, shield=undoing)
+            ready = await _wait_async(wait)
         except BaseException as exc:
             error = exc
 
 
-async def _wait_async(wait: Wait, *, shield: bool) -> bool:
+async def _wait_async(wait: Wait) -> bool:
     remaining = _remaining(wait.deadline)
     if remaining is not None and remaining <= 0:
         return ready_now(wait)
-    if remaining is None and not shield:  # the common case, without a cancel scope to set up
+    if remaining is None and not wait.shield:  # the common case, without a cancel scope to set up
         await _wait_port(wait)
         return True
-    with anyio.move_on_after(remaining, shield=shield):
+    with anyio.move_on_after(remaining, shield=wait.shield):
         await _wait_port(wait)
         return True
     return False
@@ -314,9 +316,9 @@ def give_tokens(fd: int, count: int = 1) -> int:
         return 0
 
 
-def take_token_op(port: Port, deadline: float | None) -> Op[bool]:
+def take_token_op(port: Port, deadline: float | None, shield: bool = False) -> Op[bool]:
     """Take one token, waiting for it until ``deadline``; False if the deadline passed."""
     while not take_token(port.fd):
-        if not (yield Wait(port, deadline=deadline)):
+        if not (yield Wait(port, deadline=deadline, shield=shield)):
             return False
     return True
