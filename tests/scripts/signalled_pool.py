@@ -56,6 +56,9 @@ async def main(mode: str, directory: Path) -> None:
 
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks if this hangs
+    # Ctrl-C as in a terminal, even where the test runner was started with SIGINT ignored (as a
+    # background job is), which this process would inherit.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mode, backend, directory = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     try:
         anyio.run(main, mode, directory, backend=backend)

@@ -21,6 +21,7 @@ path under a key they do not read; this script hands it over under the key they 
 
 import multiprocessing.spawn
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ directory = Path(os.environ["UNGUARDED_POOL_TEST"])
 if os.environ.get("UNGUARDED_POOL_OWNER", str(os.getpid())) != str(os.getpid()) and mode == "stuck":
     time.sleep(60)  # importing the main module, not the script itself: stay here
 os.environ["UNGUARDED_POOL_OWNER"] = str(os.getpid())  # what the processes it starts inherit
+# Ctrl-C as in a terminal, even where the test runner was started with SIGINT ignored (as a
+# background job is), which this process would inherit.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if start_method == "forkserver-preload":
     start_method = "forkserver"
