@@ -274,3 +274,27 @@ async def test_unbounded_queue_takes_every_put_nowait_in_order() -> None:
                 await done.wait()  # nothing read yet: most of the items are still in the child
                 assert await pool.run(workfns.ipc_drain_in_order, from_child) == (_FROM_CHILD, _FROM_CHILD)
             assert child.exitcode == 0
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # the feeder runs
+def test_unbounded_queue_forked_while_its_feeder_holds_items() -> None:
+    """A process forked while this one's feeder holds items (multiprocessing's fork context, a
+    task's os.fork) does not inherit them: its own puts reach the queue, and this process's items
+    all arrive once."""
+    q: procpool.Queue[int] = procpool.Queue()
+    for i in range(_FROM_CHILD):  # more than the socket takes: the feeder holds the rest
+        q.put_nowait(i)
+    child = multiprocessing.get_context("fork").Process(target=workfns.ipc_put_range, args=(q, -1, 0))
+    child.start()
+    try:
+        received = []
+        while len(received) < _FROM_CHILD + 1:
+            received.append(q.get(timeout=5))  # queue.Empty if the child's item was lost
+    finally:
+        child.join(5)
+        if child.exitcode is None:  # pragma: no cover (its feeder waits for room that never comes)
+            child.kill()
+            child.join()
+    assert sorted(received) == list(range(-1, _FROM_CHILD))
+    assert child.exitcode == 0

@@ -326,13 +326,19 @@ class LocalBackend:
         interpreter exits). Called from any thread, at any point: it only schedules or kills."""
         if self.state in (PoolState.NEW, PoolState.CLOSED) or (self._stopped is not None and self._stopped.is_set()):
             return  # closed, or its slots all ended (asyncio.run cancels the tasks it leaves)
-        warnings.warn(
-            f"procpool.Pool(workers={self.workers}) was never closed: it was garbage-collected without "
-            "leaving its `async with` block or awaiting `pool.aclose()`; its tasks are cancelled and its "
-            "workers stopped",
-            ResourceWarning,
-            stacklevel=1,  # the finalizer's caller is whatever collected the garbage
-        )
+        try:
+            warnings.warn(
+                f"procpool.Pool(workers={self.workers}) was never closed: it was garbage-collected without "
+                "leaving its `async with` block or awaiting `pool.aclose()`; its tasks are cancelled and its "
+                "workers stopped",
+                ResourceWarning,
+                stacklevel=1,  # the finalizer's caller is whatever collected the garbage
+            )
+        finally:  # the warning raises where warnings are errors: the pool must end all the same
+            self._end_abandoned()
+
+    def _end_abandoned(self) -> None:
+        """Cancel everything in the pool's event loop, or kill the workers if that loop has ended."""
         native = getattr(self.token, "native_token", None)
         run_soon = getattr(native, "run_sync_soon", None) or getattr(native, "call_soon_threadsafe", None)
         assert run_soon is not None  # open set the token

@@ -17,11 +17,13 @@ A get that is cancelled while it waits has taken nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import queue
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar
@@ -159,6 +161,7 @@ class Queue(Generic[T]):
             if self._feeder is None:
                 self._feeder = threading.Thread(target=self._feed, name="procpool Queue feeder")
                 self._feeder.start()
+                _feeding.add(self)
 
     def _send(self, data: bytes, deadline: float | None) -> Op[None]:
         if not (yield from take_token_op(self._slots_port, deadline)):
@@ -294,6 +297,24 @@ class Queue(Generic[T]):
             self._writer.shutdown(socket.SHUT_RDWR)
         # Wake producers that wait for a free slot: they take one and find the queue closed.
         give_tokens(self._slots_write, self._slots)
+
+
+# The queues that have had a feeder in this process. A process forked from it (multiprocessing's
+# fork context, a task's os.fork) has none of its threads: there, the items they hold are this
+# process's to send, and the child's own puts must not wait behind them for a feeder that does
+# not run (nor on a lock one held).
+_feeding: weakref.WeakSet[Queue[Any]] = weakref.WeakSet()
+
+
+def _forget_feeders() -> None:
+    for q in _feeding:
+        q._lock = threading.Lock()
+        q._unsent = deque()
+        q._feeder = None
+    _feeding.clear()
+
+
+os.register_at_fork(after_in_child=_forget_feeders)
 
 
 def _rebuild(handles: Handles, maxsize: int, slots: int) -> Queue[Any]:
