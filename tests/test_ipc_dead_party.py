@@ -219,6 +219,20 @@ async def test_condition_whose_lock_holder_was_killed() -> None:
         assert await condition.acquire(block=False) is False
 
 
+async def test_condition_whose_lock_holder_was_killed_before_it_was_recorded() -> None:
+    # Killed in the instant between taking the lock and recording itself (or clearing its record
+    # and giving the lock back): the lock stays taken by nobody known, which the wait tells apart
+    # from a live holder by how long it lasts.
+    condition = procpool.Condition()
+    with anyio.fail_after(20):
+        async with condition, procpool.Process(workfns.ipc_take_then_die_unrecorded, (condition,)):
+            with pytest.raises(procpool.LockHolderDiedError, match="unrecorded"):
+                while True:  # until the child took the lock during a wait, and died with it
+                    with ends_within(LIMIT):
+                        await condition.wait(LIMIT)
+        assert await condition.acquire(block=False) is False
+
+
 async def test_a_killed_party_breaks_a_barrier() -> None:
     report: procpool.Queue[tuple[str, object]] = procpool.Queue()
     with anyio.fail_after(20):

@@ -356,6 +356,15 @@ def ipc_take_then_die(condition: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def ipc_take_then_die_unrecorded(condition: Any) -> None:
+    """As `ipc_take_then_die`, but die as if killed in the instant between taking the lock and
+    recording itself as its holder (white-box: it clears the record the lock keeps)."""
+    condition.acquire()
+    lock = condition._lock
+    lock._holder[:] = bytes(len(lock._holder))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def ipc_barrier_wait_last(barrier: Any, report: Any) -> None:
     """Arrive once every other party waits: this process is the last, and runs the action."""
     while barrier.n_waiting < barrier.parties - 1:

@@ -75,6 +75,11 @@ from ._waiting import (
 T = TypeVar("T")
 S = TypeVar("S", bound="Semaphore")
 
+# A live process records itself as a lock's holder the instant after it takes the lock, and clears
+# the record the instant before it releases it: a lock that stays taken with no holder recorded
+# for this long (seconds) was taken or released by a process killed in between.
+_UNRECORDED_GRACE = 0.3
+
 
 class LockHolderDiedError(ProcpoolError, RuntimeError):
     """A wait had to take a `Lock` back, and the process that holds it died.
@@ -85,15 +90,17 @@ class LockHolderDiedError(ProcpoolError, RuntimeError):
     cancelled wait re-raises its cancellation instead; either way the lock is not held on exit.
 
     Attributes:
-        pid: the process id of the dead holder.
+        pid: the process id of the dead holder; None if it died in the instant it took or released
+            the lock, before it could record itself as holder (or after it cleared the record).
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int | None) -> None:
         super().__init__(pid)
         self.pid = pid
 
     def __str__(self) -> str:
-        return f"process {self.pid} died holding the lock: it stays locked and cannot be taken back"
+        who = f"process {self.pid}" if self.pid is not None else "a process, unrecorded as holder,"
+        return f"{who} died holding the lock: it stays locked and cannot be taken back"
 
 
 def _check_value(value: object) -> int:
@@ -249,10 +256,17 @@ class Lock(BoundedSemaphore):
         Raises:
             LockHolderDiedError: the holder died: the lock stays held.
         """
+        unrecorded_since: float | None = None
         while not (yield from self._acquire(time.monotonic() + CHECK_INTERVAL, shield)):
             dead = self._dead_holder()
             if dead is not None:
                 raise LockHolderDiedError(dead)
+            if not self.locked() or read_identity(self._holder, 0) != NOBODY:
+                unrecorded_since = None
+            elif unrecorded_since is None:
+                unrecorded_since = time.monotonic()
+            elif time.monotonic() - unrecorded_since > _UNRECORDED_GRACE:
+                raise LockHolderDiedError(None)
 
     def __repr__(self) -> str:
         return f"<procpool.Lock {'locked' if self.locked() else 'unlocked'}>"
