@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import pickle
 import queue
@@ -68,7 +69,7 @@ async def test_cancelled_gets_lose_no_item() -> None:
         ):
             while len(received) < 400:
                 with anyio.move_on_after(rng.choice([0, 0.0002, 0.001, 0.005])) as scope:
-                    received.append(await q.get())
+                    received.append(await q.get(timeout=5))  # queue.Empty if items were lost
                 cancelled += scope.cancelled_caught
     assert sorted(received) == list(range(400))
     assert q.empty()
@@ -298,3 +299,38 @@ def test_unbounded_queue_forked_while_its_feeder_holds_items() -> None:
             child.join()
     assert sorted(received) == list(range(-1, _FROM_CHILD))
     assert child.exitcode == 0
+
+
+@pytest.mark.timeout(30)
+async def test_a_retiring_worker_sends_what_its_feeder_holds_before_it_exits() -> None:
+    """A worker that retires (max_tasks_per_worker) right after its task put more than the socket
+    takes waits for its feeder: every item reaches the consumer here."""
+    q: procpool.Queue[int] = procpool.Queue()
+    received: list[int] = []
+
+    async def consume() -> None:
+        while len(received) < _FROM_CHILD:
+            received.append(await q.get(timeout=5))  # queue.Empty if items were lost
+
+    with anyio.fail_after(20):
+        # A long grace: the flush may take a while on a loaded machine, and must not be cut short.
+        async with procpool.Pool(1, max_tasks_per_worker=1, kill_grace=10) as pool:
+            await pool.run(workfns.ipc_put_range, q, 0, _FROM_CHILD)  # returns before its items are all sent
+            await consume()
+    assert received == list(range(_FROM_CHILD))
+
+
+@pytest.mark.timeout(30)
+async def test_a_stopping_worker_reports_the_items_nobody_took_and_exits(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker stopped (the pool closes) while its feeder holds items that nobody reads drops
+    them after a while, says so in a warning that reaches this process, and exits in time."""
+    q: procpool.Queue[int] = procpool.Queue()
+    with caplog.at_level(logging.WARNING, logger="procpool"), anyio.fail_after(20):
+        async with procpool.Pool(1, kill_grace=1) as pool:
+            pid = await pool.run(workfns.getpid)
+            await pool.run(workfns.ipc_put_range, q, 0, _FROM_CHILD)
+    arrived = q.qsize()  # exact here: nobody else puts or gets
+    warnings = [r for r in caplog.records if r.name == "procpool" and "never sent" in r.getMessage()]
+    assert len(warnings) == 1, caplog.records
+    assert f"{_FROM_CHILD - arrived} items put by worker {pid} were never sent" in warnings[0].getMessage()
+    assert 0 < arrived < _FROM_CHILD

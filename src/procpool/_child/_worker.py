@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import mmap
 import os
 import pickle
@@ -351,6 +352,26 @@ class _Worker:
             self.runner.close()
 
 
+def _flush_queues(timeout: float) -> None:
+    """Before this worker exits: let its `procpool.Queue` feeders send what they hold, for a time
+    shorter than the parent's grace (which ends in SIGTERM), then drop the rest and say so.
+
+    The parent shut only its side of the channel down, so the warning still reaches it."""
+    # A worker that never unpickled a Queue never imported its module (nor anyio with it).
+    queues = sys.modules.get("procpool._ipc._queue")
+    if queues is None:
+        return
+    dropped: int = queues.flush_feeders(timeout)
+    if dropped:
+        logging.getLogger("procpool").warning(
+            "procpool.Queue: %d items put by worker %d were never sent: nobody read the queue before "
+            "the worker stopped; keep a consumer reading, or use a bounded Queue (maxsize=...) so "
+            "that put waits for room",
+            dropped,
+            os.getpid(),
+        )
+
+
 class InheritedFd:
     """A descriptor given to a process that multiprocessing starts: it arrives as a plain int.
 
@@ -399,7 +420,7 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     worker = _Worker(channel, started)
     if TAKE_BACK_SIGNAL is not None:
         signal.signal(TAKE_BACK_SIGNAL, worker.on_take_back_signal)
-    initializer, initargs, log_levels, forward_output = pickle.loads(setup)
+    initializer, initargs, log_levels, forward_output, kill_grace = pickle.loads(setup)
     worker.reporter = _reports.install(worker.write, log_levels, forward_output)
     try:
         if initializer is not None:
@@ -411,6 +432,7 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
         worker.reporter.flush_output()
         worker.send(wire.READY, 0)
         worker.serve()
+        _flush_queues(kill_grace / 2)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the pool went away; nothing is waiting for an answer
     finally:

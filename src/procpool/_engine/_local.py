@@ -206,7 +206,8 @@ class LocalBackend:
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
-            (self._initializer, self._initargs, log_levels, self._forward_output), "the initializer or its arguments"
+            (self._initializer, self._initargs, log_levels, self._forward_output, self.kill_grace),
+            "the initializer or its arguments",
         )
         spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)
         try:

@@ -304,6 +304,7 @@ class WorkerProcess:
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
         self._released = False
+        self._last_reports = False  # stopped: deliver what the worker reports as it exits
         self._io: ChannelIO | None = None  # set by `attach`
         self._writing = False  # a callback writes the unsent frames as the channel takes them
         self._watching: set[int] = set()  # the descriptors `watch` waits on
@@ -614,7 +615,13 @@ class WorkerProcess:
 
         ``grace`` is how long each step may take. Returns once the process is gone.
         """
-        self._close_channel()
+        self.stop_reading()
+        self._unsent.clear()
+        # Only this side shut down: the worker may still report as it exits (items of a
+        # procpool.Queue it had to drop), and those reports are delivered once it is gone.
+        self._last_reports = True
+        with contextlib.suppress(OSError):  # the worker is gone already
+            self._channel.shutdown(socket.SHUT_WR)
         try:
             if grace > 0:
                 with anyio.move_on_after(grace):
@@ -651,10 +658,20 @@ class WorkerProcess:
         self._unsent.clear()
         self._channel.close()
 
+    def _deliver_last_reports(self) -> None:
+        """Deliver the reports a stopped worker sent (see `stop`); its other frames answer nobody."""
+        while self.read() and self._pending:
+            while self._pending:
+                frame = self._pending.popleft()
+                if frame.kind in wire.REPORTS:
+                    _reports.deliver(self.pid, frame, None)
+
     def _release(self) -> None:
         if self._released:
             return
         self._released = True
+        if self._last_reports:
+            self._deliver_last_reports()
         self._close_channel()
         self._lifeline.close()
         self._started_at_exit = self.last_began()

@@ -10,7 +10,8 @@ A bounded queue's ``put`` sends the item itself, waiting for room if need be. An
 never waits: what the socket cannot take at once (its buffer holds only thousands of small items)
 stays in the putting process, in order, and a feeder thread of that process sends it as room
 comes, as ``multiprocessing.Queue``'s does; the thread ends when it has sent everything. It is not
-a daemon, so a process that exits waits until its items are in the queue (or the queue is closed).
+a daemon, so a process that exits waits until its items are in the queue (or the queue is closed);
+but a pool worker that stops waits a bounded time, then drops the rest and says so (`flush_feeders`).
 A get that is cancelled while it waits has taken nothing.
 """
 
@@ -46,6 +47,8 @@ from ._waiting import (
 )
 
 T = TypeVar("T")
+
+_FEEDER_LOOK_INTERVAL = 0.1  # seconds a feeder waits for room before it looks whether to go on
 
 
 class QueueClosedError(ProcpoolError):
@@ -189,7 +192,10 @@ class Queue(Generic[T]):
                     break
                 data = self._unsent[0]
             try:
-                run_blocking(self._send(data, None))
+                # Waits in slices, to see whether the items were dropped meanwhile (`flush_feeders`).
+                run_blocking(self._send(data, time.monotonic() + _FEEDER_LOOK_INTERVAL))
+            except queue.Full:
+                continue  # no room yet
             except BaseException as exc:  # closed, so they can go nowhere (or a system call failed)
                 with self._lock:
                     self._unsent.clear()
@@ -198,7 +204,8 @@ class Queue(Generic[T]):
                     return
                 raise
             with self._lock:
-                self._unsent.popleft()
+                if self._unsent and self._unsent[0] is data:  # else dropped while it went out
+                    self._unsent.popleft()
         if closing:
             self._shut_down()
 
@@ -304,6 +311,23 @@ class Queue(Generic[T]):
 # process's to send, and the child's own puts must not wait behind them for a feeder that does
 # not run (nor on a lock one held).
 _feeding: weakref.WeakSet[Queue[Any]] = weakref.WeakSet()
+
+
+def flush_feeders(timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for this process's feeders to send the items they hold,
+    then drop what is left (its feeders end soon after, so the process can exit); how many items
+    were dropped. For a process about to exit: a pool worker that stops."""
+    deadline = time.monotonic() + timeout
+    for q in list(_feeding):
+        feeder = q._feeder
+        if feeder is not None:
+            feeder.join(max(0.0, deadline - time.monotonic()))
+    dropped = 0
+    for q in list(_feeding):
+        with q._lock:
+            dropped += len(q._unsent)
+            q._unsent.clear()
+    return dropped
 
 
 def _forget_feeders() -> None:
