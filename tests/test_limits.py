@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -14,8 +16,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
+import procpool
 from script_env import script_env
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -117,3 +121,28 @@ def test_process_limit_gives_clear_errors_and_the_pool_recovers(backend: str, pr
     assert str(seen["no_thread"]).startswith(f"WorkerCrashedError: could not start a worker: {NO_THREAD}. "), seen
     assert seen["lifted"] == 4, seen
     assert seen["exitcode_after"] == 1, seen
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="workers are watched by pidfd only on Linux")
+async def test_a_pool_works_in_a_process_with_descriptors_numbered_above_1024() -> None:
+    """A server with many connections open gives its pool descriptors numbered 1024 and above,
+    which ``select`` refuses: the pool watches its workers without it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100 - len(os.listdir("/proc/self/fd")))]
+    try:
+        async with procpool.Pool(1) as pool:
+            pid = await pool.run(os.getpid)
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(10):
+                while pool.stats().crashed < 1:  # the pool looks at its workers as it reports
+                    await anyio.sleep(0.01)
+            assert await pool.run(abs, -4) == 4
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

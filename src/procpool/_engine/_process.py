@@ -525,7 +525,7 @@ class WorkerProcess:
 
     def has_exited(self) -> bool:
         """Whether the process has ended (checked without waiting)."""
-        return self._exitcode is not None or bool(select.select([self._exit_fd], [], [], 0)[0])
+        return self._exitcode is not None or _readable_now(self._exit_fd)
 
     async def watch(self) -> None:
         """Return once the process has ended, having shut the parent's end of its channel down.
@@ -703,6 +703,14 @@ class WorkerProcess:
             os.close(fd)
         self._watching.clear()
         self.kill_now()
+
+
+def _readable_now(fd: int) -> bool:
+    # poll, not select: select refuses descriptors numbered 1024 and above, which a server with
+    # many connections open gives its pool's workers.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _exit_descriptor(process: Any) -> int:
