@@ -17,10 +17,10 @@ import os
 import pickle
 import socket
 import struct
-import tempfile
 from typing import Any
 
 from .._transport import dumps_for_transport
+from ._liveness import shared_memory
 from ._waiting import Op, Port, Wait
 
 _INLINE = b"\x00"
@@ -94,12 +94,7 @@ def send_op(sock: socket.socket, port: Port, data: bytes, deadline: float | None
 
 def _spill(data: bytes) -> int:
     """A memory file holding ``data``, positioned at its start."""
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None:
-        fd: int = memfd_create("procpool-message", os.MFD_CLOEXEC)
-    else:
-        with tempfile.TemporaryFile() as file:
-            fd = os.dup(file.fileno())
+    fd = shared_memory(0, "procpool-message")
     try:
         view = memoryview(data)
         while view:
