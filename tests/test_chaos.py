@@ -35,28 +35,38 @@ def _worker_pids() -> list[int]:
 
 async def _run_under_fire(pool: procpool.Pool | procpool.PoolOptions, seed: int) -> tuple[list[object], int]:
     """Run `TASKS` tasks while a killer SIGKILLs a random worker every 2-10 ms; the tasks' outcomes
-    (result or exception) and the number of kills."""
+    (result or exception) and the number of kills.
+
+    The killer waits for one task to succeed between two kills. On an idle machine that never holds
+    it back (a task succeeds every few ms), but on a loaded one, where a worker takes longer to start
+    than the killer takes to strike again, a fixed kill rate would keep the pool from ever running a
+    task: the test would measure the machine's load, not whether anything is lost."""
     rng = random.Random(seed)
     kills = 0
+    succeeded = 0
     tasks = [pool.submit(workfns.echo_after_spin, i) for i in range(TASKS)]
 
     async def killer() -> None:
         nonlocal kills
-        while not all(task.done() for task in tasks):  # no kill may land on the health check
+        succeeded_at_last_kill = -1
+        while True:
             await anyio.sleep(rng.uniform(0.002, 0.01))
             pids = _worker_pids()
-            if pids:
+            if pids and succeeded > succeeded_at_last_kill:
                 try:
                     os.kill(rng.choice(pids), signal.SIGKILL)
                     kills += 1
+                    succeeded_at_last_kill = succeeded
                 except ProcessLookupError:
                     pass
 
     with anyio.fail_after(240):
         async with anyio.create_task_group() as tg:
             tg.start_soon(killer)
-            async for _ in procpool.as_completed(tasks):
-                pass
+            async for task in procpool.as_completed(tasks):
+                if task.exception() is None:
+                    succeeded += 1
+            tg.cancel_scope.cancel()  # no kill may land on the health check
     outcomes: list[object] = []
     for task in tasks:
         error = task.exception()
