@@ -509,7 +509,10 @@ async def test_crashes_leave_nothing_in_dev_shm(tmp_path: Path) -> None:
         queue.close()
         del lock, semaphore, event, barrier, condition
     gc.collect()  # the synchronisation objects close their pipes when collected
-    assert _dev_shm() - before == set()
+    appeared = _dev_shm() - before
+    if appeared:  # tests running beside this one may create entries for a moment; a leak stays
+        await anyio.sleep(0.5)
+    assert appeared & _dev_shm() == set()
 
 
 # -- where the pool is created -------------------------------------------------------------------
