@@ -29,11 +29,12 @@ typecheck: $(VENV)/.installed-dev
 
 # The tests start thousands of processes that import procpool and the test helpers: compiled once
 # here, since Python writes no bytecode itself where PYTHONDONTWRITEBYTECODE is set.
-# They mostly wait on their children, so 4 pytest processes share even 2 cores well; each takes
-# whole files (--dist loadfile), so a module's fixtures run once.
+# They mostly wait on their children, so 2 pytest processes share even 2 cores well (4 overload
+# such a machine once other work runs beside them); each takes whole files (--dist loadfile), so a
+# module's fixtures run once.
 test: lint typecheck
 	$(BIN)/python -m compileall -q src tests
-	$(BIN)/python -m pytest -n 4 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 docs: $(VENV)/.installed-dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

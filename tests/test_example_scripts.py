@@ -70,6 +70,7 @@ def test_trio_example_demo_serves_pings_during_counts_and_times_out_long_ones() 
     assert lines[-1] == "all answers right"
 
 
+@pytest.mark.timeout(150)  # its script may take up to the 120 s given below
 def test_server_load_benchmark_runs_every_variant_and_writes_its_results(tmp_path: Path) -> None:
     """A smoke run of benchmarks/server_load.py (figures this short mean nothing; it must just work)."""
     output = tmp_path / "server_load.json"

@@ -11,6 +11,9 @@ import pytest
 
 api = pytest.importorskip("mypy.api")
 
+# The mypy run takes 10-40 s, and several times that on a loaded machine; it runs no process of ours.
+pytestmark = pytest.mark.timeout(300)
+
 USAGE = Path(__file__).resolve().parent / "typing" / "pool_usage.py"
 BAD = (
     "import procpool\n"
