@@ -192,7 +192,12 @@ async def test_map_ordered_unordered_chunked_and_async(make_pool: Callable[[], A
         assert [y async for y in pool.starmap(workfns.add, [(1, 2), (3, 4), (5, 6)], chunksize=2)] == [3, 7, 11]
 
 
-async def test_map_pulls_lazily_from_an_endless_iterable(make_pool: Callable[[], AnyPool]) -> None:
+# Items pulled ahead of the consumer: 3 chunks in flight and the one being filled. With chunksize
+# left out, a chunk of an input without a length holds at most 1,024 items (docs/pools.md).
+@pytest.mark.parametrize(("chunksize", "pulled_ahead"), [(1, 3 + 1), (None, 4 * 1024)])
+async def test_map_pulls_lazily_from_an_endless_iterable(
+    make_pool: Callable[[], AnyPool], chunksize: int | None, pulled_ahead: int
+) -> None:
     pulled = 0
 
     def endless() -> Iterator[int]:
@@ -201,14 +206,17 @@ async def test_map_pulls_lazily_from_an_endless_iterable(make_pool: Callable[[],
             pulled += 1
             yield pulled
 
-    async with make_pool() as pool, pool.map(workfns.square, endless(), max_in_flight=3) as results:
+    async with (
+        make_pool() as pool,
+        pool.map(workfns.square, endless(), max_in_flight=3, chunksize=chunksize) as results,
+    ):
         got = []
         async for y in results:
             got.append(y)
             if len(got) == 5:
                 break
     assert got == [1, 4, 9, 16, 25]
-    assert pulled <= 5 + 3 + 1
+    assert pulled <= 5 + pulled_ahead
 
 
 async def test_map_error_ends_the_iteration(make_pool: Callable[[], AnyPool]) -> None:

@@ -34,6 +34,11 @@ async def async_square(x: int) -> int:
     return x * x
 
 
+def sleep_then_getpid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
 def sleep_and_return(seconds: float, value: Any = None) -> Any:
     time.sleep(seconds)
     return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from anyio.lowlevel import EventLoopToken
 from .._child import ChunkRunner
 from .._core import PoolState, Task
 from .._errors import TaskCancelledError
+from ._checks import check_positive_int
 
 if TYPE_CHECKING:
     from ._pool import Pool
@@ -86,26 +88,34 @@ class PoolExecutor(Executor):
         fn: Callable[..., T],
         *iterables: Iterable[Any],
         timeout: float | None = None,
-        chunksize: int = 1,
+        chunksize: int | None = None,
     ) -> Iterator[T]:
         """Like builtin ``map``, run on the pool; ``chunksize`` items travel in one task.
+
+        As with the standard library's executors, every item is taken and submitted at once, so
+        nothing can be measured first: left out, ``chunksize`` is chosen as
+        `multiprocessing.Pool.map` chooses it, about four chunks per worker.
 
         Raises:
             TimeoutError: from the returned iterator, if a result is not ready ``timeout`` seconds
                 after the call.
             TypeError: ``timeout`` is not a number or None.
+            ValueError: ``chunksize`` is not a positive integer or None.
             RuntimeError: from the returned iterator, on the event loop's own thread, when the
                 next result is not ready (waiting there would block the loop that delivers it).
         """
         if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)):
             raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r:.60}")
-        if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
-            raise ValueError(f"chunksize must be a positive integer, not {chunksize!r}")
-        if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
-        arguments = zip(*iterables, strict=False)
-        chunks = iter(lambda: tuple(itertools.islice(arguments, chunksize)), ())
-        results: Iterator[list[T]] = super().map(ChunkRunner(fn), chunks, timeout=timeout)
+        check_positive_int("chunksize", chunksize, optional=True)
+        arguments = list(zip(*iterables, strict=False))
+        if chunksize is None:
+            chunksize = max(1, math.ceil(len(arguments) / (4 * self._pool.workers)))
+        if chunksize == 1:  # a future per item, as in the standard library; zip(*...) gives the iterables back
+            return super().map(fn, *zip(*arguments, strict=True), timeout=timeout)
+        spread = len(iterables) > 1
+        items = arguments if spread else [args[0] for args in arguments]
+        chunks = (tuple(items[start : start + chunksize]) for start in range(0, len(items), chunksize))
+        results: Iterator[list[T]] = super().map(ChunkRunner(fn, spread=spread), chunks, timeout=timeout)
         return itertools.chain.from_iterable(results)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

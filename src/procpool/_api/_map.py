@@ -11,13 +11,14 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from .._core import Task, awaited_result, wait_done
+from ._chunking import ChunkSizer
 from ._progress import Progress
 
 R = TypeVar("R")
 T = TypeVar("T")
 _END = object()
 
-SubmitChunk = Callable[[tuple[tuple[Any, ...], ...]], "Task[list[R]]"]
+SubmitChunk = Callable[[tuple[Any, ...]], "Task[list[R]]"]
 
 
 class _Completions(Generic[T]):
@@ -89,8 +90,9 @@ class MapIterator(Generic[R]):
         iterables: tuple[Iterable[Any] | AsyncIterable[Any], ...],
         *,
         star: bool,
+        spread: bool,
         ordered: bool,
-        chunksize: int,
+        sizer: ChunkSizer,
         max_in_flight: int,
         progress: Progress | None = None,
         wait_for_room: Callable[[], Awaitable[None]] | None = None,
@@ -102,12 +104,13 @@ class MapIterator(Generic[R]):
             aiter(it) if isinstance(it, AsyncIterable) else iter(it) for it in iterables
         ]
         self._star = star  # each item of the one iterable is the whole argument tuple
+        self._spread = spread  # a chunk holds argument tuples, not the items themselves (see ChunkRunner)
         self._sync_arguments: Iterator[Any] | None = None
         sync_sources = [source for source in self._sources if isinstance(source, Iterator)]
         if sync_sources and len(sync_sources) == len(self._sources):
-            self._sync_arguments = sync_sources[0] if star else zip(*sync_sources, strict=False)
+            self._sync_arguments = zip(*sync_sources, strict=False) if len(sync_sources) > 1 else sync_sources[0]
         self._ordered = ordered
-        self._chunksize = chunksize
+        self._sizer = sizer
         self._max_in_flight = max_in_flight
         self._in_flight: deque[Task[list[R]]] = deque()
         self._completions: _Completions[list[R]] = _Completions()
@@ -184,7 +187,10 @@ class MapIterator(Generic[R]):
             if not self._in_flight:
                 self._shut()
                 return None
-            chunk = awaited_result(await self._next_done(), iterating=True)
+            task = await self._next_done()
+            chunk = awaited_result(task, iterating=True)
+            timing = task.timing
+            self._sizer.measured(len(chunk), timing.run_time or timing.total or 0.0)
             if self._progress is not None:
                 self._progress.advance(len(chunk))
             if chunk:
@@ -192,9 +198,11 @@ class MapIterator(Generic[R]):
 
     async def _fill(self) -> None:
         while not self._exhausted and len(self._in_flight) < self._max_in_flight:
-            chunk = await self._pull(self._chunksize)
-            if len(chunk) < self._chunksize:
+            size = self._sizer.next_size()
+            chunk = await self._pull(size)
+            if len(chunk) < size:
                 self._exhausted = True
+            self._sizer.taken(len(chunk))
             if chunk:
                 if self._wait_for_room is not None:
                     await self._wait_for_room()
@@ -203,11 +211,11 @@ class MapIterator(Generic[R]):
                 if not self._ordered:
                     self._completions.watch(task)
 
-    async def _pull(self, count: int) -> list[tuple[Any, ...]]:
+    async def _pull(self, count: int) -> list[Any]:
         if self._sync_arguments is not None:  # plain iterables: sliced at C speed
             taken = itertools.islice(self._sync_arguments, count)
             return list(map(tuple, taken)) if self._star else list(taken)
-        chunk: list[tuple[Any, ...]] = []
+        chunk: list[Any] = []
         while len(chunk) < count:
             args: list[Any] = []
             for source in self._sources:
@@ -215,7 +223,10 @@ class MapIterator(Generic[R]):
                 if item is _END:  # like zip(), the shortest iterable ends the map
                     return chunk
                 args.append(item)
-            chunk.append(tuple(args[0]) if self._star else tuple(args))
+            if self._star:
+                chunk.append(tuple(args[0]))
+            else:
+                chunk.append(tuple(args) if self._spread else args[0])
         return chunk
 
     async def _next_done(self) -> Task[list[R]]:

@@ -17,6 +17,7 @@ from .._child import ChunkRunner
 from .._core import Backend, Job, PoolState, StreamLink, Task
 from .._transport import dumps_for_transport, dumps_function
 from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
+from ._chunking import ChunkSizer
 from ._host import PoolHost
 from ._map import MapIterator
 from ._progress import ProgressOption, open_progress
@@ -183,7 +184,7 @@ class Verbs:
         /,
         *iterables: Iterable[Any] | AsyncIterable[Any],
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
@@ -194,7 +195,7 @@ class Verbs:
         /,
         *iterables: Iterable[Any] | AsyncIterable[Any],
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
@@ -204,7 +205,7 @@ class Verbs:
         /,
         *iterables: Iterable[Any] | AsyncIterable[Any],
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[Any]:
@@ -215,7 +216,10 @@ class Verbs:
             fn: the function; called as ``fn(a, b, ...)`` with one item from each iterable.
             iterables: sync or async iterables, possibly endless; the shortest ends the map.
             ordered: yield results in input order (True) or as they complete (False).
-            chunksize: items sent to a worker in one task; raise it for many tiny items.
+            chunksize: items sent to a worker in one task. Left out, the pool chooses: one item per
+                task until a chunk has come back, then as many as keep a worker busy for about
+                10 ms (measured as the map runs), never more than a share of what is left to
+                each worker. Give it to fix the size.
             max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
                 inputs are pulled only as fast as results are consumed.
             progress: show a progress bar on stderr: True picks tqdm on a terminal when it is
@@ -247,7 +251,7 @@ class Verbs:
         /,
         *,
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
@@ -259,7 +263,7 @@ class Verbs:
         /,
         *,
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[R]: ...
@@ -270,7 +274,7 @@ class Verbs:
         /,
         *,
         ordered: bool = True,
-        chunksize: int = 1,
+        chunksize: int | None = None,
         max_in_flight: int | None = None,
         progress: ProgressOption = False,
     ) -> MapIterator[Any]:
@@ -295,7 +299,7 @@ class Verbs:
         *,
         star: bool,
         ordered: bool,
-        chunksize: int,
+        chunksize: int | None,
         max_in_flight: int | None,
         progress: ProgressOption,
     ) -> MapIterator[Any]:
@@ -304,16 +308,17 @@ class Verbs:
             if not isinstance(iterable, (Iterable, AsyncIterable)):
                 raise TypeError(f"expected iterables or async iterables, not {type(iterable).__name__}")
         check_bool("ordered", ordered)
-        check_positive_int("chunksize", chunksize, optional=False)
+        check_positive_int("chunksize", chunksize, optional=True)
         check_positive_int("max_in_flight", max_in_flight, optional=True)
         backend = self._backend
         backend.check_open()
         name = describe(fn)
+        spread = star or len(iterables) > 1
         runner_bytes = dumps_for_transport(
-            ChunkRunner(fn), f"the function {name}", main_by_reference=backend.workers_import_main
+            ChunkRunner(fn, spread=spread), f"the function {name}", main_by_reference=backend.workers_import_main
         )
 
-        def submit_chunk(chunk: tuple[tuple[Any, ...], ...]) -> Task[list[Any]]:
+        def submit_chunk(chunk: tuple[Any, ...]) -> Task[list[Any]]:
             task: Task[list[Any]] = self._submit_pickled(runner_bytes, name, (chunk,), {})
             return task
 
@@ -323,8 +328,9 @@ class Verbs:
             submit_chunk,
             iterables,
             star=star,
+            spread=spread,
             ordered=ordered,
-            chunksize=chunksize,
+            sizer=ChunkSizer(chunksize, workers=backend.workers, total=total),
             max_in_flight=max_in_flight or 2 * backend.workers,
             progress=open_progress(progress, total, name),
             wait_for_room=self._wait_for_room if backend.admission is not None else None,

@@ -89,15 +89,21 @@ def item_source(
 
 
 class ChunkRunner:
-    """Runs ``fn`` over a chunk of argument tuples in one task (``Pool.map``, ``Executor.map``)."""
+    """Runs ``fn`` over a chunk of items in one task (``Pool.map``, ``Executor.map``): each item is
+    the argument tuple where ``spread`` (starmap, a map over several iterables), otherwise the one
+    argument itself, which spares a tuple per item in both processes."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], *, spread: bool) -> None:
         self.fn = fn
+        self.spread = spread
 
-    def __call__(self, chunk: tuple[tuple[Any, ...], ...]) -> Any:
+    def __call__(self, chunk: tuple[Any, ...]) -> Any:
         if inspect.iscoroutinefunction(self.fn):
             return self._run_async(chunk)
-        return [self.fn(*args) for args in chunk]
+        if self.spread:
+            return [self.fn(*args) for args in chunk]
+        return list(map(self.fn, chunk))
 
-    async def _run_async(self, chunk: tuple[tuple[Any, ...], ...]) -> list[Any]:
-        return list(await asyncio.gather(*(self.fn(*args) for args in chunk)))
+    async def _run_async(self, chunk: tuple[Any, ...]) -> list[Any]:
+        calls = (self.fn(*args) for args in chunk) if self.spread else map(self.fn, chunk)
+        return list(await asyncio.gather(*calls))
