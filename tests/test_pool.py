@@ -335,26 +335,6 @@ async def test_map_async_function_and_async_iterable() -> None:
         assert results == [i * i for i in range(6)]
 
 
-async def test_map_pulls_lazily_from_an_endless_iterable() -> None:
-    pulled = 0
-
-    def endless() -> object:
-        nonlocal pulled
-        while True:
-            pulled += 1
-            yield pulled
-
-    async with procpool.Pool(2) as pool:
-        async with pool.map(workfns.square, endless(), max_in_flight=3) as results:  # type: ignore[call-overload]
-            got = []
-            async for y in results:
-                got.append(y)
-                if len(got) == 5:
-                    break
-        assert got == [1, 4, 9, 16, 25]
-        assert pulled <= 5 + 3 + 1
-
-
 async def test_map_error_ends_iteration_and_cancels_the_rest(tmp_path: Path) -> None:
     async with procpool.Pool(2) as pool:
         with pytest.raises(ValueError, match="bad"):
