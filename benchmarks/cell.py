@@ -31,8 +31,8 @@ def run(cell: dict[str, Any], sizes: dict[str, Any], iterations: int) -> dict[st
     scenario, peer, loop, workers = cell["scenario"], cell["peer"], cell["loop"], cell["workers"]
     if scenario == "calibrate":
         return cpu.calibrate(sizes["cpu_task_s"])
-    if scenario == "H":
-        return _map(peer, workers, sizes)
+    if scenario in ("H", "H-default"):
+        return _map(scenario, peer, workers, sizes)
     if peer == SERIAL:
         return cpu.serial_batch(tasks=sizes["cpu_tasks"], iterations=iterations)
     if SCENARIOS[scenario].sweep_of is not None:  # the same measurement with the sweep's sizes
@@ -98,10 +98,13 @@ async def _measure(scenario: str, peer: str, workers: int, sizes: dict[str, Any]
     return figures
 
 
-def _map(peer: str, workers: int, sizes: dict[str, Any]) -> dict[str, Any]:
+def _map(scenario: str, peer: str, workers: int, sizes: dict[str, Any]) -> dict[str, Any]:
     from .scenarios import mapping
 
-    items, chunksize = sizes["map_items"], sizes["map_chunksize"]
+    if scenario == "H-default":  # no chunksize: each library's default
+        items, chunksize = sizes["map_default_items"], None
+    else:
+        items, chunksize = sizes["map_items"], sizes["map_chunksize"]
     if peer == "procpool":
         return mapping.procpool_map(workers, items, chunksize)
     if peer == "mp-imap":

@@ -29,8 +29,11 @@ class Sizes:
         payload_mb: D: payload size in MB (10**6 bytes).
         transfers: D: timed transfers per cell.
         heartbeat_s: E: seconds the heartbeat is measured under load.
-        map_items: H: items mapped.
+        map_items: H: items mapped with one chunk size.
         map_chunksize: H: items per chunk, the same for every map.
+        map_default_items: H-default: items mapped with each library's default chunk size, the same for
+            both maps; fewer than ``map_items``, as multiprocessing's default of one item per task maps
+            only ~20k items/s on 2 cores.
         sweep_workers: B-sweep and E-sweep: the worker counts measured.
         sweep_repeats: B-sweep, E-sweep and C15 run in only the first this many repeats (they are many cells).
         sweep_tasks: B-sweep: tasks per cell.
@@ -53,6 +56,7 @@ class Sizes:
     heartbeat_s: float
     map_items: int
     map_chunksize: int
+    map_default_items: int
     sweep_workers: tuple[int, ...]
     sweep_repeats: int
     sweep_tasks: int
@@ -77,6 +81,7 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=2.0,
         map_items=1_000_000,
         map_chunksize=2000,
+        map_default_items=100_000,  # ~5 s for multiprocessing's imap
         sweep_workers=(2, 4, 8, 15),
         sweep_repeats=1,
         sweep_tasks=5000,
@@ -99,6 +104,7 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=0.3,
         map_items=200_000,
         map_chunksize=2000,
+        map_default_items=20_000,
         sweep_workers=(2, 15),
         sweep_repeats=1,
         sweep_tasks=3000,
@@ -122,6 +128,7 @@ MODES: dict[str, Sizes] = {
         heartbeat_s=0.1,
         map_items=5000,
         map_chunksize=100,
+        map_default_items=2000,
         sweep_workers=(2, 3),
         sweep_repeats=1,
         sweep_tasks=200,
@@ -142,12 +149,15 @@ class Scenario:
         workers: the pool's workers; None for a sweep: a cell for each of the mode's ``sweep_workers``.
         sweep_of: the scenario whose measurement it repeats with other workers (and the sweep's sizes
             and repeats); None when it is a measurement of its own.
+        part_of: the scenario that measures it too, as a part of its own; it is then no choice of its
+            own on the command line.
     """
 
     title: str
     loops: tuple[str, ...]
     workers: int | None = WORKERS
     sweep_of: str | None = None
+    part_of: str | None = None
 
 
 ALL = ("asyncio", "uvloop", "trio")
@@ -161,13 +171,15 @@ SCENARIOS: dict[str, Scenario] = {
     "D-bytes": Scenario("large bytes to a child, len() back", NO_UVLOOP),
     "E": Scenario("heartbeat lag under B-style load", ALL),
     "F": Scenario("pool start until every worker is warm, and shutdown", NO_UVLOOP),
-    "H": Scenario("map over many tiny items", ("asyncio",)),
+    "H": Scenario("map over many tiny items: one chunksize for every map, and each library's default", ("asyncio",)),
+    "H-default": Scenario("H with each library's default chunksize", ("asyncio",), part_of="H"),
     "I": Scenario("the CPU batch on 1 worker: scaling, and idle worker memory", NO_UVLOOP, workers=1),
     "HOL": Scenario("head of line: short tasks beside a long one, their wait while a worker is idle", NO_UVLOOP),
     "B-sweep": Scenario("B at each of the mode's worker counts, with the parent's CPU per task", ALL, None, "B"),
     "E-sweep": Scenario("E at each of the mode's worker counts", ALL, None, "E"),
     "C15": Scenario(f"C on {WIDE_WORKERS} workers, two tasks per worker", NO_UVLOOP, WIDE_WORKERS, "C"),
 }
+CHOICES = tuple(name for name, scenario in SCENARIOS.items() if scenario.part_of is None)  # the command line's
 
 SERIAL = "serial"  # C's baseline: the batch run in the cell's own process
 NO_LOOP = "none"
@@ -181,6 +193,8 @@ MAP_PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "mpire": ("mpire imap", ("mpire",)),
     "ppe-map": ("stdlib PPE map", ()),
 }
+# H-default's: procpool's map with chunksize left out against multiprocessing's imap with its default (1).
+DEFAULT_MAP_PEERS = ("procpool", "mp-imap")
 
 
 @dataclass(frozen=True)
@@ -206,6 +220,11 @@ def scenario_of(summary_key: str) -> Scenario:
     return SCENARIOS[summary_key.partition("@")[0]]
 
 
+def map_loop(peer: str) -> str:
+    """The loop of H's cells of ``peer``: asyncio for procpool's async map, none for the synchronous maps."""
+    return "asyncio" if peer == "procpool" else NO_LOOP
+
+
 def is_sweep(scenario: str) -> bool:
     """Whether ``scenario`` is part of the worker-count sweep (its own sizes and repeats)."""
     return SCENARIOS[scenario].sweep_of is not None
@@ -227,7 +246,7 @@ def cells(scenarios: list[str], peers: list[str], loops: list[str], sweep_worker
     Raises:
         ValueError: an unknown scenario, peer or loop is named.
     """
-    _check_names("scenario", scenarios, SCENARIOS)
+    _check_names("scenario", scenarios, CHOICES)
     _check_names("peer", peers, {**PEERS, **MAP_PEERS, SERIAL: None})
     _check_names("loop", loops, ALL)
     planned: list[Cell] = []
@@ -236,11 +255,9 @@ def cells(scenarios: list[str], peers: list[str], loops: list[str], sweep_worker
         planned.append(Cell(cpu[0], SERIAL, NO_LOOP))
     for scenario in scenarios:
         if scenario == "H":
-            planned += [
-                Cell("H", name, "asyncio" if name == "procpool" else NO_LOOP)
-                for name, (_, requires) in MAP_PEERS.items()
-                if name in peers and installed(requires)
-            ]
+            maps = [name for name, (_, requires) in MAP_PEERS.items() if name in peers and installed(requires)]
+            planned += [Cell("H", name, map_loop(name)) for name in maps]
+            planned += [Cell("H-default", name, map_loop(name)) for name in maps if name in DEFAULT_MAP_PEERS]
             continue
         fixed = SCENARIOS[scenario].workers
         for workers in sweep_workers if fixed is None else (fixed,):

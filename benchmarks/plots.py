@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 import matplotlib.pyplot as plt
 from matplotlib import ticker
 
-from .metrics import MAP_ROW, SWEEP_FIGURES, Row, format_value, row_for, sweep_row, sweep_workers
+from .metrics import MAP_ROWS, SWEEP_FIGURES, Row, format_value, row_for, sweep_row, sweep_workers
 from .peers import PEERS
 from .plan import ALL, MAP_PEERS, NO_LOOP
 from .summary import Summary
@@ -30,7 +30,7 @@ FIGURES: dict[str, tuple[Row, ...]] = {
     "bench-d.png": (row_for("D-array", "mb_per_s"), row_for("D-bytes", "mb_per_s")),
     "bench-e.png": (row_for("E", "lag_p99_ms"),),
     "bench-f.png": (row_for("F", "warm_ms"), row_for("F", "shutdown_ms")),
-    "bench-h.png": (MAP_ROW,),
+    "bench-h.png": MAP_ROWS,
     "bench-i.png": (row_for("I", "scaling"), row_for("C", "rss_mb")),
     "bench-hol.png": (row_for("HOL", "wait_max_ms"), row_for("HOL", "wait_median_ms")),
 }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import (
-    MAP_ROW,
+    MAP_ROWS,
     PEER_COLUMNS,
     ROWS,
     SWEEP_FIGURES,
@@ -29,7 +29,7 @@ from .metrics import (
     sweep_workers,
 )
 from .peers import PEERS
-from .plan import ALL, MAP_PEERS, NO_LOOP, WIDE_WORKERS
+from .plan import ALL, MAP_PEERS, NO_LOOP, WIDE_WORKERS, map_loop
 from .summary import Stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,17 +133,25 @@ def _figures_table(summary: dict[str, Any], pairs: Sequence[tuple[Row, str]]) ->
     return _table(header, rows)
 
 
-def map_table(summary: dict[str, Any]) -> list[str]:
-    """H: procpool's map beside the other maps, in items per second."""
-    measured = {name: stats(summary, MAP_ROW, "asyncio" if name == "procpool" else NO_LOOP, name) for name in MAP_PEERS}
-    present = [name for name, cell in measured.items() if cell is not None]
-    if not present:
-        return []
-    best = best_peer(summary, MAP_ROW, NO_LOOP, tuple(MAP_PEERS))
-    ours = measured.get("procpool")
-    vs_best = f"{format_ratio(ours['median'] / best[1])} ({MAP_PEERS[best[0]][0]})" if ours and best else ""
-    cells = [format_stats(cell, MAP_ROW.unit) for cell in measured.values() if cell is not None]
-    return _table([MAP_PEERS[name][0] for name in present] + ["procpool ÷ best peer"], [[*cells, vs_best]])
+def map_table(summary: dict[str, Any], sizes: dict[str, Any]) -> list[str]:
+    """H: procpool's map beside the other maps, in items per second: a row per chunk setting (`MAP_ROWS`)."""
+    measured = {row: {name: stats(summary, row, map_loop(name), name) for name in MAP_PEERS} for row in MAP_ROWS}
+    present = [name for name in MAP_PEERS if any(cells[name] for cells in measured.values())]
+    rows = []
+    for row, cells in measured.items():
+        if not any(cells.values()):
+            continue
+        if row.scenario == "H-default":
+            chunking, items = "left out (each library's default)", sizes["map_default_items"]
+        else:
+            chunking, items = f"{sizes['map_chunksize']:,} for every map", sizes["map_items"]
+        best = best_peer(summary, row, NO_LOOP, tuple(MAP_PEERS))
+        ours = cells["procpool"]
+        vs_best = f"{format_ratio(ours['median'] / best[1])} ({MAP_PEERS[best[0]][0]})" if ours and best else ""
+        figures = ["" if (cell := cells[name]) is None else format_stats(cell, row.unit) for name in present]
+        rows.append([chunking, f"{items:,}", *figures, vs_best])
+    header = ["chunksize", "items", *(MAP_PEERS[name][0] for name in present), "procpool ÷ best peer"]
+    return _table(header, rows) if rows else []
 
 
 def _methods(run: dict[str, Any]) -> list[str]:
@@ -181,6 +189,10 @@ def _methods(run: dict[str, Any]) -> list[str]:
         "that is the end of the event loop).",
         "H": f"- H: {sizes['map_items']:,} `x + 1` items, chunksize {sizes['map_chunksize']:,} for every map, "
         "results consumed in order and summed; after an untimed map of 10,000 items.",
+        "H-default": "- H, default arguments: procpool's `pool.map` with `chunksize` left out against "
+        "`multiprocessing.Pool.imap` with its default chunksize of 1, both over "
+        f"{sizes.get('map_default_items', 0):,} items, fewer than H's as imap sends one item per task "
+        "(about 20k items/s on 2 cores); otherwise as H.",
         "I": "- I: the C batch on 1 worker; its time ÷ the time on 2 workers (same repeat): 2.0 is perfect "
         "scaling. Idle worker memory (mean per worker, psutil) is read after the warm-up, before C's batch.",
         "HOL": "- HOL: after 50 concurrent `identity` calls (so a pool that sends tasks ahead believes tasks are "
@@ -236,9 +248,9 @@ def render(run: dict[str, Any], image_dir: str | None) -> str:
     summary = run["summary"]
     lines = ["## Peers and targets", "", *_describe(run), "", "### Targets", "", *targets_table(run["targets"])]
     lines += ["", "### Scenarios", "", *scenarios_table(summary)]
-    h_table = map_table(summary)
+    h_table = map_table(summary, run["sizes"])
     if h_table:
-        lines += ["", f"### H. Map over {run['sizes']['map_items']:,} tiny items", "", *h_table]
+        lines += ["", "### H. Map over many tiny items", "", *h_table]
     s_table = sweep_table(summary)
     if s_table:
         cpus = run["machine"]["usable_cpus"]

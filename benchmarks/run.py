@@ -36,7 +36,7 @@ import psutil
 from . import machine, plan, report
 from .metrics import ROWS, SWEEP_FIGURES, format_value, sweep_row
 from .peers import PEERS
-from .plan import MAP_PEERS, SCENARIOS, SERIAL, Cell, Sizes
+from .plan import CHOICES, MAP_PEERS, SCENARIOS, SERIAL, Cell, Sizes
 from .summary import derive, summarize
 from .targets import evaluate
 
@@ -184,9 +184,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         type=_split,
-        default=list(SCENARIOS),
+        default=list(CHOICES),
         help="comma-separated (default: all): "
-        + "; ".join(f"{name}: {scenario.title}" for name, scenario in SCENARIOS.items())
+        + "; ".join(f"{name}: {SCENARIOS[name].title}" for name in CHOICES)
         + ". The sweep's worker counts: "
         + "; ".join(f"{mode} {', '.join(map(str, sizes.sweep_workers))}" for mode, sizes in plan.MODES.items()),
     )

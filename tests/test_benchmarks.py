@@ -129,6 +129,63 @@ def test_smoke_run_of_the_sweep_and_head_of_line(tmp_path: Path) -> None:
         assert (page.parent / "img" / "bench-sweep.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.timeout(90)  # five cells, each in a fresh interpreter, on a small shared machine
+def test_smoke_run_of_the_maps_measures_default_and_explicit_chunk_sizes(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    page = tmp_path / "docs" / "benchmarks.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "benchmarks.run", "--mode", "smoke"),
+            *("--scenarios", "H", "--peers", "procpool,mp-imap,ppe-map"),
+            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = json.loads((results / "latest.json").read_text())
+    measured = {(r["scenario"], r["peer"], r["loop"]) for r in run["records"]}
+    explicit = {("H", "procpool", "asyncio"), ("H", "mp-imap", "none"), ("H", "ppe-map", "none")}
+    # With default arguments, only procpool's map and multiprocessing's imap: the pair of issue 15
+    defaults = {("H-default", "procpool", "asyncio"), ("H-default", "mp-imap", "none")}
+    assert measured == explicit | defaults
+    assert [r for r in run["records"] if "error" in r or r.get("left_processes_behind")] == []
+    assert 0 < run["sizes"]["map_default_items"] < run["sizes"]["map_items"]
+    for scenario, peer, loop in explicit | defaults:
+        assert run["summary"][scenario][loop][peer]["items_per_s"]["median"] > 0
+    targets = {t["target"]: t for t in run["targets"]}
+    default_target = targets["H, default arguments: map ≥ 1.0x multiprocessing imap, chunksize left out in both"]
+    assert default_target["against"].startswith("multiprocessing imap: ")
+    explicit_target = targets["H, one chunksize for every map: map ≥ 1.0x the best map peer"]
+    assert explicit_target["against"].startswith(("multiprocessing imap: ", "stdlib PPE map: "))
+    for entry in (default_target, explicit_target):
+        assert entry["ratio"] > 0
+        assert isinstance(entry["met"], bool)
+
+    markdown = (results / "latest.md").read_text()
+    assert "| H, default arguments: map ≥ 1.0x multiprocessing imap, chunksize left out in both | " in markdown
+    assert "| H, one chunksize for every map: map ≥ 1.0x the best map peer | " in markdown
+    header = "| chunksize | items | procpool map | multiprocessing imap | stdlib PPE map | procpool ÷ best peer |"
+    assert header in markdown
+    default_items, items = run["sizes"]["map_default_items"], run["sizes"]["map_items"]
+    assert f"| left out (each library's default) | {default_items:,} | " in markdown
+    assert f"| {run['sizes']['map_chunksize']:,} for every map | {items:,} | " in markdown
+    assert "- H, default arguments: " in markdown
+    assert f"both over {default_items:,} items" in markdown
+    docs = page.read_text()
+    assert header in docs
+    assert "- H, default arguments: " in docs
+    if importlib.util.find_spec("matplotlib") is not None:
+        (plot,) = [plot for plot in run["plots"] if plot["file"] == "bench-h.png"]
+        assert "chunksize left to each library's default" in plot["title"]
+        assert "the same chunksize for every map" in plot["title"]
+
+
 def _summary(figures: dict[str, dict[str, float]]) -> Summary:
     """A summary of procpool's medians alone on asyncio: ``{key: {figure: median}}``."""
     return {
@@ -164,3 +221,18 @@ def test_the_sweep_compares_15_workers_with_2() -> None:
     assert entry["met"] is False
     assert entry["against"] == "procpool on 2 workers: 20.0k/s"
     assert targets["Sweep, B (asyncio): 15 workers ≥ 1.5x the best peer on 15"]["met"] is None  # no peer measured
+
+
+def test_the_map_targets_compare_each_chunk_setting_with_its_own_peers() -> None:
+    def map_cell(rate: float) -> dict[str, dict[str, float]]:
+        return {"items_per_s": {"median": rate, "min": rate, "max": rate, "n": 1}}
+
+    summary: Summary = {
+        "H": {"asyncio": {"procpool": map_cell(1e6)}, "none": {"mp-imap": map_cell(2e6), "ppe-map": map_cell(1.5e6)}},
+        "H-default": {"asyncio": {"procpool": map_cell(1e6)}, "none": {"mp-imap": map_cell(2e4)}},
+    }
+    targets = {t["target"]: t for t in evaluate(summary)}
+    default = targets["H, default arguments: map ≥ 1.0x multiprocessing imap, chunksize left out in both"]
+    assert (default["against"], default["met"]) == ("multiprocessing imap: 20.0k/s", True)
+    explicit = targets["H, one chunksize for every map: map ≥ 1.0x the best map peer"]
+    assert (explicit["against"], explicit["met"]) == ("multiprocessing imap: 2.00M/s", False)

@@ -1,7 +1,9 @@
 """H. Map over many tiny items: procpool's ``pool.map`` against the synchronous map APIs of its peers.
 
-Every map gets the same ``chunksize``, runs once on a small input to warm its workers up (untimed),
-then over ``items`` integers; results are consumed in order as they arrive and checked.
+In H every map gets the same ``chunksize``; in H-default none gets one (``chunksize=None``: the
+argument is left out, or for procpool given its default, None), so each library chooses. Each map
+runs once on a small input to warm its workers up (untimed), then over ``items`` integers; results
+are consumed in order as they arrive and checked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def _check(total: int, items: int) -> None:
         raise AssertionError(f"map results sum to {total}, expected {expected}")
 
 
+def _chunking(chunksize: int | None, name: str = "chunksize") -> dict[str, int]:
+    """The keyword argument that sets a map's chunk size; none at all for None (the library's default)."""
+    return {} if chunksize is None else {name: chunksize}
+
+
 def _timed(run: Callable[[int], Iterable[int]], items: int) -> dict[str, Any]:
     _check(sum(run(min(WARMUP_ITEMS, items))), min(WARMUP_ITEMS, items))
     start = time.perf_counter()
@@ -30,31 +37,31 @@ def _timed(run: Callable[[int], Iterable[int]], items: int) -> dict[str, Any]:
     return {"items_per_s": items / seconds, "seconds": seconds}
 
 
-def multiprocessing_imap(workers: int, items: int, chunksize: int) -> dict[str, Any]:
+def multiprocessing_imap(workers: int, items: int, chunksize: int | None) -> dict[str, Any]:
     """``multiprocessing.Pool.imap`` (default start method)."""
     import multiprocessing
 
     with multiprocessing.Pool(workers) as pool:
-        return _timed(lambda n: pool.imap(workload.increment, range(n), chunksize=chunksize), items)
+        return _timed(lambda n: pool.imap(workload.increment, range(n), **_chunking(chunksize)), items)
 
 
-def executor_map(workers: int, items: int, chunksize: int) -> dict[str, Any]:
+def executor_map(workers: int, items: int, chunksize: int | None) -> dict[str, Any]:
     """``concurrent.futures.ProcessPoolExecutor.map`` (default start method)."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(workers) as executor:
-        return _timed(lambda n: executor.map(workload.increment, range(n), chunksize=chunksize), items)
+        return _timed(lambda n: executor.map(workload.increment, range(n), **_chunking(chunksize)), items)
 
 
-def mpire_imap(workers: int, items: int, chunksize: int) -> dict[str, Any]:
+def mpire_imap(workers: int, items: int, chunksize: int | None) -> dict[str, Any]:
     """mpire's ``WorkerPool.imap``, workers kept alive between the warm-up and the timed map."""
     from mpire.pool import WorkerPool
 
     with WorkerPool(n_jobs=workers, keep_alive=True) as pool:
-        return _timed(lambda n: pool.imap(workload.increment, range(n), chunk_size=chunksize), items)
+        return _timed(lambda n: pool.imap(workload.increment, range(n), **_chunking(chunksize, "chunk_size")), items)
 
 
-def procpool_map(workers: int, items: int, chunksize: int) -> dict[str, Any]:
+def procpool_map(workers: int, items: int, chunksize: int | None) -> dict[str, Any]:
     """``async for y in pool.map(increment, range(items), chunksize=...)`` on asyncio."""
     import anyio
 
@@ -65,6 +72,7 @@ def procpool_map(workers: int, items: int, chunksize: int) -> dict[str, Any]:
 
             async def consume(n: int) -> int:
                 total = 0
+                # None is the default, as if left out: the pool chooses the chunk sizes
                 async for y in pool.map(workload.increment, range(n), chunksize=chunksize):
                     total += y
                 return total
