@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmarks.summary import Summary
@@ -20,6 +21,28 @@ ROOT = Path(__file__).resolve().parent.parent
 OTHER_SECTION = "## Server load test\n\nAnother harness's figures, which must stay as they are.\n"
 
 
+def _smoke_run(tmp_path: Path, *arguments: str, timeout: float) -> dict[str, Any]:
+    """Run the harness in smoke mode with ``arguments``, writing into ``tmp_path``'s results/ and
+    docs/benchmarks.md; what it wrote to results/latest.json."""
+    results = tmp_path / "results"
+    page = tmp_path / "docs" / "benchmarks.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "benchmarks.run", "--mode", "smoke", *arguments),
+            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    run: dict[str, Any] = json.loads((results / "latest.json").read_text())
+    return run
+
+
 def test_smoke_run_writes_json_markdown_and_the_docs_section(tmp_path: Path) -> None:
     results = tmp_path / "results"
     page = tmp_path / "docs" / "benchmarks.md"
@@ -27,22 +50,9 @@ def test_smoke_run_writes_json_markdown_and_the_docs_section(tmp_path: Path) -> 
     page.write_text(
         f"# Benchmarks\n\n{OTHER_SECTION}\n<!-- bench:start -->\nstale figures\n<!-- bench:end -->\n\n## After\n"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "benchmarks.run", "--mode", "smoke"),
-            *("--scenarios", "A,B,C", "--peers", "procpool,rawpipe,serial", "--loops", "asyncio"),
-            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=False,
+    run = _smoke_run(
+        tmp_path, *("--scenarios", "A,B,C", "--peers", "procpool,rawpipe,serial", "--loops", "asyncio"), timeout=50
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    run = json.loads((results / "latest.json").read_text())
     assert (results / run["file"]).read_text() == (results / "latest.json").read_text()
     measured = {(r["scenario"], r["peer"], r["loop"]) for r in run["records"]}
     assert measured == {
@@ -87,24 +97,12 @@ def test_smoke_run_writes_json_markdown_and_the_docs_section(tmp_path: Path) -> 
 
 @pytest.mark.timeout(120)  # 15 workers per C15 cell, on a small shared machine
 def test_smoke_run_of_the_sweep_and_head_of_line(tmp_path: Path) -> None:
-    results = tmp_path / "results"
     page = tmp_path / "docs" / "benchmarks.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "benchmarks.run", "--mode", "smoke"),
-            *("--scenarios", "B-sweep,E-sweep,C15,HOL", "--peers", "procpool,rawpipe,serial", "--loops", "asyncio"),
-            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    run = _smoke_run(
+        tmp_path,
+        *("--scenarios", "B-sweep,E-sweep,C15,HOL", "--peers", "procpool,rawpipe,serial", "--loops", "asyncio"),
         timeout=110,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    run = json.loads((results / "latest.json").read_text())
     measured = {(r["scenario"], r["peer"], r["workers"]) for r in run["records"]}
     sweep = {(s, p, w) for s in ("B-sweep", "E-sweep") for p in ("procpool", "rawpipe") for w in (2, 3)}
     cpu = {("C15", "serial", 2), ("C15", "procpool", 15), ("C15", "rawpipe", 15)}
@@ -133,22 +131,7 @@ def test_smoke_run_of_the_sweep_and_head_of_line(tmp_path: Path) -> None:
 def test_smoke_run_of_the_maps_measures_default_and_explicit_chunk_sizes(tmp_path: Path) -> None:
     results = tmp_path / "results"
     page = tmp_path / "docs" / "benchmarks.md"
-    done = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "benchmarks.run", "--mode", "smoke"),
-            *("--scenarios", "H", "--peers", "procpool,mp-imap,ppe-map"),
-            *("--results-dir", str(results), "--update-docs", "--docs-page", str(page)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    run = json.loads((results / "latest.json").read_text())
+    run = _smoke_run(tmp_path, *("--scenarios", "H", "--peers", "procpool,mp-imap,ppe-map"), timeout=80)
     measured = {(r["scenario"], r["peer"], r["loop"]) for r in run["records"]}
     explicit = {("H", "procpool", "asyncio"), ("H", "mp-imap", "none"), ("H", "ppe-map", "none")}
     # With default arguments, only procpool's map and multiprocessing's imap: the pair of issue 15
