@@ -10,11 +10,9 @@ import itertools
 import mmap
 import multiprocessing
 import os
-import select
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -29,6 +27,7 @@ import anyio
 import anyio.lowlevel
 
 from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_main
+from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
 from .._transport import unpack_exception, wire
 from . import _reports
@@ -333,7 +332,7 @@ class WorkerProcess:
                     parent_lifeline, child_lifeline = socket.socketpair()
                     undo.callback(parent_lifeline.close)
                     child_ends.callback(child_lifeline.close)
-                    started_fd = _started_memory()
+                    started_fd = shared_memory(wire.STARTED.size, "procpool-worker")
                     child_ends.callback(os.close, started_fd)  # the mapping stays
                     started = mmap.mmap(started_fd, wire.STARTED.size)
                     undo.callback(started.close)
@@ -525,7 +524,7 @@ class WorkerProcess:
 
     def has_exited(self) -> bool:
         """Whether the process has ended (checked without waiting)."""
-        return self._exitcode is not None or _readable_now(self._exit_fd)
+        return self._exitcode is not None or poll_one(self._exit_fd, write=False, timeout_ms=0)
 
     async def watch(self) -> None:
         """Return once the process has ended, having shut the parent's end of its channel down.
@@ -705,14 +704,6 @@ class WorkerProcess:
         self.kill_now()
 
 
-def _readable_now(fd: int) -> bool:
-    # poll, not select: select refuses descriptors numbered 1024 and above, which a server with
-    # many connections open gives its pool's workers.
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
 def _exit_descriptor(process: Any) -> int:
     """A descriptor that becomes readable once ``process`` has ended: a pidfd, which no process
     the worker starts can hold open (as one can hold multiprocessing's sentinel pipe under spawn);
@@ -723,22 +714,6 @@ def _exit_descriptor(process: Any) -> int:
             fd: int = pidfd_open(process.pid)
             return fd
     return os.dup(process.sentinel)
-
-
-def _started_memory() -> int:
-    """A descriptor of zeroed memory for `WorkerProcess.started`, shared with the worker."""
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None:
-        fd: int = memfd_create("procpool-worker", os.MFD_CLOEXEC)
-    else:
-        with tempfile.TemporaryFile() as file:  # mode 0600, already unlinked
-            fd = os.dup(file.fileno())
-    try:
-        os.ftruncate(fd, wire.STARTED.size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _kill_unhandled(process: Any) -> None:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._descriptors import shared_memory
 from .._transport import dumps_for_transport
 from ._fdshare import Handles
 from ._liveness import (
@@ -41,7 +42,6 @@ from ._liveness import (
     map_shared,
     me,
     read_identity,
-    shared_memory,
     write_identity,
 )
 from ._sync import Condition, LockHolderDiedError

@@ -23,7 +23,6 @@ import mmap
 import os
 import struct
 import sys
-import tempfile
 
 Identity = tuple[int, int]
 """(pid, start time) of a process; `NOBODY` for none."""
@@ -86,22 +85,6 @@ def read_identity(memory: mmap.mmap, offset: int) -> Identity:
 
 def write_identity(memory: mmap.mmap, offset: int, identity: Identity) -> None:
     memory[offset : offset + IDENTITY.size] = IDENTITY.pack(*identity)
-
-
-def shared_memory(size: int, name: str) -> int:
-    """A descriptor of ``size`` zeroed bytes that processes can map (pages are allocated when used)."""
-    memfd_create = getattr(os, "memfd_create", None)
-    if memfd_create is not None:
-        fd: int = memfd_create(name, os.MFD_CLOEXEC)
-    else:
-        with tempfile.TemporaryFile() as file:
-            fd = os.dup(file.fileno())
-    try:
-        os.ftruncate(fd, size)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def map_shared(fd: int, size: int) -> mmap.mmap:

@@ -19,8 +19,8 @@ import socket
 import struct
 from typing import Any
 
+from .._descriptors import shared_memory
 from .._transport import dumps_for_transport
-from ._liveness import shared_memory
 from ._waiting import Op, Port, Wait
 
 _INLINE = b"\x00"

@@ -43,6 +43,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .._descriptors import shared_memory
 from .._errors import ProcpoolError
 from ._fdshare import Handles
 from ._liveness import (
@@ -53,7 +54,6 @@ from ._liveness import (
     map_shared,
     me,
     read_identity,
-    shared_memory,
     write_identity,
 )
 from ._waiting import (

@@ -27,7 +27,6 @@ import fcntl
 import math
 import mmap
 import os
-import select
 import struct
 import sys
 import termios
@@ -39,6 +38,8 @@ from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
+
+from .._descriptors import poll_one
 
 T = TypeVar("T")
 
@@ -152,14 +153,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 def ready_now(wait: Wait) -> bool:
     """Whether ``wait`` is satisfied at once (poll with a zero timeout)."""
-    return _poll(wait.port.fd, wait.write, 0)
-
-
-def _poll(fd: int, write: bool, timeout_ms: int | None) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT if write else select.POLLIN)
-    # Hang-up and error also count as ready: the operation's next attempt reports them.
-    return bool(poller.poll(timeout_ms))
+    return poll_one(wait.port.fd, write=wait.write, timeout_ms=0)
 
 
 def _advance(op: Op[T], ready: bool | None, error: BaseException | None) -> Wait:
@@ -186,7 +180,8 @@ def run_blocking(op: Op[T]) -> T:
         error = None
         remaining = _remaining(wait.deadline)
         try:
-            ready = _poll(wait.port.fd, wait.write, None if remaining is None else max(0, math.ceil(remaining * 1000)))
+            timeout_ms = None if remaining is None else max(0, math.ceil(remaining * 1000))
+            ready = poll_one(wait.port.fd, write=wait.write, timeout_ms=timeout_ms)
         except BaseException as exc:  # KeyboardInterrupt: let the operation undo its steps first
             error = exc
 
