@@ -50,6 +50,11 @@ class Backend(Protocol):
         script's top-level functions and classes travel by name, otherwise by value."""
 
     @property
+    def buffer_threshold(self) -> int | None:
+        """Arguments' pickle buffers of this many bytes or more travel out of band, in shared
+        memory (`procpool._transport.Spilled`); None: every argument goes in the pickle."""
+
+    @property
     def kill_grace(self) -> float:
         """Seconds a worker gets to stop before it is killed (a stream closed early waits this long)."""
 

@@ -93,8 +93,10 @@ class LocalBackend:
         max_crashes_per_task: int,
         idle_timeout: float | None,
         min_workers: int,
+        buffer_threshold: int | None,
     ) -> None:
         self.workers = workers
+        self.buffer_threshold = buffer_threshold
         self.start_method = start_method
         self.kill_grace = kill_grace
         self.observer = observer
@@ -206,7 +208,14 @@ class LocalBackend:
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
-            (self._initializer, self._initargs, log_levels, self._forward_output, self.kill_grace),
+            (
+                self._initializer,
+                self._initargs,
+                log_levels,
+                self._forward_output,
+                self.kill_grace,
+                self.buffer_threshold,
+            ),
             "the initializer or its arguments",
         )
         spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)

@@ -27,12 +27,14 @@ from typing import Any, ClassVar, NoReturn
 import cloudpickle  # type: ignore[import-untyped]
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
+from ._buffers import Spill, Spilled
 from ._wire import Body
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
 _PLAIN_DEPTH = 4
+_SCALARS = frozenset({int, float, complex, str, bool, type(None)})  # no buffer in them
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _told_by_value: weakref.WeakSet[Any] = weakref.WeakSet()
 _log = logging.getLogger("procpool")
@@ -59,6 +61,78 @@ def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
     return data
 
 
+def dumps_with_buffers(obj: object, threshold: int, *, main_by_reference: bool = True) -> tuple[bytes, Spilled | None]:
+    """`dumps`, with the buffers of ``threshold`` bytes or more (numpy arrays', ``bytes``,
+    ``bytearray``, ``memoryview``, anything pickled as a `pickle.PickleBuffer`) taken out of band
+    into a memory file (see `_buffers`); None when there is none.
+
+    The pickler cannot be asked about ``bytes`` and ``bytearray`` but by ``persistent_id``, which
+    costs a call per object. So the pickle is first made without it, into a file that stops it at
+    the first large write (a payload of 64 KiB or more goes to the file alone): only a pickle
+    that holds one is made again with ``persistent_id``. Tiny calls and scalars skip both.
+    """
+    if type(obj) in _SCALARS or _is_plain_call(obj, threshold):
+        return pickle.dumps(obj, protocol=_PROTOCOL), None
+    plain = _is_plain(obj, _PLAIN_DEPTH)
+    pickler = pickle.Pickler if plain else _Pickler if main_by_reference else _PicklerMainByValue
+    spill = Spill(threshold)
+    probe = _StopAtLarge(threshold)
+    try:
+        pickler(probe, protocol=_PROTOCOL, buffer_callback=spill.take).dump(obj)
+        data = b"".join(probe.parts)
+    except _LargeWrite:
+        spill = Spill(threshold)
+        with io.BytesIO() as file:
+            spilling = pickler(file, protocol=_PROTOCOL, buffer_callback=spill.take)
+            spilling.persistent_id = spill.persistent_id  # type: ignore[method-assign]  # read per pickler
+            spilling.dump(obj)
+            data = file.getvalue()
+    return data, spill.to_file()
+
+
+class _LargeWrite(Exception):
+    pass
+
+
+class _StopAtLarge:
+    """A pickler's file that raises `_LargeWrite` when a payload of ``threshold`` bytes or more
+    comes (a ``bytes``, ``bytearray``, or an encoded ``str``, which is no buffer but costs only
+    the second pickling)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.parts: list[Any] = []
+
+    def write(self, data: Any) -> None:
+        with memoryview(data) as view:
+            if view.nbytes >= self.threshold:
+                raise _LargeWrite
+        self.parts.append(data)
+
+
+def _memoryview(buffer: Any, format: str, shape: tuple[int, ...]) -> memoryview:
+    view: memoryview = memoryview(buffer)
+    if format == "B" and len(shape) == 1:
+        return view
+    raw: Any = view.cast("B")
+    shaped: memoryview = raw.cast(format, shape)
+    return shaped
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """A memoryview travels as its bytes (a buffer: out of band when large), its format and shape;
+    the receiver's is writable if this one is. Formats that ``cast`` cannot rebuild travel as bytes."""
+    format, shape = view.format, view.shape
+    try:
+        memoryview(bytes(view.itemsize)).cast(format)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        format, shape = "B", (view.nbytes,)
+    if not view.c_contiguous:
+        data = view.tobytes()
+        return _memoryview, (data if view.readonly else bytearray(data), format, shape)
+    return _memoryview, (pickle.PickleBuffer(view), format, shape)
+
+
 def _refuse_open_file(file: io.TextIOWrapper) -> NoReturn:
     raise pickle.PicklingError(
         f"an open file ({file.name!r}) does not cross to another process: pass its path, and open it in the task"
@@ -77,7 +151,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     """
 
     dispatch_table: ClassVar[Mapping[type, Callable[..., Any]]] = ChainMap(
-        {io.TextIOWrapper: _refuse_open_file}, cloudpickle.Pickler.dispatch_table
+        {io.TextIOWrapper: _refuse_open_file, memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table
     )
     main_by_reference: ClassVar[bool] = True
 
@@ -98,16 +172,23 @@ class _PicklerMainByValue(_Pickler):
     main_by_reference = False
 
 
-def _is_plain_call(obj: object) -> bool:
+def _is_plain_call(obj: object, threshold: int | None = None) -> bool:
     """The common ``(args, kwargs)`` of a call with scalar arguments and no keywords, checked
-    without the recursion of `_is_plain` (each submit of a tiny task pays for this)."""
+    without the recursion of `_is_plain` (each submit of a tiny task pays for this); with
+    ``threshold``, no ``bytes`` or ``bytearray`` argument as large."""
     if type(obj) is not tuple or len(obj) != 2:
         return False
     args, kwargs = obj
     if type(args) is not tuple or kwargs != {} or type(kwargs) is not dict:
         return False
     plain = _PLAIN_TYPES
-    return all(type(arg) in plain for arg in args)
+    if threshold is None:
+        return all(type(arg) in plain for arg in args)
+    for arg in args:
+        kind = type(arg)
+        if kind not in plain or ((kind is bytes or kind is bytearray) and len(arg) >= threshold):
+            return False
+    return True
 
 
 def _is_plain(obj: object, depth: int) -> bool:
@@ -165,10 +246,24 @@ def dumps_for_transport(
     try:
         return pickler(obj, main_by_reference=main_by_reference)
     except Exception as exc:
-        raise SerializationError(
-            f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
-            "pass plain data, or objects that cloudpickle supports"
-        ) from exc
+        raise _cannot_pickle(what, exc) from exc
+
+
+def dumps_with_buffers_for_transport(
+    obj: object, what: str, threshold: int, *, main_by_reference: bool = True
+) -> tuple[bytes, Spilled | None]:
+    """`dumps_with_buffers`, whose failure becomes a `SerializationError` as in `dumps_for_transport`."""
+    try:
+        return dumps_with_buffers(obj, threshold, main_by_reference=main_by_reference)
+    except Exception as exc:
+        raise _cannot_pickle(what, exc) from exc
+
+
+def _cannot_pickle(what: str, exc: Exception) -> SerializationError:
+    return SerializationError(
+        f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
+        "pass plain data, or objects that cloudpickle supports"
+    )
 
 
 def pack_exception(exc: BaseException) -> bytes:

@@ -1,0 +1,223 @@
+"""Large pickle buffers out of band: in a memory file, whose descriptor crosses on its own socket.
+
+Pickle protocol 5 lets an object give its data as a buffer (`pickle.PickleBuffer`): numpy arrays
+do, and so does a ``memoryview`` (see `_pickling`); ``bytes`` and ``bytearray``, which the pickler
+writes itself, are taken by ``persistent_id``. Those of at least a threshold (`Spill`) are written
+into one memory file per frame (`Spilled`: a memfd, or an unlinked 0600 file; never a path another
+process can open), each at an offset aligned for SIMD loads; the frame carries their table, and the
+file's descriptor goes ahead of the frame over the channel's companion socket (`send_descriptor`).
+
+The receiver (`Received`) maps the file privately (copy on write) for the buffers a pickle takes
+as they are: numpy arrays and memoryviews are views of the mapping (no copy; writable where the
+sender's were, and a write stays in the receiver). ``bytes`` and ``bytearray`` are read with pread
+into a new object, their one copy, without mapping the file. The descriptor is closed as soon as
+the pickle is loaded; the mapping lives as long as a view of it. Stdlib only: workers import it.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import pickle
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from .._descriptors import memory_file_holding, read_into
+
+Body = bytes | bytearray | memoryview  # as `_wire.Body`
+
+MINIMUM_THRESHOLD = 64 * 1024  # the pickler writes a payload this large on its own (see `_pickling`)
+VIEW, BYTES, BYTEARRAY = 0, 1, 2  # what the receiver makes of a buffer: a view, or a copy of that type
+_COUNT = struct.Struct("<I")
+_ENTRY = struct.Struct("<BQ")  # kind, size
+_ALIGN = 64
+_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+
+class Spill:
+    """Collects the buffers of one pickle that go out of band: those of ``threshold`` bytes or more.
+
+    ``take`` is the pickler's ``buffer_callback``; ``persistent_id`` takes large ``bytes`` and
+    ``bytearray`` objects (each once, however often the pickle refers to it)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._buffers: list[memoryview] = []
+        self._kinds: list[int] = []
+        self._taken: dict[int, int] = {}  # id() of a bytes object taken, to its index
+
+    def take(self, buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < self.threshold:
+            return True  # in band
+        self._buffers.append(raw)
+        self._kinds.append(VIEW)
+        return False
+
+    def persistent_id(self, obj: object) -> int | None:
+        kind = type(obj)
+        if (kind is not bytes and kind is not bytearray) or len(obj) < self.threshold:  # type: ignore[arg-type]
+            return None
+        index = self._taken.get(id(obj))
+        if index is None:
+            index = self._taken[id(obj)] = len(self._buffers)
+            self._buffers.append(memoryview(obj))  # type: ignore[arg-type]
+            self._kinds.append(BYTES if kind is bytes else BYTEARRAY)
+        return index
+
+    def to_file(self) -> Spilled | None:
+        """The buffers taken, written into a memory file; None if none was taken."""
+        if not self._buffers:
+            return None
+        sizes = [buffer.nbytes for buffer in self._buffers]
+        offsets, size = _layout(sizes)
+        try:
+            fd = memory_file_holding(self._buffers, offsets, size, "procpool-buffers")
+        finally:
+            for buffer in self._buffers:
+                buffer.release()  # a bytearray can be resized again
+            self._buffers.clear()
+            self._taken.clear()
+        table = _COUNT.pack(len(sizes)) + b"".join(map(_ENTRY.pack, self._kinds, sizes))
+        return Spilled(fd, table, size)
+
+
+class Spilled:
+    """A pickle's out-of-band buffers in a memory file, ready to go with a frame: the descriptor,
+    open until `close` (the frame may be sent again: a task requeued after its worker died), the
+    table the frame carries, and the size of the file."""
+
+    __slots__ = ("fd", "size", "table")
+
+    def __init__(self, fd: int, table: bytes, size: int) -> None:
+        self.fd = fd
+        self.table = table
+        self.size = size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __del__(self) -> None:  # dropped unsent (a pickle whose call never became a task)
+        self.close()
+
+
+class Received:
+    """The out-of-band buffers that came with a frame: its memory file, open until the pickle that
+    refers to them is loaded (`loads`), or the frame is dropped."""
+
+    __slots__ = ("_entries", "_fd", "_mapping", "_size")
+
+    def __init__(self, fd: int, kinds: list[int], sizes: list[int]) -> None:
+        offsets, self._size = _layout(sizes)
+        self._fd = fd
+        self._entries = list(zip(kinds, offsets, sizes, strict=True))
+        self._mapping: memoryview | None = None
+
+    def loads(self, data: Body) -> Any:
+        """Unpickle ``data`` with these buffers; the descriptor is closed, loaded or not."""
+        try:
+            unpickler = _Unpickler(io.BytesIO(data), buffers=self._views())
+            unpickler.received = self
+            return unpickler.load()
+        finally:
+            self.close()
+
+    def _views(self) -> Iterator[memoryview]:
+        for kind, offset, size in self._entries:
+            if kind == VIEW:
+                if self._mapping is None:
+                    self._mapping = memoryview(mmap.mmap(self._fd, self._size, access=mmap.ACCESS_COPY))
+                yield self._mapping[offset : offset + size]
+            # Any other kind is taken by `copy`, through persistent_load.
+
+    def copy(self, index: object) -> bytes | bytearray:
+        """The ``bytes`` or ``bytearray`` at ``index`` in the table: read, never mapped."""
+        if type(index) is not int or not 0 <= index < len(self._entries) or self._entries[index][0] == VIEW:
+            raise pickle.UnpicklingError(f"no out-of-band bytes numbered {index!r} came with this pickle")
+        kind, offset, size = self._entries[index]
+        if kind == BYTEARRAY:
+            data = bytearray(size)
+            read_into(self._fd, memoryview(data), offset)
+            return data
+        first = os.pread(self._fd, size, offset)
+        if len(first) == size:
+            return first
+        rest = bytearray(size - len(first))  # over 2 GiB: more than one read
+        read_into(self._fd, memoryview(rest), offset + len(first))
+        return first + rest
+
+    def close(self) -> None:
+        self._mapping = None  # the views taken keep it mapped
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __del__(self) -> None:  # its frame was dropped unread (a late result, a skipped task)
+        self.close()
+
+
+class _Unpickler(pickle.Unpickler):
+    received: Received
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.received.copy(pid)
+
+
+def loads(data: Body, received: Received | None) -> Any:
+    """Unpickle ``data``, with the out-of-band buffers that came with it (None: none)."""
+    if received is None:
+        return pickle.loads(data)
+    return received.loads(data)
+
+
+def _layout(sizes: list[int]) -> tuple[list[int], int]:
+    """Where each buffer starts in the memory file, and the file's size."""
+    offsets = []
+    end = 0
+    for size in sizes:
+        start = -(-end // _ALIGN) * _ALIGN
+        offsets.append(start)
+        end = start + size
+    return offsets, end
+
+
+def table_size(body: Body) -> int:
+    """The length of the table that leads ``body``."""
+    (count,) = _COUNT.unpack_from(body)
+    size: int = _COUNT.size + count * _ENTRY.size
+    return size
+
+
+def received(body: Body, fd: int) -> Received:
+    """The buffers that the table leading ``body`` describes, in the memory file ``fd``."""
+    (count,) = _COUNT.unpack_from(body)
+    entries = [_ENTRY.unpack_from(body, _COUNT.size + i * _ENTRY.size) for i in range(count)]
+    return Received(fd, [kind for kind, _ in entries], [size for _, size in entries])
+
+
+def send_descriptor(sock: socket.socket, fd: int) -> None:
+    """Send ``fd`` over ``sock`` (a blocking ``SOCK_SEQPACKET`` socket), ahead of its frame."""
+    socket.send_fds(sock, [b"\0"], [fd])
+
+
+def receive_descriptor(sock: socket.socket) -> int:
+    """The next descriptor from ``sock``, which its frame's sender sent ahead of the frame.
+
+    Raises:
+        ConnectionResetError: none is there: the sender broke the protocol, or is gone.
+    """
+    try:
+        _, fds, flags, _ = socket.recv_fds(sock, 1, 1, socket.MSG_DONTWAIT | _CLOEXEC)
+    except BlockingIOError:
+        fds, flags = [], 0
+    if len(fds) != 1 or flags & socket.MSG_CTRUNC:
+        for extra in fds:
+            os.close(extra)
+        raise ConnectionResetError("a frame's out-of-band buffers did not come with it")
+    fd: int = fds[0]
+    return fd
