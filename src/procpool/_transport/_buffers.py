@@ -16,6 +16,7 @@ the pickle is loaded; the mapping lives as long as a view of it. Stdlib only: wo
 
 from __future__ import annotations
 
+import ctypes
 import io
 import mmap
 import os
@@ -35,6 +36,10 @@ _COUNT = struct.Struct("<I")
 _ENTRY = struct.Struct("<BQ")  # kind, size
 _ALIGN = 64
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+_MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)  # the same on Linux and the BSDs; named from Python 3.12 on
+_libc_mmap = ctypes.CDLL(None, use_errno=True).mmap
+_libc_mmap.restype = ctypes.c_void_p
+_libc_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
 
 
 class Spill:
@@ -131,7 +136,7 @@ class Received:
         for kind, offset, size in self._entries:
             if kind == VIEW:
                 if self._mapping is None:
-                    self._mapping = memoryview(mmap.mmap(self._fd, self._size, access=mmap.ACCESS_COPY))
+                    self._mapping = memoryview(_map_privately(self._fd, self._size))
                 yield self._mapping[offset : offset + size]
             # Any other kind is taken by `copy`, through persistent_load.
 
@@ -166,6 +171,25 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         return self.received.copy(pid)
+
+
+def _map_privately(fd: int, size: int) -> mmap.mmap:
+    """The file ``fd`` mapped copy-on-write, as an `mmap.mmap` that holds no descriptor.
+
+    ``mmap.mmap(fd, ...)`` keeps a copy of ``fd`` open as long as the mapping (Python before 3.13
+    cannot be told not to): one descriptor for each array a task keeps. So an anonymous mapping
+    of the size is made, and the file mapped over it, in place (MAP_FIXED): the object unmaps
+    that range when it dies, whatever is mapped there."""
+    mapping = mmap.mmap(-1, size)
+    anchor = ctypes.c_char.from_buffer(mapping)
+    address = ctypes.addressof(anchor)
+    del anchor  # it exports the buffer, which would keep the mapping from closing
+    placed = _libc_mmap(address, size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | _MAP_FIXED, fd, 0)
+    if placed != address:
+        error = ctypes.get_errno()
+        mapping.close()
+        raise OSError(error, f"could not map a memory file: {os.strerror(error)}")
+    return mapping
 
 
 def loads(data: Body, received: Received | None) -> Any:
