@@ -34,7 +34,6 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
 _PLAIN_DEPTH = 4
-_SCALARS = frozenset({int, float, complex, str, bool, type(None)})  # no buffer in them
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _told_by_value: weakref.WeakSet[Any] = weakref.WeakSet()
 _log = logging.getLogger("procpool")
@@ -69,9 +68,10 @@ def dumps_with_buffers(obj: object, threshold: int, *, main_by_reference: bool =
     The pickler cannot be asked about ``bytes`` and ``bytearray`` but by ``persistent_id``, which
     costs a call per object. So the pickle is first made without it, into a file that stops it at
     the first large write (a payload of 64 KiB or more goes to the file alone): only a pickle
-    that holds one is made again with ``persistent_id``. Tiny calls and scalars skip both.
+    that holds one is made again with ``persistent_id``. Plain data with no large buffer (tiny
+    calls and results) skips both.
     """
-    if type(obj) in _SCALARS or _is_plain_call(obj, threshold):
+    if _is_plain_call(obj, threshold) or _is_plain(obj, _PLAIN_DEPTH, threshold):
         return pickle.dumps(obj, protocol=_PROTOCOL), None
     plain = _is_plain(obj, _PLAIN_DEPTH)
     pickler = pickle.Pickler if plain else _Pickler if main_by_reference else _PicklerMainByValue
@@ -191,20 +191,24 @@ def _is_plain_call(obj: object, threshold: int | None = None) -> bool:
     return True
 
 
-def _is_plain(obj: object, depth: int) -> bool:
+def _is_plain(obj: object, depth: int, threshold: int | None = None) -> bool:
+    """Whether ``obj`` is plain data (see `dumps`); with ``threshold``, with no buffer as large."""
     kind = type(obj)
     if kind in _PLAIN_TYPES:
-        return True
+        return threshold is None or (kind is not bytes and kind is not bytearray) or len(obj) < threshold  # type: ignore[arg-type]
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
-        return not obj.dtype.hasobject  # type: ignore[attr-defined]
+        array: Any = obj
+        return not array.dtype.hasobject and (threshold is None or array.nbytes < threshold)
     if not depth:
         return False
     if kind is tuple or kind is list:
         items: Any = obj
-        return all(_is_plain(item, depth - 1) for item in items)
+        return all(_is_plain(item, depth - 1, threshold) for item in items)
     if kind is dict:
         mapping: Any = obj
-        return all(type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1) for key, value in mapping.items())
+        return all(
+            type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1, threshold) for key, value in mapping.items()
+        )
     return False
 
 
