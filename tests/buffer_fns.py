@@ -70,3 +70,11 @@ def mapped_memory_files() -> list[str]:
     """The memory files this worker still maps: none once the tasks' arguments are gone."""
     with open("/proc/self/maps") as maps:
         return [line.strip() for line in maps if "procpool-buffers" in line]
+
+
+def arrays(count: int, size: int) -> Any:
+    """A stream of ``count`` arrays of ``size`` float64s, the i-th full of i."""
+    import numpy
+
+    for i in range(count):
+        yield numpy.full(size, float(i))

@@ -139,6 +139,27 @@ def _maps() -> list[str]:
         return maps.readlines()
 
 
+async def test_a_streams_large_items_arrive_as_views() -> None:
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        items = [item async for item in pool.stream(buffer_fns.arrays, 12, LARGE // 8)]
+    assert [buffer_fns.where(item) for item in items] == ["shared"] * 12
+    assert [float(item.mean()) for item in items] == [float(i) for i in range(12)]
+    del items
+    assert _memory_files_here() == []
+
+
+async def test_a_stream_closed_early_leaves_no_item_behind() -> None:
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        async with pool.stream(buffer_fns.arrays, 100, LARGE // 8) as stream:
+            async for item in stream:
+                assert buffer_fns.where(item) == "shared"
+                await anyio.sleep(0.3)  # meanwhile the worker sends a window of items, which wait unread
+                break
+        del item
+        assert _memory_files_here() == []
+        assert await pool.run(buffer_fns.memory_files) == []
+
+
 async def test_the_argument_is_unmapped_in_the_worker_once_the_task_is_done() -> None:
     async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
         assert await pool.run(buffer_fns.arrival, np.ones(LARGE // 8)) == ("ndarray", "shared", True)

@@ -263,10 +263,13 @@ class _Worker:
         finally:
             self._running_task = False
         del args, kwargs  # their buffers are unmapped now, unless the result holds them
-        what = f"the result of {describe(fn)}"
+        return self.pickled(result, f"the result of {describe(fn)}")
+
+    def pickled(self, value: object, what: str) -> tuple[bytes, Spilled | None]:
+        """A result or a stream's item, pickled, and its out-of-band buffers."""
         if self.buffer_threshold is None:
-            return dumps_for_transport(result, what), None
-        return dumps_with_buffers_for_transport(result, what, self.buffer_threshold)
+            return dumps_for_transport(value, what), None
+        return dumps_with_buffers_for_transport(value, what, self.buffer_threshold)
 
     def stream(self, task_id: int, frame: wire.Frame) -> bytes:
         """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
@@ -279,7 +282,11 @@ class _Worker:
             credit = 0
             try:
                 while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not END:
-                    self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
+                    data, buffers = self.pickled(item, f"an item of {describe(fn)}")
+                    if buffers is None:
+                        self.send(wire.ITEM, task_id, data)
+                    else:
+                        self.send_with_buffers(wire.ITEM, task_id, buffers, data)
                     credit -= 1
             finally:
                 if close is not None:
@@ -367,7 +374,7 @@ class _Worker:
             timing = wire.TIMING.pack(started, finished)
             self.task_time += _SMOOTHING * (finished - started - self.task_time)
             if buffers is not None:
-                self.send_with_buffers(task_id, timing, outcome[1], buffers)
+                self.send_with_buffers(wire.RESULT, task_id, buffers, timing, outcome[1])
                 continue
             self.unsent += wire.encode(outcome[0], task_id, timing, outcome[1])
             # Results of tiny tasks go back together while more tasks are already here: the
@@ -375,17 +382,18 @@ class _Worker:
             if not inbox.frames or self.task_time > _BATCH_TASK_TIME or len(self.unsent) >= _BATCH_SIZE:
                 self.flush()
 
-    def send_with_buffers(self, task_id: int, timing: bytes, data: bytes, buffers: Spilled) -> None:
-        """Send a RESULT whose out-of-band buffers are in ``buffers``: their descriptor first, on
-        the companion socket, then the frame (at once, after any held back), which the parent
-        reads only after it. The memory file is the parent's then: this worker closes it."""
+    def send_with_buffers(self, kind: int, task_id: int, buffers: Spilled, *parts: bytes) -> None:
+        """Send a RESULT or ITEM frame whose out-of-band buffers are in ``buffers``: their
+        descriptor first, on the companion socket, then the frame (at once, after any held back),
+        which the parent reads only after it. The memory file is the parent's then: this worker
+        closes it."""
         self.flush()
         assert self.companion is not None
         try:
             send_descriptor(self.companion, buffers.fd)
         finally:
             buffers.close()
-        self.write(wire.encode(wire.RESULT | wire.BUFFERS, task_id, buffers.table, timing, data))
+        self.write(wire.encode(kind | wire.BUFFERS, task_id, buffers.table, *parts))
 
     def flush(self) -> None:
         if self.unsent:

@@ -242,7 +242,7 @@ class WorkerSlot:
             return  # a late frame of a job already settled
         if frame.kind == wire.ITEM:
             if job.stream is not None:
-                job.stream.deliver(frame.body)
+                job.stream.deliver(frame.body, frame.buffers)
             return
         self._take_out(frame.task_id)
         if frame.task_id in self._cancelling:
