@@ -106,6 +106,13 @@ async def test_large_arrays_and_memoryviews_arrive_as_views_bytes_as_copies(
         assert await pool.run(buffer_fns.arrival, value) == expected
 
 
+async def test_a_large_bytearray_named_twice_arrives_as_one_object() -> None:
+    value = bytearray(LARGE)
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        back = await pool.run(buffer_fns.echo, [value, value])
+    assert back[0] is back[1]
+
+
 async def test_a_read_only_array_arrives_read_only() -> None:
     array = np.ones(LARGE // 8)
     array.flags.writeable = False

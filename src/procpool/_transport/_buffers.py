@@ -115,13 +115,14 @@ class Received:
     """The out-of-band buffers that came with a frame: its memory file, open until the pickle that
     refers to them is loaded (`loads`), or the frame is dropped."""
 
-    __slots__ = ("_entries", "_fd", "_mapping", "_size")
+    __slots__ = ("_copies", "_entries", "_fd", "_mapping", "_size")
 
     def __init__(self, fd: int, kinds: list[int], sizes: list[int]) -> None:
         offsets, self._size = _layout(sizes)
         self._fd = fd
         self._entries = list(zip(kinds, offsets, sizes, strict=True))
         self._mapping: memoryview | None = None
+        self._copies: dict[int, bytes | bytearray] = {}  # one object however often the pickle names it
 
     def loads(self, data: Body) -> Any:
         """Unpickle ``data`` with these buffers; the descriptor is closed, loaded or not."""
@@ -144,6 +145,12 @@ class Received:
         """The ``bytes`` or ``bytearray`` at ``index`` in the table: read, never mapped."""
         if type(index) is not int or not 0 <= index < len(self._entries) or self._entries[index][0] == VIEW:
             raise pickle.UnpicklingError(f"no out-of-band bytes numbered {index!r} came with this pickle")
+        copy = self._copies.get(index)
+        if copy is None:
+            copy = self._copies[index] = self._read(index)
+        return copy
+
+    def _read(self, index: int) -> bytes | bytearray:
         kind, offset, size = self._entries[index]
         if kind == BYTEARRAY:
             data = bytearray(size)
@@ -158,6 +165,7 @@ class Received:
 
     def close(self) -> None:
         self._mapping = None  # the views taken keep it mapped
+        self._copies.clear()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
