@@ -78,3 +78,15 @@ def arrays(count: int, size: int) -> Any:
 
     for i in range(count):
         yield numpy.full(size, float(i))
+
+
+_kept: list[Any] = []
+
+
+def keep(value: Any) -> None:
+    """Keep ``value`` after the task (its view of the memory file that brought it stays mapped)."""
+    _kept.append(value)
+
+
+def kept_sums() -> list[float]:
+    return [float(value.sum()) for value in _kept]

@@ -174,6 +174,38 @@ async def test_the_argument_is_unmapped_in_the_worker_once_the_task_is_done() ->
         assert await pool.run(buffer_fns.memory_files) == []
 
 
+def _memory_file_inodes() -> set[int]:
+    inodes = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if "procpool-buffers" in os.readlink(f"/proc/self/fd/{name}"):
+                inodes.add(os.stat(f"/proc/self/fd/{name}").st_ino)
+        except OSError:
+            continue
+    return inodes
+
+
+async def test_a_memory_file_is_reused_once_its_worker_maps_it_no_more_and_closed_with_the_pool() -> None:
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        assert await pool.run(buffer_fns.arrival, np.ones(LARGE // 8)) == ("ndarray", "shared", True)
+        reused = _memory_file_inodes()
+        assert len(reused) == 1  # waits for the next call
+        assert await pool.run(buffer_fns.arrival, np.zeros(LARGE // 4)) == ("ndarray", "shared", True)
+        assert _memory_file_inodes() == reused
+        assert await pool.run(buffer_fns.echo, b"r" * LARGE) == b"r" * LARGE
+        assert _memory_file_inodes() == reused
+    assert _memory_files_here() == []
+
+
+async def test_an_argument_a_worker_keeps_is_never_overwritten_by_a_later_call() -> None:
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        await pool.run(buffer_fns.keep, np.ones(LARGE // 8))
+        for _ in range(3):
+            assert await pool.run(buffer_fns.arrival, np.zeros(LARGE // 8)) == ("ndarray", "shared", True)
+        assert await pool.run(buffer_fns.kept_sums) == [LARGE // 8]
+        assert await pool.run(buffer_fns.mapped_memory_files) != []  # still mapped there
+
+
 async def test_none_keeps_every_buffer_in_the_pickle() -> None:
     async with procpool.Pool(1, buffer_threshold=None) as pool:
         assert await pool.run(buffer_fns.arrival, np.ones(LARGE // 8)) == ("ndarray", "own", True)

@@ -27,20 +27,25 @@ def shared_memory(size: int, name: str) -> int:
 
 
 def memory_file_holding(buffers: Sequence[memoryview], offsets: Sequence[int], size: int, name: str) -> int:
-    """A `shared_memory` file of ``size`` bytes with each of ``buffers`` (contiguous, bytes) at its
-    offset. Written with pwrite, not through a mapping: the kernel fills the pages, with no page
-    fault in this process, and the file's pages never count in its resident memory."""
+    """A `shared_memory` file of ``size`` bytes with each of ``buffers`` at its offset (`write_at`)."""
     fd = shared_memory(size, name)
     try:
-        for buffer, offset in zip(buffers, offsets, strict=True):
-            view = buffer
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view, offset = view[written:], offset + written
+        write_at(fd, buffers, offsets)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def write_at(fd: int, buffers: Sequence[memoryview], offsets: Sequence[int]) -> None:
+    """Write each of ``buffers`` (contiguous, bytes) into the file ``fd`` at its offset. With
+    pwrite, not through a mapping: the kernel fills the pages, with no page fault in this
+    process, and the file's pages never count in its resident memory."""
+    for buffer, offset in zip(buffers, offsets, strict=True):
+        view, at = buffer, offset
+        while view:
+            written = os.pwrite(fd, view, at)
+            view, at = view[written:], at + written
 
 
 def read_into(fd: int, view: memoryview, offset: int) -> None:

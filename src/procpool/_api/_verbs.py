@@ -84,15 +84,19 @@ class Verbs:
         room = backend.admission
         if room is not None:
             room.enter()
-        threshold = backend.buffer_threshold
+        files = backend.memory_files
         buffers = None
-        if threshold is None:
+        if files is None:
             args_bytes = dumps_for_transport(
                 (args, kwargs), f"an argument of {name}", main_by_reference=backend.workers_import_main
             )
         else:
             args_bytes, buffers = dumps_with_buffers_for_transport(
-                (args, kwargs), f"an argument of {name}", threshold, main_by_reference=backend.workers_import_main
+                (args, kwargs),
+                f"an argument of {name}",
+                files.threshold,
+                files,
+                main_by_reference=backend.workers_import_main,
             )
         job_id = backend.new_job_id()
         job = Job(

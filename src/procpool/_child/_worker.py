@@ -373,6 +373,8 @@ class _Worker:
                 reporter.flush_output()  # what the task printed goes out ahead of its result
             timing = wire.TIMING.pack(started, finished)
             self.task_time += _SMOOTHING * (finished - started - self.task_time)
+            if frame.buffers is not None and frame.buffers.unmapped():
+                self.unsent += wire.encode(wire.UNMAPPED, task_id)  # the parent may reuse the memory file
             if buffers is not None:
                 self.send_with_buffers(wire.RESULT, task_id, buffers, timing, outcome[1])
                 continue

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from .._transport import MemoryFiles
     from ._admission import Admission
     from ._job import Job
     from ._observe import PoolObserver
@@ -50,9 +51,10 @@ class Backend(Protocol):
         script's top-level functions and classes travel by name, otherwise by value."""
 
     @property
-    def buffer_threshold(self) -> int | None:
-        """Arguments' pickle buffers of this many bytes or more travel out of band, in shared
-        memory (`procpool._transport.Spilled`); None: every argument goes in the pickle."""
+    def memory_files(self) -> MemoryFiles | None:
+        """Where arguments' large pickle buffers go, out of band: shared memory files, for those of
+        at least its ``threshold`` bytes (see `procpool._transport.MemoryFiles`); None: every
+        argument goes in the pickle."""
 
     @property
     def kill_grace(self) -> float:

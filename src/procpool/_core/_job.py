@@ -69,6 +69,7 @@ class Job:
         self.fn_bytes = fn_bytes
         self.args_bytes = args_bytes
         self.buffers = buffers
+        self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused
         self.fn_id = 0  # set by a backend that caches functions by id
         self.kill_on_cancel = kill_on_cancel
         self.stream = stream
@@ -124,6 +125,7 @@ class Job:
         its state: a running handle stays running while its call is run again."""
         if self.stage is not Stage.SETTLED:
             self.stage = Stage.QUEUED
+            self.buffers_unmapped = False
 
     def report_progress(self, done: float, total: float | None) -> None:
         if self.task is not None:
@@ -187,7 +189,10 @@ class Job:
         self.task = None
         self.fn_bytes = self.args_bytes = b""
         if self.buffers is not None:
-            self.buffers.close()
+            if self.buffers_unmapped:
+                self.buffers.recycle()
+            else:
+                self.buffers.close()  # a worker may still map it: never written again
             self.buffers = None
         self.on_cancel = self.start_gate = None
         outcome(task)

@@ -208,7 +208,7 @@ class _DaskBackend:
     """Runs jobs on a Dask cluster: each as one Dask task of `run_call`, awaited by a driver task."""
 
     workers_import_main = False  # a cluster's workers were started by something else
-    buffer_threshold = None  # Dask serializes arguments its own way
+    memory_files = None  # Dask serializes arguments its own way
 
     def __init__(self, address: str | _ClusterLike | Client | None, workers: int) -> None:
         self.workers = workers

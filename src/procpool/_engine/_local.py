@@ -34,7 +34,7 @@ from .._core import (
     used_from_another_thread,
 )
 from .._errors import PoolClosedError
-from .._transport import dumps_for_transport
+from .._transport import MemoryFiles, dumps_for_transport
 from ._channel_io import channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
@@ -96,7 +96,8 @@ class LocalBackend:
         buffer_threshold: int | None,
     ) -> None:
         self.workers = workers
-        self.buffer_threshold = buffer_threshold
+        # A memory file for each worker's call waits to be reused, at most.
+        self.memory_files = None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers)
         self.start_method = start_method
         self.kill_grace = kill_grace
         self.observer = observer
@@ -214,7 +215,7 @@ class LocalBackend:
                 log_levels,
                 self._forward_output,
                 self.kill_grace,
-                self.buffer_threshold,
+                None if self.memory_files is None else self.memory_files.threshold,
             ),
             "the initializer or its arguments",
         )
@@ -298,6 +299,8 @@ class LocalBackend:
         if self._healing is not None:
             with anyio.CancelScope(shield=True):
                 await self._healing.close(self.kill_grace)
+        if self.memory_files is not None:
+            self.memory_files.close()  # every job has settled
         if self._stopped is not None:
             self._stopped.set()
 

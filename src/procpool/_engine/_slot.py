@@ -240,6 +240,9 @@ class WorkerSlot:
             return
         if job is None:
             return  # a late frame of a job already settled
+        if frame.kind == wire.UNMAPPED:
+            job.buffers_unmapped = True
+            return
         if frame.kind == wire.ITEM:
             if job.stream is not None:
                 job.stream.deliver(frame.body, frame.buffers)

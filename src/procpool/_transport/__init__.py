@@ -3,6 +3,7 @@ buffers out of band."""
 
 from . import _wire as wire
 from ._buffers import MINIMUM_THRESHOLD as MINIMUM_THRESHOLD
+from ._buffers import MemoryFiles as MemoryFiles
 from ._buffers import Received as Received
 from ._buffers import Spilled as Spilled
 from ._buffers import loads as loads
@@ -20,6 +21,7 @@ __all__ = (
     "MINIMUM_THRESHOLD",
     "Body",
     "Frame",
+    "MemoryFiles",
     "Received",
     "Spilled",
     "dumps",

@@ -23,10 +23,12 @@ import os
 import pickle
 import socket
 import struct
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from .._descriptors import memory_file_holding, read_into
+from .._descriptors import read_into, shared_memory, write_at
 
 Body = bytes | bytearray | memoryview  # as `_wire.Body`
 
@@ -35,11 +37,26 @@ VIEW, BYTES, BYTEARRAY = 0, 1, 2  # what the receiver makes of a buffer: a view,
 _COUNT = struct.Struct("<I")
 _ENTRY = struct.Struct("<BQ")  # kind, size
 _ALIGN = 64
+_NAME = "procpool-buffers"  # how the memory files show in /proc/PID/fd and /proc/PID/maps
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)  # the same on Linux and the BSDs; named from Python 3.12 on
-_libc_mmap = ctypes.CDLL(None, use_errno=True).mmap
+_MADV_HUGEPAGE = 14  # Linux
+_PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc_mmap = _libc.mmap
 _libc_mmap.restype = ctypes.c_void_p
 _libc_mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+# A new bytes or bytearray object whose content is filled in here, before anything else sees it.
+_NEW = {
+    bytes: (ctypes.pythonapi.PyBytes_FromStringAndSize, ctypes.pythonapi.PyBytes_AsString),
+    bytearray: (ctypes.pythonapi.PyByteArray_FromStringAndSize, ctypes.pythonapi.PyByteArray_AsString),
+}
+for _make, _address in _NEW.values():
+    _make.restype = ctypes.py_object
+    _make.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+    _address.restype = ctypes.c_void_p
+    _address.argtypes = (ctypes.py_object,)
 
 
 class Spill:
@@ -73,39 +90,101 @@ class Spill:
             self._kinds.append(BYTES if kind is bytes else BYTEARRAY)
         return index
 
-    def to_file(self) -> Spilled | None:
-        """The buffers taken, written into a memory file; None if none was taken."""
+    def to_file(self, files: MemoryFiles | None = None) -> Spilled | None:
+        """The buffers taken, written into a memory file (one of ``files``, if given); None if
+        none was taken."""
         if not self._buffers:
             return None
         sizes = [buffer.nbytes for buffer in self._buffers]
         offsets, size = _layout(sizes)
         try:
-            fd = memory_file_holding(self._buffers, offsets, size, "procpool-buffers")
+            fd = shared_memory(size, _NAME) if files is None else files.take(size)
+            try:
+                write_at(fd, self._buffers, offsets)
+            except BaseException:
+                os.close(fd)
+                raise
         finally:
             for buffer in self._buffers:
                 buffer.release()  # a bytearray can be resized again
             self._buffers.clear()
             self._taken.clear()
         table = _COUNT.pack(len(sizes)) + b"".join(map(_ENTRY.pack, self._kinds, sizes))
-        return Spilled(fd, table, size)
+        return Spilled(fd, table, size, files)
+
+
+class MemoryFiles:
+    """A pool's memory files for its calls' large buffers, reused: writing into pages a file
+    already has costs a copy, into a new file's also their allocation (then their release), which
+    takes longer than the copy. A file comes back only once the worker that received it has said
+    it maps it no more (see `Spilled.recycle`); at most ``keep`` wait here, closed with the pool.
+
+    Attributes:
+        threshold: buffers of this many bytes or more go out of band (`Spill`).
+    """
+
+    def __init__(self, threshold: int, keep: int) -> None:
+        self.threshold = threshold
+        self._keep = keep
+        self._files: list[int] = []
+        self._closed = False
+        self._lock = threading.Lock()  # the executor view pickles in its callers' threads
+
+    def take(self, size: int) -> int:
+        """A memory file of ``size`` bytes, to be overwritten: a waiting one resized, or a new one."""
+        with self._lock:
+            fd = self._files.pop() if self._files else -1
+        if fd < 0:
+            return shared_memory(size, _NAME)
+        try:
+            os.ftruncate(fd, size)  # a smaller size frees the pages beyond it
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def give_back(self, fd: int) -> None:
+        with self._lock:
+            if not self._closed and len(self._files) < self._keep:
+                self._files.append(fd)
+                return
+        os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            files, self._files = self._files, []
+        for fd in files:
+            os.close(fd)
+
+    def __del__(self) -> None:  # a pool abandoned with its event loop gone
+        self.close()
 
 
 class Spilled:
     """A pickle's out-of-band buffers in a memory file, ready to go with a frame: the descriptor,
-    open until `close` (the frame may be sent again: a task requeued after its worker died), the
-    table the frame carries, and the size of the file."""
+    open until `close` or `recycle` (the frame may be sent again: a task requeued after its worker
+    died), the table the frame carries, and the size of the file."""
 
-    __slots__ = ("fd", "size", "table")
+    __slots__ = ("_files", "fd", "size", "table")
 
-    def __init__(self, fd: int, table: bytes, size: int) -> None:
+    def __init__(self, fd: int, table: bytes, size: int, files: MemoryFiles | None = None) -> None:
         self.fd = fd
         self.table = table
         self.size = size
+        self._files = files
 
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+
+    def recycle(self) -> None:
+        """Done with, and mapped by no other process: the file goes back to its `MemoryFiles`."""
+        if self.fd >= 0 and self._files is not None:
+            fd, self.fd = self.fd, -1
+            self._files.give_back(fd)
+        self.close()
 
     def __del__(self) -> None:  # dropped unsent (a pickle whose call never became a task)
         self.close()
@@ -115,13 +194,14 @@ class Received:
     """The out-of-band buffers that came with a frame: its memory file, open until the pickle that
     refers to them is loaded (`loads`), or the frame is dropped."""
 
-    __slots__ = ("_copies", "_entries", "_fd", "_mapping", "_size")
+    __slots__ = ("_copies", "_entries", "_fd", "_mapped", "_mapping", "_size")
 
     def __init__(self, fd: int, kinds: list[int], sizes: list[int]) -> None:
         offsets, self._size = _layout(sizes)
         self._fd = fd
         self._entries = list(zip(kinds, offsets, sizes, strict=True))
         self._mapping: memoryview | None = None
+        self._mapped: weakref.ref[mmap.mmap] | None = None  # alive as long as a view of it
         self._copies: dict[int, bytes | bytearray] = {}  # one object however often the pickle names it
 
     def loads(self, data: Body) -> Any:
@@ -137,9 +217,15 @@ class Received:
         for kind, offset, size in self._entries:
             if kind == VIEW:
                 if self._mapping is None:
-                    self._mapping = memoryview(_map_privately(self._fd, self._size))
+                    mapping = _map_privately(self._fd, self._size)
+                    self._mapped = weakref.ref(mapping)
+                    self._mapping = memoryview(mapping)
                 yield self._mapping[offset : offset + size]
             # Any other kind is taken by `copy`, through persistent_load.
+
+    def unmapped(self) -> bool:
+        """Whether no view of the memory file is left here (its sender may then reuse it)."""
+        return self._mapping is None and (self._mapped is None or self._mapped() is None)
 
     def copy(self, index: object) -> bytes | bytearray:
         """The ``bytes`` or ``bytearray`` at ``index`` in the table: read, never mapped."""
@@ -152,16 +238,9 @@ class Received:
 
     def _read(self, index: int) -> bytes | bytearray:
         kind, offset, size = self._entries[index]
-        if kind == BYTEARRAY:
-            data = bytearray(size)
-            read_into(self._fd, memoryview(data), offset)
-            return data
-        first = os.pread(self._fd, size, offset)
-        if len(first) == size:
-            return first
-        rest = bytearray(size - len(first))  # over 2 GiB: more than one read
-        read_into(self._fd, memoryview(rest), offset + len(first))
-        return first + rest
+        data, address = _uninitialized(bytes if kind == BYTES else bytearray, size)
+        read_into(self._fd, memoryview((ctypes.c_char * size).from_address(address)), offset)
+        return data
 
     def close(self) -> None:
         self._mapping = None  # the views taken keep it mapped
@@ -198,6 +277,20 @@ def _map_privately(fd: int, size: int) -> mmap.mmap:
         mapping.close()
         raise OSError(error, f"could not map a memory file: {os.strerror(error)}")
     return mapping
+
+
+def _uninitialized(kind: type[bytes] | type[bytearray], size: int) -> tuple[bytes | bytearray, int]:
+    """A new ``bytes`` or ``bytearray`` of ``size`` bytes left uninitialized, to be filled at once,
+    and the address of its content, advised to take huge pages where the system allows
+    (transparent huge pages in ``madvise`` mode): a large object then costs one page fault in 512
+    where the C library's allocation costs one per 4 KiB page, which takes longer than the copy."""
+    make, address_of = _NEW[kind]
+    data: bytes | bytearray = make(None, size)
+    address: int = address_of(data)
+    start = -(-address // _PAGE) * _PAGE
+    if address + size - start >= 2 * 1024 * 1024:
+        _libc.madvise(start, (address + size - start) // _PAGE * _PAGE, _MADV_HUGEPAGE)  # advice: ignored if refused
+    return data, address
 
 
 def loads(data: Body, received: Received | None) -> Any:

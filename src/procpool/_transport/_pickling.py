@@ -27,7 +27,7 @@ from typing import Any, ClassVar, NoReturn
 import cloudpickle  # type: ignore[import-untyped]
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
-from ._buffers import Spill, Spilled
+from ._buffers import MemoryFiles, Spill, Spilled
 from ._wire import Body
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -60,10 +60,12 @@ def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
     return data
 
 
-def dumps_with_buffers(obj: object, threshold: int, *, main_by_reference: bool = True) -> tuple[bytes, Spilled | None]:
+def dumps_with_buffers(
+    obj: object, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
+) -> tuple[bytes, Spilled | None]:
     """`dumps`, with the buffers of ``threshold`` bytes or more (numpy arrays', ``bytes``,
     ``bytearray``, ``memoryview``, anything pickled as a `pickle.PickleBuffer`) taken out of band
-    into a memory file (see `_buffers`); None when there is none.
+    into a memory file (one of ``files``, if given; see `_buffers`); None when there is none.
 
     The pickler cannot be asked about ``bytes`` and ``bytearray`` but by ``persistent_id``, which
     costs a call per object. So the pickle is first made without it, into a file that stops it at
@@ -87,7 +89,7 @@ def dumps_with_buffers(obj: object, threshold: int, *, main_by_reference: bool =
             spilling.persistent_id = spill.persistent_id  # type: ignore[method-assign]  # read per pickler
             spilling.dump(obj)
             data = file.getvalue()
-    return data, spill.to_file()
+    return data, spill.to_file(files)
 
 
 class _LargeWrite(Exception):
@@ -254,11 +256,11 @@ def dumps_for_transport(
 
 
 def dumps_with_buffers_for_transport(
-    obj: object, what: str, threshold: int, *, main_by_reference: bool = True
+    obj: object, what: str, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
 ) -> tuple[bytes, Spilled | None]:
     """`dumps_with_buffers`, whose failure becomes a `SerializationError` as in `dumps_for_transport`."""
     try:
-        return dumps_with_buffers(obj, threshold, main_by_reference=main_by_reference)
+        return dumps_with_buffers(obj, threshold, files, main_by_reference=main_by_reference)
     except Exception as exc:
         raise _cannot_pickle(what, exc) from exc
 

@@ -34,6 +34,7 @@ RESULT = 4  # also ends a stream
 ERROR = 5
 ITEM = 9
 CANCELLED = 11  # the task was skipped, as asked
+UNMAPPED = 15  # just ahead of a task's RESULT or ERROR: the worker maps its arguments' buffers no more
 # Worker -> parent, reports besides results, at any time (task id 0: between tasks).
 LOG = 12  # a logging record
 OUTPUT = 13  # text written to sys.stdout or sys.stderr: one byte for which, then UTF-8
