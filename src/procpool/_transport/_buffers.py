@@ -11,7 +11,8 @@ The receiver (`Received`) maps the file privately (copy on write) for the buffer
 as they are: numpy arrays and memoryviews are views of the mapping (no copy; writable where the
 sender's were, and a write stays in the receiver). ``bytes`` and ``bytearray`` are read with pread
 into a new object, their one copy, without mapping the file. The descriptor is closed as soon as
-the pickle is loaded; the mapping lives as long as a view of it. Stdlib only: workers import it.
+the pickle is loaded; the mapping lives as long as a view of it. A pool reuses its calls' memory
+files once their workers map them no more (`MemoryFiles`). Stdlib only: workers import it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ VIEW, BYTES, BYTEARRAY = 0, 1, 2  # what the receiver makes of a buffer: a view,
 _COUNT = struct.Struct("<I")
 _ENTRY = struct.Struct("<BQ")  # kind, size
 _ALIGN = 64
+KEEP_AT_MOST = 256 * 1024 * 1024  # bytes of a memory file kept for reuse (`MemoryFiles`)
 _NAME = "procpool-buffers"  # how the memory files show in /proc/PID/fd and /proc/PID/maps
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)  # the same on Linux and the BSDs; named from Python 3.12 on
@@ -117,7 +119,8 @@ class MemoryFiles:
     """A pool's memory files for its calls' large buffers, reused: writing into pages a file
     already has costs a copy, into a new file's also their allocation (then their release), which
     takes longer than the copy. A file comes back only once the worker that received it has said
-    it maps it no more (see `Spilled.recycle`); at most ``keep`` wait here, closed with the pool.
+    it maps it no more (see `Spilled.recycle`); at most ``keep`` wait here, none larger than
+    `KEEP_AT_MOST` (memory held for a call that may not come), closed with the pool.
 
     Attributes:
         threshold: buffers of this many bytes or more go out of band (`Spill`).
@@ -143,9 +146,9 @@ class MemoryFiles:
             raise
         return fd
 
-    def give_back(self, fd: int) -> None:
+    def give_back(self, fd: int, size: int) -> None:
         with self._lock:
-            if not self._closed and len(self._files) < self._keep:
+            if not self._closed and len(self._files) < self._keep and size <= KEEP_AT_MOST:
                 self._files.append(fd)
                 return
         os.close(fd)
@@ -183,7 +186,7 @@ class Spilled:
         """Done with, and mapped by no other process: the file goes back to its `MemoryFiles`."""
         if self.fd >= 0 and self._files is not None:
             fd, self.fd = self.fd, -1
-            self._files.give_back(fd)
+            self._files.give_back(fd, self.size)
         self.close()
 
     def __del__(self) -> None:  # dropped unsent (a pickle whose call never became a task)
