@@ -63,7 +63,7 @@ class Pool(PoolFacade):
             ``bytes``, ``bytearray``, ``memoryview``, anything pickled as a `pickle.PickleBuffer`)
             travels in shared memory rather than in the pickle: numpy arrays and memoryviews
             arrive as views of it, with no copy. At least 64 KiB; None: every buffer goes in the
-            pickle. See "Large arguments and results" in the tuning guide.
+            pickle. See "Large payloads" in the tuning guide (docs/tuning.md).
 
     Raises:
         ValueError: an argument is out of range or an unknown start method is named.
