@@ -12,7 +12,9 @@ import anyio
 import pytest
 
 import buffer_fns
+import crash_fns
 import procpool
+import workfns
 
 np = pytest.importorskip("numpy")  # a dev dependency (procpool[examples]); a bare install may lack it
 
@@ -228,6 +230,18 @@ async def test_none_keeps_every_buffer_in_the_pickle() -> None:
 def test_a_bad_threshold_is_refused_with_a_clear_error(threshold: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="buffer_threshold"):
         procpool.Pool(1, buffer_threshold=threshold)  # type: ignore[arg-type]
+
+
+async def test_an_argument_too_large_for_the_workers_memory_fails_its_task_and_the_worker_lives() -> None:
+    """Read once the task has begun (in the pickle, the worker would die receiving it: see
+    tests/test_crash_detection.py), a large buffer that cannot be allocated is the task's error."""
+    async with procpool.Pool(
+        1, buffer_threshold=THRESHOLD, initializer=crash_fns.limit_address_space, initargs=(16 * 2**20,)
+    ) as pool:
+        pid = await pool.run(workfns.getpid)
+        with anyio.fail_after(15), pytest.raises(MemoryError):
+            await pool.run(crash_fns.size_of, bytes(64 * 2**20))
+        assert await pool.run(workfns.getpid) == pid
 
 
 # -- nothing left behind ---------------------------------------------------------------------------
