@@ -354,13 +354,13 @@ class _Worker:
             reporter.task_id = frame.task_id
             started = time.monotonic()
             task_id = frame.task_id
-            buffers: Spilled | None = None
+            result_buffers: Spilled | None = None  # those of the result (``frame.buffers``: of the arguments)
             try:
                 if frame.kind == wire.STREAM:
                     self.flush()
                     outcome = wire.RESULT, self.stream(task_id, frame)
                 else:
-                    data, buffers = self.call(frame)
+                    data, result_buffers = self.call(frame)
                     outcome = wire.RESULT, data
             except SystemExit:
                 self.flush()
@@ -375,8 +375,8 @@ class _Worker:
             self.task_time += _SMOOTHING * (finished - started - self.task_time)
             if frame.buffers is not None and frame.buffers.unmapped():
                 self.unsent += wire.encode(wire.UNMAPPED, task_id)  # the parent may reuse the memory file
-            if buffers is not None:
-                self.send_with_buffers(wire.RESULT, task_id, buffers, timing, outcome[1])
+            if result_buffers is not None:
+                self.send_with_buffers(wire.RESULT, task_id, result_buffers, timing, outcome[1])
                 continue
             self.unsent += wire.encode(outcome[0], task_id, timing, outcome[1])
             # Results of tiny tasks go back together while more tasks are already here: the
