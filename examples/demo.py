@@ -32,6 +32,7 @@ import asyncio
 import functools
 import hashlib
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -424,8 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"Python {platform.python_version()} on {'uvloop' if args.uvloop else 'asyncio'}; this machine has"
         f" {os.cpu_count()} CPUs, {procpool.available_cpus()} usable by this process; pools of {workers} workers.\n"
-        f"stdlib:   await loop.run_in_executor(ProcessPoolExecutor(max_workers={workers}), fn, *args)\n"
-        f"procpool: await pool.run(fn, *args), in async with procpool.Pool({workers}) as pool\n"
+        f"stdlib:   await loop.run_in_executor(ProcessPoolExecutor(max_workers={workers}), fn, *args)"
+        f" (workers started by {multiprocessing.get_start_method()}, multiprocessing's default here)\n"
+        f"procpool: await pool.run(fn, *args), in async with procpool.Pool({workers}) as pool"
+        " (workers started by forkserver, procpool's default)\n"
         "Every figure below was measured in this run.\n"
     )
 
