@@ -265,8 +265,8 @@ def print_lags(rows: Sequence[Row]) -> None:
     )
 
 
-def seconds(value: float | None, unit: str = "s", scale: float = 1.0) -> str:
-    return "-" if value is None else f"{value * scale:.2f}{unit}"
+def seconds(value: float | None, unit: str = "s", scale: float = 1.0, places: int = 2) -> str:
+    return "-" if value is None else f"{value * scale:.{places}f}{unit}"
 
 
 def ratio(stdlib: float | None, procpool: float | None) -> str:
@@ -283,11 +283,11 @@ def print_speed(serial: float, rows: Sequence[Row], round_trips: int) -> None:
         print(
             line.format(
                 row.method,
-                seconds(row.start),
+                seconds(row.start, places=3),
                 seconds(row.batch),
                 f"{serial / row.batch:.2f}x",
                 seconds(row.round_trip, "ms", 1000),
-                seconds(row.stop),
+                seconds(row.stop, places=3),
                 "yes" if row.correct else "NO",
             )
         )
@@ -321,6 +321,8 @@ async def timeout_scenario(opener: Opener, sizes: Sizes, marker: str) -> Timeout
         worker = await call(os.getpid)  # started, and its pid
         began = time.perf_counter()
         try:
+            # The same asyncio.wait_for on both sides; with procpool, `pool.options(timeout=...).run`
+            # stops the work as well, and counts the time the task waited in the queue.
             await asyncio.wait_for(call(burn, sizes.burn, marker), sizes.timeout)
         except TimeoutError:
             gave_up_after = time.perf_counter() - began
