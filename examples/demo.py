@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import procpool
+from procpool import Pool  # imported here, as the stdlib's executor is above: pool start times the start alone
 
 HEARTBEAT_INTERVAL = 0.001  # seconds
 PROBE = 0.01  # seconds each call takes that checks a worker is up (see `every_worker_answered`)
@@ -137,7 +138,7 @@ async def stdlib_pool(workers: int) -> AsyncIterator[Call]:
 @asynccontextmanager
 async def procpool_pool(workers: int) -> AsyncIterator[Call]:
     """procpool: the workers are started when ``async with`` returns, and stopped when it exits."""
-    async with procpool.Pool(workers) as pool:
+    async with Pool(workers) as pool:
         yield pool.run
 
 
@@ -392,7 +393,7 @@ async def map_stdlib(workers: int, pairs: list[tuple[int, int]]) -> tuple[float,
 
 
 async def map_procpool(workers: int, pairs: list[tuple[int, int]]) -> tuple[float, list[str], procpool.PoolStats]:
-    async with procpool.Pool(workers) as pool:
+    async with Pool(workers) as pool:
         await every_worker_answered(pool.run, workers)
         began = time.perf_counter()
         results = await pool.starmap(hash_chain, pairs, progress=True)  # chunked; the bar goes to stderr
