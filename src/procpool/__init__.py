@@ -13,8 +13,6 @@ from ._forkserver import die_with_owner_while_importing_main
 
 TYPE_CHECKING = False  # typing's, without the import (typing takes milliseconds to import)
 if TYPE_CHECKING:
-    from typing import Any
-
     from ._api import MapIterator as MapIterator
     from ._api import Pool as Pool
     from ._api import PoolExecutor as PoolExecutor
@@ -164,14 +162,16 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use; later uses find it in the module."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # type checkers see the imports above, and call any other name an error
+
+    def __getattr__(name: str) -> object:
+        """Import a public name on first use; later uses find it in the module."""
+        home = _HOMES.get(name)
+        if home is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
