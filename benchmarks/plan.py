@@ -167,6 +167,7 @@ class Scenario:
 
 ALL = ("asyncio", "uvloop", "trio")
 NO_UVLOOP = ("asyncio", "trio")
+ASYNCIO = ("asyncio", "uvloop")
 
 SCENARIOS: dict[str, Scenario] = {
     "A": Scenario("awaited round trip of identity", ALL),
@@ -179,6 +180,7 @@ SCENARIOS: dict[str, Scenario] = {
     "D-peak-bytes": Scenario("a worker's peak memory for a large bytes argument", ("asyncio",), workers=1),
     "E": Scenario("heartbeat lag under B-style load", ALL),
     "F": Scenario("pool start until every worker is warm, and shutdown", NO_UVLOOP),
+    "F-fresh": Scenario("a fresh interpreter: the import, the first pool (import included), a second pool", ASYNCIO),
     "H": Scenario("map over many tiny items: one chunksize for every map, and each library's default", ("asyncio",)),
     "H-default": Scenario("H with each library's default chunksize", ("asyncio",), part_of="H"),
     "I": Scenario("the CPU batch on 1 worker: scaling, and idle worker memory", NO_UVLOOP, workers=1),
@@ -193,6 +195,10 @@ SERIAL = "serial"  # C's baseline: the batch run in the cell's own process
 NO_LOOP = "none"
 CPU_SCENARIOS = ("C", "C15", "I")  # the cells that run the calibrated CPU batch
 NOT_FOR_REFERENCES = frozenset({"HOL"})  # the raw pipe has no scheduler worth comparing: it is left out
+# F-fresh's peers: procpool, and the stdlib with its default start method and with procpool's (the
+# floor of a forkserver start), which is measured nowhere else.
+FRESH_PEERS = ("procpool", "ppe", "ppe-forkserver")
+FRESH_ONLY = frozenset({"ppe-forkserver"})
 
 # H's peers: procpool's async map and the synchronous maps of the others (see scenarios/mapping.py).
 MAP_PEERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -273,6 +279,8 @@ def cells(scenarios: list[str], peers: list[str], loops: list[str], sweep_worker
                 if name not in peers or not installed(info.requires):
                     continue
                 if scenario in NOT_FOR_REFERENCES and name == "rawpipe":
+                    continue
+                if name not in FRESH_PEERS if scenario == "F-fresh" else name in FRESH_ONLY:
                     continue
                 planned += [
                     Cell(scenario, name, loop, workers)

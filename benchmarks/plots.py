@@ -31,6 +31,7 @@ FIGURES: dict[str, tuple[Row, ...]] = {
     "bench-d-peak.png": (row_for("D-peak-array", "peak_x"), row_for("D-peak-bytes", "peak_x")),
     "bench-e.png": (row_for("E", "lag_p99_ms"),),
     "bench-f.png": (row_for("F", "warm_ms"), row_for("F", "shutdown_ms")),
+    "bench-f-fresh.png": tuple(row_for("F-fresh", name) for name in ("import_ms", "first_pool_ms", "second_pool_ms")),
     "bench-h.png": MAP_ROWS,
     "bench-i.png": (row_for("I", "scaling"), row_for("C", "rss_mb")),
     "bench-hol.png": (row_for("HOL", "wait_max_ms"), row_for("HOL", "wait_median_ms")),
@@ -38,7 +39,9 @@ FIGURES: dict[str, tuple[Row, ...]] = {
 SWEEP_FILE = "bench-sweep.png"
 UNIT_NAMES = {"/s": "tasks/s", "us": "µs", "ms": "ms"}
 SWEEP_PANELS = (("B-sweep", "tasks_per_s"), ("B-sweep", "parent_us_per_task"), ("E-sweep", "lag_p99_ms"))
-PEER_COLORS = dict(zip(PEERS, ("black", "#999999", "#dd8452", "#8172b3", "#937860", "#da8bc3", "#c44e52"), strict=True))
+PEER_COLORS = dict(
+    zip(PEERS, ("black", "#999999", "#dd8452", "#e0b084", "#8172b3", "#937860", "#da8bc3", "#c44e52"), strict=True)
+)
 
 
 def _label(peer: str) -> str:

@@ -192,6 +192,12 @@ def _methods(run: dict[str, Any]) -> list[str]:
         "worker has answered a 2 ms probe call (rounds of one probe per worker, concurrently); shutdown "
         "from the start of `close` until every worker process has exited (for anyio, which has no close, "
         "that is the end of the event loop).",
+        "F-fresh": "- F, fresh interpreter: a new interpreter whose asyncio (or uvloop) loop is running, nothing "
+        "else imported (no anyio, no peer library): the peer's import; the first pool until every worker has "
+        "answered a 2 ms probe, timed from before the import; then, that pool closed, a second pool from its "
+        "creation until every worker has answered. `stdlib PPE, forkserver` is the stdlib's pool started as "
+        "procpool's is: the floor of a forkserver start. Every package's bytecode is compiled before the run, "
+        "as an installed wheel's is.",
         "H": f"- H: {sizes['map_items']:,} `x + 1` items, chunksize {sizes['map_chunksize']:,} for every map, "
         "results consumed in order and summed; after an untimed map of 10,000 items.",
         "H-default": "- H, default arguments: procpool's `pool.map` with `chunksize` left out against "

@@ -55,6 +55,9 @@ _D_PEAK_BYTES = row_for("D-peak-bytes", "peak_x")
 _E = row_for("E", "lag_p99_ms")
 _F_WARM = row_for("F", "warm_ms")
 _F_STOP = row_for("F", "shutdown_ms")
+_F_IMPORT = row_for("F-fresh", "import_ms")
+_F_FIRST = row_for("F-fresh", "first_pool_ms")
+_F_SECOND = row_for("F-fresh", "second_pool_ms")
 _H = row_for("H", "items_per_s")
 _H_DEFAULT = row_for("H-default", "items_per_s")
 _B_WIDE = row_for("B-sweep@15", "tasks_per_s")
@@ -97,6 +100,15 @@ TARGETS = (
     ),
     Target("F: all workers warm within 150 ms (forkserver)", _F_WARM, "asyncio", "", 150.0, True),
     Target("F: shutdown within 50 ms", _F_STOP, "asyncio", "", 50.0, True),
+    *(
+        target
+        for loop in ("asyncio", "uvloop")
+        for target in (
+            Target(f"F ({loop}): import procpool ≤ 60 ms", _F_IMPORT, loop, "", 60.0, True),
+            Target(f"F ({loop}): first pool ≤ 100 ms, import included", _F_FIRST, loop, "", 100.0, True),
+            Target(f"F ({loop}): a second pool ≤ 30 ms", _F_SECOND, loop, "", 30.0, True),
+        )
+    ),
     Target(
         "H, default arguments: map ≥ 1.0x multiprocessing imap, chunksize left out in both",
         _H_DEFAULT,

@@ -169,6 +169,27 @@ def test_smoke_run_of_the_maps_measures_default_and_explicit_chunk_sizes(tmp_pat
         assert "the same chunksize for every map" in plot["title"]
 
 
+@pytest.mark.timeout(90)  # six cells, each a fresh interpreter starting two pools
+def test_smoke_run_of_the_fresh_start_times_the_import_and_two_pools(tmp_path: Path) -> None:
+    run = _smoke_run(tmp_path, *("--scenarios", "F-fresh", "--loops", "asyncio,uvloop"), timeout=80)
+    measured = {(r["scenario"], r["peer"], r["loop"]) for r in run["records"]}
+    peers = ("procpool", "ppe", "ppe-forkserver")
+    assert measured == {("F-fresh", peer, loop) for peer in peers for loop in ("asyncio", "uvloop")}
+    assert [r for r in run["records"] if "error" in r or r.get("left_processes_behind")] == []
+    for peer in peers:
+        figures = run["summary"]["F-fresh"]["asyncio"][peer]
+        assert 0 < figures["import_ms"]["median"] < figures["first_pool_ms"]["median"]
+        assert figures["second_pool_ms"]["median"] > 0
+    assert run["start_methods"]["ppe-forkserver"] == "forkserver"
+    targets = {t["target"]: t for t in run["targets"]}
+    for loop in ("asyncio", "uvloop"):
+        for text in ("import procpool ≤ 60 ms", "first pool ≤ 100 ms, import included", "a second pool ≤ 30 ms"):
+            assert isinstance(targets[f"F ({loop}): {text}"]["met"], bool)
+    markdown = (tmp_path / "results" / "latest.md").read_text()
+    assert "| F. fresh interpreter: the first pool, import included | asyncio | " in markdown
+    assert "- F, fresh interpreter: " in markdown
+
+
 def _summary(figures: dict[str, dict[str, float]]) -> Summary:
     """A summary of procpool's medians alone on asyncio: ``{key: {figure: median}}``."""
     return {

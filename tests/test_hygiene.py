@@ -365,7 +365,7 @@ def test_a_signal_to_the_owner_leaves_no_process(
 # -- a script without the main guard --------------------------------------------------------------
 
 GUARD = 'if __name__ == "__main__":'
-UNGUARDED = ["forkserver", "spawn", "forkserver-preload"]
+UNGUARDED = ["forkserver", "spawn"]
 
 
 def _start_unguarded(mode: str, start_method: str, tmp_path: Path) -> subprocess.Popen[str]:
@@ -448,7 +448,7 @@ def test_a_script_without_the_main_guard_gets_one_error_that_names_it(
                 "which comes once the forkserver's import of the main module is over; a Ctrl-C from "
                 "a terminal interrupts that import too"
             )
-            if (signum, start_method) == (signal.SIGINT, "forkserver-preload")
+            if (signum, start_method) == (signal.SIGINT, "forkserver")
             else (),
         )
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)
@@ -463,7 +463,7 @@ def test_a_script_without_the_main_guard_stopped_while_its_workers_import_it_lea
     any worker code runs), the script leaves none of them behind: they die with their owner, the
     workers by their lifeline, armed by the owner as it starts them, a forkserver by the kernel's
     parent-death signal while it imports the main module."""
-    importing = 1 if start_method == "forkserver-preload" else 2  # the forkserver, or the workers
+    importing = 1 if start_method == "forkserver" else 2  # the forkserver, or the workers
     with _start_unguarded("stuck", start_method, tmp_path) as script:
         try:
             deadline = time.monotonic() + 20

@@ -22,6 +22,7 @@ BAD = (
     "async def use(pool: procpool.Pool) -> None:\n"
     "    await pool.run(parse, 3)\n"
     "    await pool.run(parse, 'x', strict=True)\n"
+    "procpool.Poool\n"
 )
 
 
@@ -41,3 +42,9 @@ def test_results_are_inferred_from_the_function(mypy_output: str) -> None:
 def test_wrong_arguments_are_rejected(mypy_output: str) -> None:
     assert 'bad.py:5: error: No overload variant of "run"' in mypy_output
     assert 'bad.py:6: error: Unexpected keyword argument "strict"' in mypy_output
+
+
+def test_a_misspelt_public_name_is_an_error(mypy_output: str) -> None:
+    """procpool imports its names on first use (a module ``__getattr__``), which type checkers do
+    not see: to them only the real names exist."""
+    assert 'bad.py:7: error: Module has no attribute "Poool"' in mypy_output

@@ -39,6 +39,9 @@ PEERS: dict[str, PeerInfo] = {
     "procpool": PeerInfo("procpool", "procpool_peer:ProcpoolPeer", ALL_LOOPS, ("procpool",), "procpool"),
     "rawpipe": PeerInfo("raw pipe", "rawpipe_peer:RawPipePeer", ASYNCIO_LOOPS),
     "ppe": PeerInfo("stdlib PPE", "stdlib_peer:ProcessPoolExecutorPeer", ASYNCIO_LOOPS),
+    "ppe-forkserver": PeerInfo(
+        "stdlib PPE, forkserver", "stdlib_peer:ForkserverProcessPoolExecutorPeer", ASYNCIO_LOOPS
+    ),
     "anyio": PeerInfo("anyio to_process", "anyio_peer:AnyioPeer", ASYNCIO_LOOPS, ("anyio",), "anyio"),
     "aiomultiprocess": PeerInfo(
         "aiomultiprocess",

@@ -13,9 +13,11 @@ from .base import Call, Peer
 class ProcessPoolExecutorPeer(Peer):
     """A `ProcessPoolExecutor` with its default start method, bridged with ``run_in_executor``."""
 
+    start_method: str | None = None  # multiprocessing's default
+
     def __init__(self, workers: int) -> None:
         super().__init__(workers)
-        self._executor = ProcessPoolExecutor(workers)
+        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(self.start_method))
 
     async def start(self) -> Call:
         loop = asyncio.get_running_loop()
@@ -30,4 +32,11 @@ class ProcessPoolExecutorPeer(Peer):
         self._executor.shutdown(wait=True)  # blocks the loop, as most code calls it
 
     def details(self) -> dict[str, str]:
-        return {"start_method": multiprocessing.get_start_method()}
+        return {"start_method": self.start_method or multiprocessing.get_start_method()}
+
+
+class ForkserverProcessPoolExecutorPeer(ProcessPoolExecutorPeer):
+    """The same, its workers started by multiprocessing's forkserver, as procpool's are: F-fresh's
+    floor for that start method."""
+
+    start_method = "forkserver"

@@ -14,18 +14,15 @@ MODE:
 - ``stuck``: the processes that import this module as the main module stay in that import (as
   a slow one would), so the script waits for its workers until the test stops it with a signal.
 
-START_METHOD: ``forkserver``, ``spawn``, or ``forkserver-preload``: a forkserver that imports the
-main module itself before it forks, as it does from Python 3.13.8 on (older ones are handed the
-path under a key they do not read; this script hands it over under the key they read).
+START_METHOD: ``forkserver`` (whose forkserver imports the main module before it forks: procpool
+has it do so on every Python) or ``spawn``.
 """
 
-import multiprocessing.spawn
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -44,18 +41,6 @@ os.environ["UNGUARDED_POOL_OWNER"] = str(os.getpid())  # what the processes it s
 # Ctrl-C as in a terminal, even where the test runner was started with SIGINT ignored (as a
 # background job is), which this process would inherit.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-
-if start_method == "forkserver-preload":
-    start_method = "forkserver"
-    _preparation_data = multiprocessing.spawn.get_preparation_data
-
-    def _with_main_path(name: str) -> dict[str, Any]:
-        data = _preparation_data(name)
-        if "init_main_from_path" in data:
-            data.setdefault("main_path", data["init_main_from_path"])
-        return data
-
-    multiprocessing.spawn.get_preparation_data = _with_main_path
 
 
 async def main() -> None:

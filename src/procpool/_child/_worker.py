@@ -8,7 +8,6 @@ kernel kills it when its lifeline reaches end of file (the owner died), even whi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -24,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from multiprocessing import reduction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._transport import (
     Spilled,
@@ -38,6 +37,9 @@ from .._transport import (
 )
 from . import _reports
 from ._call import END, call, complete, describe, item_source, new_event_loop
+
+if TYPE_CHECKING:
+    import asyncio  # imported for the first coroutine a task runs (see `loop_runner`)
 
 # Sent by the parent after CANCEL frames that take back tasks waiting behind a long one, so
 # that the worker reads them while that task runs, and answers at once. SIGURG, whose default
@@ -232,6 +234,8 @@ class _Worker:
     def loop_runner(self) -> asyncio.Runner:
         """The worker's event loop, made on first use and kept: tasks' coroutines run on it."""
         if self.runner is None:
+            import asyncio
+
             self.runner = asyncio.Runner(loop_factory=new_event_loop)
         return self.runner
 

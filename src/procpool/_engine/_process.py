@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import errno
 import itertools
 import mmap
@@ -17,10 +16,9 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Sequence
-from multiprocessing import forkserver
+from multiprocessing import forkserver, spawn
 from multiprocessing.context import BaseContext
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, NoReturn
 
 import anyio
@@ -29,6 +27,7 @@ import anyio.lowlevel
 from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_main
 from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
+from .._forkserver import READY_MODULE, preload_list
 from .._transport import Spilled, send_descriptor, unpack_exception, wire
 from . import _reports
 from ._channel_io import ChannelIO, Step
@@ -41,8 +40,6 @@ _START_EXIT_GRACE = 1.0  # seconds a worker that closed its channel during its s
 # (see `worker_context`): sysexits' "configuration error".
 MAIN_MODULE_STARTS_POOL = 78
 _FORKSERVER_EXIT_WAIT = 1.0  # seconds the forkserver, its end of the start request closed, gets to exit
-_FORKSERVER_READY = "procpool._engine._forkserver_ready"
-_PR_SET_PDEATHSIG = 1
 # The most descriptors multiprocessing holds at once while it starts a process (a forkserver's or
 # resource tracker's own start included), and how often `WorkerProcess.watch` looks at a worker
 # when no descriptor is free to wait on.
@@ -62,6 +59,7 @@ _START_ERROR_HINTS = {
 # race for the same status; this lock serialises our side of both.
 mp_lock = threading.Lock()
 WORKER_NAME = "procpool-worker"
+_CHILD_SIDE = worker_main.__module__
 _live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
 
 
@@ -76,13 +74,12 @@ def worker_context(start_method: str) -> BaseContext:
         _stop_importing_main()
     context = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
-        # Every worker re-imports the main module, which imports procpool, anyio and their
-        # dependencies; imported once in the forkserver, they come with each fork for free
-        # (worker start-up drops from ~70 ms to a few ms). The preload list is process-wide, so
-        # add to it rather than replace it. It is read when the forkserver starts.
-        # After the main module comes _FORKSERVER_READY (see `_forkserver_dies_with_its_owner`).
+        # A worker needs only the child side (the main module aside): imported once in the
+        # forkserver, it comes with each fork for free. The preload list is process-wide, so add
+        # to it rather than replace it. It is read when the forkserver starts, which imports the
+        # main module first (from Python 3.13.8 on) and `READY_MODULE` last.
         preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-        missing = [name for name in ("procpool", _FORKSERVER_READY) if name not in preload]
+        missing = [name for name in (_CHILD_SIDE, READY_MODULE) if name not in preload]
         if missing:
             context.set_forkserver_preload([*preload, *missing])
     return context
@@ -99,7 +96,7 @@ def _stop_importing_main() -> NoReturn:
     had started, says nothing, as the pool reports; any other process (a child multiprocessing
     started for other code) says in a line what happened.
     """
-    if multiprocessing.current_process().name != WORKER_NAME and "procpool" not in _forkserver_preload():
+    if multiprocessing.current_process().name != WORKER_NAME and READY_MODULE not in preload_list():
         main = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "the main module"
         print(
             f"procpool: process {os.getpid()} stops: importing {main} for multiprocessing, it was asked "
@@ -146,6 +143,8 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
     with mp_lock:
         _check_descriptors(_START_DESCRIPTORS)
         try:
+            if getattr(process, "_start_method", None) == "forkserver":
+                _start_forkserver()
             process.start()
         except BaseException as exc:
             refused = _forkserver_refusal(exc)
@@ -164,6 +163,31 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
     # here, the kernel kills the child if this process dies meanwhile.
     with contextlib.suppress(OSError):  # the child is gone already: nothing to arm
         kill_at_end_of_file(child_lifeline.fileno(), process.pid)
+
+
+def _start_forkserver() -> None:
+    """Start multiprocessing's forkserver unless it runs, importing the main module itself, as
+    it does from Python 3.13.8 on: older ones are handed its path under a key they do not read.
+
+    Each worker then inherits the main module's imports (an application's asyncio, its web
+    framework, numpy) from the forkserver, instead of importing them again as it starts (a fork
+    of an old forkserver imports the main module itself). `_stop_importing_main` and
+    `_forkserver.die_with_owner_while_importing_main` deal with a main module that lacks its
+    ``if __name__ == "__main__":`` guard, as they do on newer Pythons.
+    """
+    prepare = spawn.get_preparation_data
+
+    def with_main_path(name: str) -> dict[str, Any]:
+        data = prepare(name)
+        if "init_main_from_path" in data:
+            data.setdefault("main_path", data["init_main_from_path"])
+        return data
+
+    spawn.get_preparation_data = with_main_path
+    try:
+        forkserver.ensure_running()
+    finally:
+        spawn.get_preparation_data = prepare
 
 
 async def start_in_thread(process: Any, child_lifeline: socket.socket) -> None:
@@ -235,7 +259,7 @@ def _forkserver_exitcode(process: Any) -> int | None:
 
 def _forkserver_refusal(error: BaseException) -> OSError | None:
     """The error for which procpool's forkserver could not fork the process that failed to start
-    with ``error``, or None if it did not say so (see `guard_forkserver_forks`).
+    with ``error``, or None if it did not say so (see `_forkserver.guard_forks`).
 
     It says so with one byte, the error number, where a process's pid takes eight, and closes the
     request. The start then failed reading that pid (which multiprocessing's ``read_signed`` had
@@ -748,89 +772,3 @@ def _kill_leftover_workers() -> None:
     # for its (non-daemonic) workers; this hook is registered after multiprocessing's, so it runs first.
     for worker in list(_live):
         worker.kill_now()
-
-
-def _forkserver_dies_with_its_owner() -> None:
-    """In a forkserver that is importing the main module (multiprocessing preloads it from Python
-    3.13.8 on), procpool's import means the main module imports it: make the forkserver die with
-    its owner until that import ends. Meanwhile the forkserver watches nothing, and a main module
-    lacking its guard runs the whole script there; the pipe by which the forkserver learns of its
-    owner's death cannot tell either, as the owner's start request, waiting to be read, holds a
-    copy of its other end.
-
-    The kernel's parent-death signal does: the owner's thread that started the forkserver waits
-    for that start request's answer, so it ends only with the owner. `_FORKSERVER_READY`, which
-    procpool asks the forkserver to preload next, clears the signal once the import is over.
-    """
-    if not getattr(multiprocessing.current_process(), "_inheriting", False):
-        return
-    if _FORKSERVER_READY in _forkserver_preload():
-        set_parent_death_signal(signal.SIGKILL)
-
-
-def guard_forkserver_forks() -> None:
-    """Keep multiprocessing's forkserver serving when it cannot fork. Run in the forkserver only
-    (by `_FORKSERVER_READY`).
-
-    A fork fails when a limit on processes is reached (EAGAIN: RLIMIT_NPROC, a cgroup's pids.max)
-    or memory is short (ENOMEM), and the forkserver, which does not catch that error, dies of it.
-    Every start then fails until the owner starts another forkserver (which it cannot either
-    while the limit holds), and the workers it had started lose their exit statuses, which it was
-    to report (multiprocessing then says 255). Instead, the forkserver answers the request it
-    could not serve (see `_refuse`) and goes on: its loop carries on after an error numbered
-    ECONNABORTED, which it takes for a client that hung up.
-    """
-    real_fork = os.fork
-
-    def fork() -> int:
-        try:
-            pid = real_fork()
-        except OSError as exc:
-            request = sys._getframe(1)
-            if request.f_code is not forkserver.main.__code__ or not _refuse(request.f_locals, exc):
-                raise
-            raise ConnectionAbortedError(errno.ECONNABORTED, f"could not fork: {exc}") from exc
-        if pid == 0:
-            os.fork = real_fork  # the new process is a worker: its forks are its own
-        return pid
-
-    os.fork = fork
-
-
-def _refuse(request: dict[str, Any], error: OSError) -> bool:
-    """In the forkserver: answer a start request whose process could not be forked, and close the
-    request's descriptors, as the forkserver does once it has forked one; False if they are not
-    where this Python's forkserver keeps them.
-
-    The answer is the error number in one byte, where a pid takes eight: whoever asked, its start
-    fails at the end of the pipe, as it did when the forkserver died (EOFError, or BrokenPipeError
-    if it was still writing the start data), and procpool reads the byte (`_forkserver_refusal`).
-    """
-    child_r, child_w, fds = request.get("child_r"), request.get("child_w"), request.get("fds")
-    if not (isinstance(child_r, int) and isinstance(child_w, int) and isinstance(fds, list)):
-        return False
-    with contextlib.suppress(OSError):  # the client is gone
-        os.write(child_w, bytes([error.errno if error.errno and error.errno < 256 else 0]))
-    # The answer's pipe first, so a client that finds the start data's pipe closed can read it.
-    for fd in (child_w, child_r, *fds):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    return True
-
-
-def set_parent_death_signal(signum: int) -> None:
-    """Have the kernel send this process ``signum`` when the thread that started it ends (0: none)."""
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
-
-
-def _forkserver_preload() -> Sequence[str]:
-    """The modules multiprocessing's forkserver was asked to preload, when the forkserver runs
-    this code (as it imports the main module); else none."""
-    frame: FrameType | None = sys._getframe()
-    while frame is not None and frame.f_code is not forkserver.main.__code__:
-        frame = frame.f_back
-    return () if frame is None else frame.f_locals.get("preload") or ()
-
-
-_forkserver_dies_with_its_owner()

@@ -1,0 +1,75 @@
+"""A fast start: ``import procpool`` loads nothing it does not need, a worker only the child side,
+and the forkserver imports the main module once for every worker it forks (docs/tuning.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import procpool
+import workfns
+from script_env import script_env
+
+pytestmark = pytest.mark.anyio
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+MACHINERY = ("procpool._api", "procpool._core", "procpool._engine", "procpool._ipc", "procpool._dask", "anyio")
+
+
+def _modules_after(code: str) -> list[str]:
+    """The procpool, anyio, asyncio and cloudpickle modules a fresh interpreter has after ``code``."""
+    prefixes = ("procpool", "anyio", "asyncio", "cloudpickle")
+    report = f"import json, sys; print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}; {report}"], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+def test_import_procpool_loads_none_of_the_pool_machinery() -> None:
+    assert _modules_after("import procpool") == ["procpool", "procpool._forkserver"]
+
+
+def test_a_public_name_loads_what_it_needs_on_first_use() -> None:
+    loaded = _modules_after("import procpool; procpool.WorkerCrashedError")
+    assert "procpool._errors" in loaded
+    assert not [name for name in loaded if name.startswith(MACHINERY)]
+    assert "procpool._engine" in _modules_after("from procpool import Pool")
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    for name in procpool.__all__:
+        assert getattr(procpool, name).__name__ == name
+    assert set(procpool.__all__) <= set(dir(procpool))
+    with pytest.raises(AttributeError, match="no attribute 'Poool'"):
+        procpool.Poool  # noqa: B018
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_carries_only_the_child_side() -> None:
+    async with procpool.Pool(1) as pool:
+        loaded = await pool.run(workfns.loaded_modules, "procpool", "anyio")
+    assert "procpool._child" in loaded
+    assert [name for name in loaded if name.startswith(MACHINERY)] == []
+
+
+@pytest.mark.timeout(60)
+def test_the_forkserver_imports_the_main_module_for_every_worker(tmp_path: Path) -> None:
+    """The script's workers, of two pools one after the other, come from a forkserver that
+    imported the script as the main module once; none imports it again (on every Python: older
+    ones hand the forkserver the script's path under a key it does not read)."""
+    env = script_env() | {"MAIN_IMPORTS_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "main_imports.py")], capture_output=True, text=True, env=env, timeout=50
+    )
+    assert done.returncode == 0, done.stderr
+    pids = json.loads(done.stdout)
+    assert len(set(pids["workers"])) == 4
+    importers = {int(path.name) for path in tmp_path.iterdir()}
+    assert pids["script"] in importers
+    assert len(importers) == 2  # the script and the forkserver
+    assert not importers & set(pids["workers"])
