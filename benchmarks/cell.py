@@ -90,6 +90,8 @@ async def _measure(scenario: str, peer: str, workers: int, sizes: dict[str, Any]
             figures = await payload.send_payload(
                 call, kind=scenario[2:], megabytes=sizes["payload_mb"], transfers=sizes["transfers"]
             )
+        elif scenario in ("D-peak-array", "D-peak-bytes"):
+            figures = await payload.worker_peak(call, kind=scenario.rpartition("-")[2], megabytes=sizes["peak_mb"])
         elif scenario == "E":
             figures = await heartbeat.heartbeat_lag(call, in_flight=sizes["in_flight"], seconds=sizes["heartbeat_s"])
         elif scenario == "HOL":

@@ -36,6 +36,8 @@ ROWS = (
     Row(f"C. CPU batch on {WIDE_WORKERS} workers, speedup over serial", "C15", "speedup", "x", True),
     Row("D. float64 array to a child, sum() back", "D-array", "mb_per_s", "MB/s", True),
     Row("D. bytes to a child, len() back", "D-bytes", "mb_per_s", "MB/s", True),
+    Row("D. a worker's peak memory for a float64 array argument, ÷ its size", "D-peak-array", "peak_x", "x", False),
+    Row("D. a worker's peak memory for a bytes argument, ÷ its size", "D-peak-bytes", "peak_x", "x", False),
     Row("E. 1 ms heartbeat lag p99 under B-style load", "E", "lag_p99_ms", "ms", False),
     Row("F. pool start until every worker is warm", "F", "warm_ms", "ms", False),
     Row("F. shutdown until every worker is gone", "F", "shutdown_ms", "ms", False),

@@ -28,6 +28,7 @@ class Sizes:
         cpu_task_s: C and I: seconds of pure-Python work per task (calibrated once per run).
         payload_mb: D: payload size in MB (10**6 bytes).
         transfers: D: timed transfers per cell.
+        peak_mb: D-peak: the size in MB of the argument whose cost in the worker's peak memory is measured.
         heartbeat_s: E: seconds the heartbeat is measured under load.
         map_items: H: items mapped with one chunk size.
         map_chunksize: H: items per chunk, the same for every map.
@@ -53,6 +54,7 @@ class Sizes:
     cpu_task_s: float
     payload_mb: float
     transfers: int
+    peak_mb: float
     heartbeat_s: float
     map_items: int
     map_chunksize: int
@@ -78,6 +80,7 @@ MODES: dict[str, Sizes] = {
         cpu_task_s=0.1,
         payload_mb=50,
         transfers=5,
+        peak_mb=500,
         heartbeat_s=2.0,
         map_items=1_000_000,
         map_chunksize=2000,
@@ -101,6 +104,7 @@ MODES: dict[str, Sizes] = {
         cpu_task_s=0.015,
         payload_mb=10,
         transfers=3,
+        peak_mb=100,
         heartbeat_s=0.3,
         map_items=200_000,
         map_chunksize=2000,
@@ -125,6 +129,7 @@ MODES: dict[str, Sizes] = {
         cpu_task_s=0.005,
         payload_mb=1,
         transfers=1,
+        peak_mb=5,
         heartbeat_s=0.1,
         map_items=5000,
         map_chunksize=100,
@@ -168,8 +173,11 @@ SCENARIOS: dict[str, Scenario] = {
     "A": Scenario("awaited round trip of identity", ALL),
     "B": Scenario("tiny tasks, many in flight", ALL),
     "C": Scenario("pure-Python CPU batch, speedup over serial", NO_UVLOOP),
-    "D-array": Scenario("large float64 array to a child, sum() back", NO_UVLOOP),
-    "D-bytes": Scenario("large bytes to a child, len() back", NO_UVLOOP),
+    "D-array": Scenario("large float64 array to a child, sum() back", ALL),
+    "D-bytes": Scenario("large bytes to a child, len() back", ALL),
+    # On 1 worker, so that the call that resets its peak memory and the one that reads it meet the same.
+    "D-peak-array": Scenario("a worker's peak memory for a large float64 array argument", ("asyncio",), workers=1),
+    "D-peak-bytes": Scenario("a worker's peak memory for a large bytes argument", ("asyncio",), workers=1),
     "E": Scenario("heartbeat lag under B-style load", ALL),
     "F": Scenario("pool start until every worker is warm, and shutdown", NO_UVLOOP),
     "F-fresh": Scenario("a fresh interpreter: the import, the first pool (import included), a second pool", ASYNCIO),

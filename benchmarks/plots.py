@@ -28,6 +28,7 @@ FIGURES: dict[str, tuple[Row, ...]] = {
     "bench-b.png": (row_for("B", "tasks_per_s"),),
     "bench-c.png": (row_for("C", "speedup"), row_for("C15", "speedup")),
     "bench-d.png": (row_for("D-array", "mb_per_s"), row_for("D-bytes", "mb_per_s")),
+    "bench-d-peak.png": (row_for("D-peak-array", "peak_x"), row_for("D-peak-bytes", "peak_x")),
     "bench-e.png": (row_for("E", "lag_p99_ms"),),
     "bench-f.png": (row_for("F", "warm_ms"), row_for("F", "shutdown_ms")),
     "bench-f-fresh.png": tuple(row_for("F-fresh", name) for name in ("import_ms", "first_pool_ms", "second_pool_ms")),

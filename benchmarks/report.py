@@ -159,10 +159,11 @@ def _methods(run: dict[str, Any]) -> list[str]:
     sizes = run["sizes"]
     measured = {summary_key.partition("@")[0] for summary_key in run["summary"]}
     measured |= {"D"} if measured & {"D-array", "D-bytes"} else set()
+    measured |= {"D-peak"} if measured & {"D-peak-array", "D-peak-bytes"} else set()
     measured |= {"sweep"} if measured & {"B-sweep", "E-sweep"} else set()
     lines = {
-        "": "- Every pool has 2 workers (I: 1, C15: 15, the sweep: as below) and is started and warmed up (each "
-        "worker has answered a call) before anything is timed, except in F, which times the start. Pool start "
+        "": "- Every pool has 2 workers (I and D-peak: 1, C15: 15, the sweep: as below) and is started and warmed "
+        "up (each worker has answered a call) before anything is timed, except in F, which times the start. Pool start "
         "is never inside what the other scenarios time.",
         "raw": "- The raw pipe is a reference, not a peer: pre-started children answering pickles over "
         "`os.pipe`s, read with `loop.add_reader`, no task tracking (`benchmarks/rawpipe.py`).",
@@ -180,6 +181,10 @@ def _methods(run: dict[str, Any]) -> list[str]:
         "D": f"- D: a {sizes['payload_mb']:g} MB float64 array (`arange`, the child returns `arr.sum()`) or "
         f"`bytes` (the child returns `len`), {sizes['transfers']} timed calls after a small untimed one; "
         "MB (10⁶ bytes) per second of the median call. Results are checked.",
+        "D-peak": f"- D-peak: on a pool of 1 worker, a call resets the worker's peak resident memory (VmHWM, "
+        f"by /proc/self/clear_refs) and reads its VmRSS; then a {sizes.get('peak_mb', 0):g} MB float64 array or "
+        "`bytes` goes to it, which it reads whole (`sum()`, `len`) before reading its VmHWM. The figure is "
+        "(VmHWM - VmRSS before) ÷ the payload's size: 1.0 is the payload held once.",
         "E": f"- E: the B load ({sizes['in_flight']:,} in flight) runs continuously; after 0.2 s, a loop of "
         f"`sleep(1 ms)` runs for {sizes['heartbeat_s']:g} s; the lag is each sleep's time beyond 1 ms; "
         "p99 of the lags, and the tasks per second completed meanwhile.",

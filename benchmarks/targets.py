@@ -50,6 +50,8 @@ _B = row_for("B", "tasks_per_s")
 _C = row_for("C", "speedup")
 _D_ARRAY = row_for("D-array", "mb_per_s")
 _D_BYTES = row_for("D-bytes", "mb_per_s")
+_D_PEAK_ARRAY = row_for("D-peak-array", "peak_x")
+_D_PEAK_BYTES = row_for("D-peak-bytes", "peak_x")
 _E = row_for("E", "lag_p99_ms")
 _F_WARM = row_for("F", "warm_ms")
 _F_STOP = row_for("F", "shutdown_ms")
@@ -80,6 +82,10 @@ TARGETS = (
     Target("C: speedup ≥ 0.97x the raw pipe's", _C, "asyncio", "rawpipe", 0.97, False),
     Target("D: array ≥ 4x the best peer", _D_ARRAY, "asyncio", "peers", 4.0, False),
     Target("D: bytes ≥ 2x the best peer", _D_BYTES, "asyncio", "peers", 2.0, False),
+    Target("D (uvloop): array ≥ 4x the best peer", _D_ARRAY, "uvloop", "peers", 4.0, False),
+    Target("D (uvloop): bytes ≥ 2x the best peer", _D_BYTES, "uvloop", "peers", 2.0, False),
+    Target("D: a worker's peak memory ≤ 1.2x a large array argument", _D_PEAK_ARRAY, "asyncio", "", 1.2, True),
+    Target("D: a worker's peak memory ≤ 1.2x a large bytes argument", _D_PEAK_BYTES, "asyncio", "", 1.2, True),
     *(
         Target(
             f"E ({loop}): heartbeat lag p99 ≤ 1 ms under load, at ≥ 90% of B's throughput",

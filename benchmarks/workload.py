@@ -53,6 +53,31 @@ def byte_count(data: bytes) -> int:
     return len(data)
 
 
+def reset_peak_memory() -> int:
+    """Make this process's peak resident memory (VmHWM) its resident memory now; that, in bytes."""
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM (Linux 4.0 and later)
+    return _status_bytes("VmRSS")
+
+
+def peak_memory_with(payload: Any) -> int:
+    """This process's peak resident memory (VmHWM, bytes) since `reset_peak_memory`, once it has
+    received ``payload`` and read all of it (``sum()`` of an array, ``len`` of bytes, as D does)."""
+    if hasattr(payload, "sum"):
+        payload.sum()
+    else:
+        len(payload)
+    return _status_bytes("VmHWM")
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # in kB
+    raise LookupError(f"no {field} in /proc/self/status")
+
+
 async def call(fn: Callable[..., Any], *args: Any) -> Any:
     """Call ``fn(*args)`` from a coroutine: for peers (aiomultiprocess) that run only ``async def`` functions."""
     return fn(*args)

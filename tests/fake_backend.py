@@ -32,6 +32,7 @@ class FakeBackend:
     admission = None
     kill_grace = 0.0
     workers_import_main = True
+    memory_files = None
 
     def __init__(self, workers: int, *, automatic: bool) -> None:
         self.workers = workers

@@ -116,7 +116,7 @@ def test_the_units_import_each_other_without_cycles() -> None:
 @pytest.mark.parametrize(
     ("package", "allowed"),
     [
-        ("procpool._transport", {"procpool._errors"}),
+        ("procpool._transport", {"procpool._errors", "procpool._descriptors"}),
         ("procpool._child", {"procpool._errors", "procpool._transport"}),
     ],
 )

@@ -53,8 +53,14 @@ async def test_a_worker_that_dies_receiving_a_task_makes_it_a_poison_task() -> N
     the task is the likely cause, so each death counts against it, and it fails after
     ``max_crashes_per_task`` deaths instead of being sent to one new worker after another."""
     headroom = 16 * 2**20
+    # In the pickle: a large buffer in shared memory is read once the task has begun, and a failed
+    # allocation there is the task's MemoryError (tests/test_buffers.py).
     async with procpool.Pool(
-        1, max_crashes_per_task=2, initializer=crash_fns.limit_address_space, initargs=(headroom,)
+        1,
+        max_crashes_per_task=2,
+        initializer=crash_fns.limit_address_space,
+        initargs=(headroom,),
+        buffer_threshold=None,
     ) as pool:
         with anyio.fail_after(15):
             with pytest.raises(procpool.PoisonTaskError) as info:
@@ -69,7 +75,11 @@ async def test_a_task_that_never_began_goes_back_until_its_crashes_run_out() -> 
     """A death before the task began uses no retry (the task never ran): it goes back to the
     queue while its crashes are under the limit, with or without ``retries``."""
     async with procpool.Pool(
-        1, max_crashes_per_task=3, initializer=crash_fns.limit_address_space, initargs=(16 * 2**20,)
+        1,
+        max_crashes_per_task=3,
+        initializer=crash_fns.limit_address_space,
+        initargs=(16 * 2**20,),
+        buffer_threshold=None,  # in the pickle, as above
     ) as pool:
         with anyio.fail_after(15):
             with pytest.raises(procpool.PoisonTaskError) as info:

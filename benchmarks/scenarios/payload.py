@@ -1,4 +1,5 @@
-"""D. Large payloads: a float64 numpy array (``sum()`` back) or ``bytes`` (``len`` back) sent to a child."""
+"""D. Large payloads: a float64 numpy array (``sum()`` back) or ``bytes`` (``len`` back) sent to a child,
+and what such an argument costs the child's peak memory (D-peak)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,17 @@ async def send_payload(call: Call, *, kind: str, megabytes: float, transfers: in
         "first_s": times[0],
         "transfers": transfers,
     }
+
+
+async def worker_peak(call: Call, *, kind: str, megabytes: float) -> dict[str, Any]:
+    """How much a payload of ``megabytes`` raises the peak resident memory of the (only) worker that
+    receives it: its VmHWM once it has read the payload, less its VmRSS just before the call (the
+    peak reset there), as a multiple of the payload's size. 1.0: the payload once, as a view of
+    shared memory or a single copy; 2.0: two copies at once (a pickle and the object built from it)."""
+    small, _, _ = make_payload(kind, WARMUP_BYTES)
+    await call(workload.peak_memory_with, small)  # the worker imports numpy now, not in the measured call
+    payload, _, _ = make_payload(kind, int(megabytes * 1e6))
+    size = payload.nbytes if kind == "array" else len(payload)
+    before = await call(workload.reset_peak_memory)
+    peak = await call(workload.peak_memory_with, payload)
+    return {"peak_x": (peak - before) / size, "peak_mb": (peak - before) / 1e6, "payload_mb": size / 1e6}

@@ -1,11 +1,12 @@
-"""Descriptor helpers that the engine and the IPC objects share: an anonymous memory file, and
-a look at whether one descriptor is ready."""
+"""Descriptor helpers that the engine, the transport and the IPC objects share: an anonymous
+memory file (made, filled, read), and a look at whether one descriptor is ready."""
 
 from __future__ import annotations
 
 import os
 import select
 import tempfile
+from collections.abc import Sequence
 
 
 def shared_memory(size: int, name: str) -> int:
@@ -23,6 +24,42 @@ def shared_memory(size: int, name: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def memory_file_holding(buffers: Sequence[memoryview], offsets: Sequence[int], size: int, name: str) -> int:
+    """A `shared_memory` file of ``size`` bytes with each of ``buffers`` at its offset (`write_at`)."""
+    fd = shared_memory(size, name)
+    try:
+        write_at(fd, buffers, offsets)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_at(fd: int, buffers: Sequence[memoryview], offsets: Sequence[int]) -> None:
+    """Write each of ``buffers`` (contiguous, bytes) into the file ``fd`` at its offset. With
+    pwrite, not through a mapping: the kernel fills the pages, with no page fault in this
+    process, and the file's pages never count in its resident memory."""
+    for buffer, offset in zip(buffers, offsets, strict=True):
+        view, at = buffer, offset
+        while view:
+            written = os.pwrite(fd, view, at)
+            view, at = view[written:], at + written
+
+
+def read_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from the file ``fd`` at ``offset``.
+
+    Raises:
+        ConnectionError: the file ends first (truncated by its sender).
+    """
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            raise ConnectionError("a memory file sent by another process was truncated")
+        done += count
 
 
 def poll_one(fd: int, *, write: bool, timeout_ms: int | None) -> bool:

@@ -45,3 +45,16 @@ def check_seconds(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a number of seconds or None, not {type(value).__name__}")
     if not value > 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number of seconds > 0, or None, not {value!r}")
+
+
+def check_buffer_threshold(value: object, minimum: int) -> None:
+    """None (no buffer out of band), or a number of bytes of at least ``minimum``."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"buffer_threshold must be a number of bytes (an int) or None, not {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(
+            f"buffer_threshold must be at least {minimum} bytes (64 KiB), or None to keep every buffer in "
+            f"the pickle, not {value!r}"
+        )

@@ -10,9 +10,12 @@ from .._core import EventHook, PoolObserver, PoolStats
 from .._engine import LocalBackend
 from .._errors import PoolClosedError
 from .._sizing import available_cpus, check_start_method
-from ._checks import check_bool, check_count, check_positive_int, check_seconds
+from .._transport import MINIMUM_THRESHOLD
+from ._checks import check_bool, check_buffer_threshold, check_count, check_positive_int, check_seconds
 from ._executor import PoolExecutor
 from ._verbs import PoolFacade, PoolOptions
+
+DEFAULT_BUFFER_THRESHOLD = 256 * 1024
 
 
 class Pool(PoolFacade):
@@ -56,6 +59,11 @@ class Pool(PoolFacade):
         idle_timeout: seconds a worker may wait for a task before it is stopped, down to
             ``min_workers``; stopped workers are started again when work comes (None: never).
         min_workers: how many workers ``idle_timeout`` keeps running.
+        buffer_threshold: bytes from which a buffer in an argument or a result (a numpy array,
+            ``bytes``, ``bytearray``, ``memoryview``, anything pickled as a `pickle.PickleBuffer`)
+            travels in shared memory rather than in the pickle: numpy arrays and memoryviews
+            arrive as views of it, with no copy. At least 64 KiB; None: every buffer goes in the
+            pickle. See "Large payloads" in the tuning guide (docs/tuning.md).
 
     Raises:
         ValueError: an argument is out of range or an unknown start method is named.
@@ -82,6 +90,7 @@ class Pool(PoolFacade):
         max_crashes_per_task: int = 3,
         idle_timeout: float | None = None,
         min_workers: int = 0,
+        buffer_threshold: int | None = DEFAULT_BUFFER_THRESHOLD,
     ) -> None:
         check_positive_int("workers", workers, optional=True)
         check_positive_int("max_tasks_per_worker", max_tasks_per_worker, optional=True)
@@ -90,6 +99,7 @@ class Pool(PoolFacade):
         check_positive_int("max_crashes_per_task", max_crashes_per_task, optional=False)
         check_seconds("idle_timeout", idle_timeout)
         check_count("min_workers", min_workers)
+        check_buffer_threshold(buffer_threshold, MINIMUM_THRESHOLD)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
         if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
@@ -118,6 +128,7 @@ class Pool(PoolFacade):
             max_crashes_per_task=max_crashes_per_task,
             idle_timeout=None if idle_timeout is None else float(idle_timeout),
             min_workers=min_workers,
+            buffer_threshold=buffer_threshold,
         )
         # A pool dropped unclosed is ended as it is collected (the backend does not refer back
         # to the facade, which the user holds); at the interpreter's exit, `_process` ends them.

@@ -8,7 +8,6 @@ generator (its ``finally`` blocks run) and the worker is free for the next task.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -16,6 +15,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 from .._core import StreamLink, Task, awaited_result, wait_done
+from .._transport import loads
 
 T = TypeVar("T")
 
@@ -45,13 +45,13 @@ class StreamIterator(Generic[T]):
                     awaited_result(self._task, iterating=True)  # raises the generator's error, if any
                     raise StopAsyncIteration
                 await self._link.wait()
-            body = self._link.items.popleft()
+            body, buffers = self._link.items.popleft()
             await self._link.took_item()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._close(self._kill_grace)
             raise
-        item: T = pickle.loads(body)
+        item: T = loads(body, buffers)
         return item
 
     async def __aenter__(self) -> StreamIterator[T]:

@@ -15,7 +15,7 @@ import anyio.lowlevel
 
 from .._child import ChunkRunner
 from .._core import Backend, Job, PoolState, StreamLink, Task
-from .._transport import dumps_for_transport, dumps_function
+from .._transport import dumps_for_transport, dumps_function, dumps_with_buffers_for_transport
 from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
 from ._chunking import ChunkSizer
 from ._host import PoolHost
@@ -84,15 +84,27 @@ class Verbs:
         room = backend.admission
         if room is not None:
             room.enter()
-        args_bytes = dumps_for_transport(
-            (args, kwargs), f"an argument of {name}", main_by_reference=backend.workers_import_main
-        )
+        files = backend.memory_files
+        buffers = None
+        if files is None:
+            args_bytes = dumps_for_transport(
+                (args, kwargs), f"an argument of {name}", main_by_reference=backend.workers_import_main
+            )
+        else:
+            args_bytes, buffers = dumps_with_buffers_for_transport(
+                (args, kwargs),
+                f"an argument of {name}",
+                files.threshold,
+                files,
+                main_by_reference=backend.workers_import_main,
+            )
         job_id = backend.new_job_id()
         job = Job(
             job_id,
             f"{name}() [task {job_id}]",
             fn_bytes,
             args_bytes,
+            buffers,
             kill_on_cancel=self._kill_on_cancel,
             stream=stream,
         )

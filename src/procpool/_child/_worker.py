@@ -25,7 +25,16 @@ from collections.abc import Awaitable, Callable
 from multiprocessing import reduction
 from typing import TYPE_CHECKING, Any
 
-from .._transport import dumps, dumps_for_transport, pack_exception, wire
+from .._transport import (
+    Spilled,
+    dumps,
+    dumps_for_transport,
+    dumps_with_buffers_for_transport,
+    loads,
+    pack_exception,
+    send_descriptor,
+    wire,
+)
 from . import _reports
 from ._call import END, call, complete, describe, item_source, new_event_loop
 
@@ -78,11 +87,11 @@ def kill_at_end_of_file(fd: int, owner: int) -> None:
 class _Inbox:
     """Frames from the parent, read in large chunks: one system call brings many small tasks."""
 
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, companion: socket.socket | None) -> None:
         self.channel = channel
         self.frames: deque[wire.Frame] = deque()
         self.closed = False  # the parent closed the channel
-        self._buffer = wire.FrameBuffer()
+        self._buffer = wire.FrameBuffer(companion)
         self._cancels = False
 
     def fill(self, *, wait: bool) -> None:
@@ -126,10 +135,20 @@ class _Inbox:
 
 
 class _Worker:
-    def __init__(self, channel: socket.socket, started: mmap.mmap | None = None) -> None:
+    def __init__(
+        self,
+        channel: socket.socket,
+        started: mmap.mmap | None = None,
+        companion: socket.socket | None = None,
+        buffer_threshold: int | None = None,
+    ) -> None:
         self.channel = channel
         self.started = started  # shared with the parent: the id of the task this worker began last
-        self.inbox = _Inbox(channel)
+        # Where the descriptors of large buffers go, both ways, and how large they must be to go
+        # there rather than in the pickle (None: never).
+        self.companion = companion
+        self.buffer_threshold = buffer_threshold if companion is not None else None
+        self.inbox = _Inbox(channel, companion)
         self.functions: dict[int, Callable[..., Any] | bytes] = {}
         self.runner: asyncio.Runner | None = None
         self.unsent: list[bytes] = []  # finished tasks' frames, sent together (see `serve`)
@@ -233,25 +252,33 @@ class _Worker:
             self.functions[fn_id] = bytes(body[start : start + fn_len])
         return fn_id, start + fn_len
 
-    def load_call(self, body: wire.Body) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-        fn_id, args_start = self.register(body)
+    def load_call(self, frame: wire.Frame) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        fn_id, args_start = self.register(frame.body)
         fn = self.function(fn_id)
-        args, kwargs = pickle.loads(body[args_start:])
+        args, kwargs = loads(frame.body[args_start:], frame.buffers)
         return fn, args, kwargs
 
-    def call(self, body: wire.Body) -> bytes:
-        fn, args, kwargs = self.load_call(body)
+    def call(self, frame: wire.Frame) -> tuple[bytes, Spilled | None]:
+        """Run a CALL frame's task: its pickled result, and the result's out-of-band buffers."""
+        fn, args, kwargs = self.load_call(frame)
         self._running_task = True
         try:
             result = call(fn, args, kwargs, self.loop_runner())
         finally:
             self._running_task = False
-        return dumps_for_transport(result, f"the result of {describe(fn)}")
+        del args, kwargs  # their buffers are unmapped now, unless the result holds them
+        return self.pickled(result, f"the result of {describe(fn)}")
 
-    def stream(self, task_id: int, body: wire.Body) -> bytes:
+    def pickled(self, value: object, what: str) -> tuple[bytes, Spilled | None]:
+        """A result or a stream's item, pickled, and its out-of-band buffers."""
+        if self.buffer_threshold is None:
+            return dumps_for_transport(value, what), None
+        return dumps_with_buffers_for_transport(value, what, self.buffer_threshold)
+
+    def stream(self, task_id: int, frame: wire.Frame) -> bytes:
         """Send the items of ``fn(*args, **kwargs)`` (an iterable or async iterable) one by one,
         never more than the parent granted; the generator is closed however the stream ends."""
-        fn, args, kwargs = self.load_call(body)
+        fn, args, kwargs = self.load_call(frame)
         self._running_task = True
         try:
             items = fn(*args, **kwargs)
@@ -259,7 +286,11 @@ class _Worker:
             credit = 0
             try:
                 while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not END:
-                    self.send(wire.ITEM, task_id, dumps_for_transport(item, f"an item of {describe(fn)}"))
+                    data, buffers = self.pickled(item, f"an item of {describe(fn)}")
+                    if buffers is None:
+                        self.send(wire.ITEM, task_id, data)
+                    else:
+                        self.send_with_buffers(wire.ITEM, task_id, buffers, data)
                     credit -= 1
             finally:
                 if close is not None:
@@ -297,6 +328,8 @@ class _Worker:
 
     def skipped(self, frame: wire.Frame) -> None:
         self.register(frame.body)  # the parent counts on the function it carried being cached
+        if frame.buffers is not None:
+            frame.buffers.close()
         self.flush()
         self.send(wire.CANCELLED, frame.task_id)
 
@@ -324,12 +357,15 @@ class _Worker:
             reporter = self.reporter
             reporter.task_id = frame.task_id
             started = time.monotonic()
+            task_id = frame.task_id
+            result_buffers: Spilled | None = None  # those of the result (``frame.buffers``: of the arguments)
             try:
                 if frame.kind == wire.STREAM:
                     self.flush()
-                    outcome = wire.RESULT, self.stream(frame.task_id, frame.body)
+                    outcome = wire.RESULT, self.stream(task_id, frame)
                 else:
-                    outcome = wire.RESULT, self.call(frame.body)
+                    data, result_buffers = self.call(frame)
+                    outcome = wire.RESULT, data
             except SystemExit:
                 self.flush()
                 raise  # sys.exit() in a task ends this worker, as it would end any process
@@ -339,12 +375,31 @@ class _Worker:
             reporter.task_id = 0
             if reporter.streams:
                 reporter.flush_output()  # what the task printed goes out ahead of its result
-            self.unsent += wire.encode(outcome[0], frame.task_id, wire.TIMING.pack(started, finished), outcome[1])
+            timing = wire.TIMING.pack(started, finished)
             self.task_time += _SMOOTHING * (finished - started - self.task_time)
+            if frame.buffers is not None and frame.buffers.unmapped():
+                self.unsent += wire.encode(wire.UNMAPPED, task_id)  # the parent may reuse the memory file
+            if result_buffers is not None:
+                self.send_with_buffers(wire.RESULT, task_id, result_buffers, timing, outcome[1])
+                continue
+            self.unsent += wire.encode(outcome[0], task_id, timing, outcome[1])
             # Results of tiny tasks go back together while more tasks are already here: the
             # next one delays them by about as long as these took. Anything else goes at once.
             if not inbox.frames or self.task_time > _BATCH_TASK_TIME or len(self.unsent) >= _BATCH_SIZE:
                 self.flush()
+
+    def send_with_buffers(self, kind: int, task_id: int, buffers: Spilled, *parts: bytes) -> None:
+        """Send a RESULT or ITEM frame whose out-of-band buffers are in ``buffers``: their
+        descriptor first, on the companion socket, then the frame (at once, after any held back),
+        which the parent reads only after it. The memory file is the parent's then: this worker
+        closes it."""
+        self.flush()
+        assert self.companion is not None
+        try:
+            send_descriptor(self.companion, buffers.fd)
+        finally:
+            buffers.close()
+        self.write(wire.encode(kind | wire.BUFFERS, task_id, buffers.table, *parts))
 
     def flush(self) -> None:
         if self.unsent:
@@ -395,11 +450,17 @@ def _detach(dup: Any) -> int:
     return fd
 
 
-def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_fd: int | None = None) -> None:
+def main(
+    channel: socket.socket,
+    lifeline: socket.socket,
+    setup: bytes,
+    started_fd: int | None = None,
+    companion: socket.socket | None = None,
+) -> None:
     """Entry point of a worker process (the target given to ``multiprocessing``).
 
     ``started_fd`` is memory shared with the parent, where the worker writes the id of each task
-    as it begins it.
+    as it begins it. ``companion`` carries the descriptors of large buffers, both ways.
     """
     arm_lifeline(lifeline, whole_group=_lead_own_group())
     # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
@@ -412,6 +473,10 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
     # stderr instead of the channel.
     channel.set_inheritable(False)
     lifeline.set_inheritable(False)
+    if companion is not None:
+        companion.set_inheritable(False)
+        companion.setblocking(True)
+        os.register_at_fork(after_in_child=companion.close)
     os.register_at_fork(after_in_child=channel.close)
     os.register_at_fork(after_in_child=_reports.uninstall)
     channel.setblocking(True)
@@ -421,10 +486,10 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
             started = mmap.mmap(started_fd, wire.STARTED.size)
         finally:
             os.close(started_fd)
-    worker = _Worker(channel, started)
+    initializer, initargs, log_levels, forward_output, kill_grace, buffer_threshold = pickle.loads(setup)
+    worker = _Worker(channel, started, companion, buffer_threshold)
     if TAKE_BACK_SIGNAL is not None:
         signal.signal(TAKE_BACK_SIGNAL, worker.on_take_back_signal)
-    initializer, initargs, log_levels, forward_output, kill_grace = pickle.loads(setup)
     worker.reporter = _reports.install(worker.write, log_levels, forward_output)
     try:
         if initializer is not None:
@@ -444,3 +509,5 @@ def main(channel: socket.socket, lifeline: socket.socket, setup: bytes, started_
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         worker.close()
         channel.close()
+        if companion is not None:
+            companion.close()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
+    from .._transport import MemoryFiles
     from ._admission import Admission
     from ._job import Job
     from ._observe import PoolObserver
@@ -48,6 +49,12 @@ class Backend(Protocol):
     def workers_import_main(self) -> bool:
         """Whether its workers import the main script, as multiprocessing's children do: then the
         script's top-level functions and classes travel by name, otherwise by value."""
+
+    @property
+    def memory_files(self) -> MemoryFiles | None:
+        """Where arguments' large pickle buffers go, out of band: shared memory files, for those of
+        at least its ``threshold`` bytes (see `procpool._transport.MemoryFiles`); None: every
+        argument goes in the pickle."""
 
     @property
     def kill_grace(self) -> float:

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import enum
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError
+from .._transport import loads
 from ._task import Task
 
 if TYPE_CHECKING:
-    from .._transport import Body
+    from .._transport import Body, Received, Spilled
     from ._stream import StreamLink
 
 _log = logging.getLogger("procpool")
@@ -48,6 +48,7 @@ class Job:
         description: how messages name the call, e.g. ``"square() [task 3]"``.
         fn_bytes: the pickled function.
         args_bytes: the pickled ``(args, kwargs)``.
+        buffers: their out-of-band buffers, if any; closed when the job settles.
         kill_on_cancel: cancelling it while it runs kills its worker (True) or drops its result.
         stream: for ``Pool.stream``: where its items go.
     """
@@ -58,6 +59,7 @@ class Job:
         description: str,
         fn_bytes: bytes,
         args_bytes: bytes,
+        buffers: Spilled | None = None,
         *,
         kill_on_cancel: bool,
         stream: StreamLink | None = None,
@@ -66,6 +68,8 @@ class Job:
         self.description = description
         self.fn_bytes = fn_bytes
         self.args_bytes = args_bytes
+        self.buffers = buffers
+        self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused
         self.fn_id = 0  # set by a backend that caches functions by id
         self.kill_on_cancel = kill_on_cancel
         self.stream = stream
@@ -121,6 +125,7 @@ class Job:
         its state: a running handle stays running while its call is run again."""
         if self.stage is not Stage.SETTLED:
             self.stage = Stage.QUEUED
+            self.buffers_unmapped = False
 
     def report_progress(self, done: float, total: float | None) -> None:
         if self.task is not None:
@@ -128,12 +133,13 @@ class Job:
 
     # -- settling ------------------------------------------------------------------------------
 
-    def succeed(self, body: Body) -> None:
-        """It returned: unpickle its result (here, after routing, so a bad result fails only this job)."""
+    def succeed(self, body: Body, buffers: Received | None = None) -> None:
+        """It returned: unpickle its result, with its out-of-band ``buffers`` (here, after routing,
+        so a bad result fails only this job)."""
         if self.stage is Stage.SETTLED:
             return
         try:
-            result = pickle.loads(body)
+            result = loads(body, buffers)
         except BaseException as exc:  # SystemExit or KeyboardInterrupt from a __reduce__ too: this job's alone
             error = SerializationError(f"the result of {self.description} could not be unpickled: {exc!r}")
             error.__cause__ = exc
@@ -182,6 +188,12 @@ class Job:
         self.stage = Stage.SETTLED
         self.task = None
         self.fn_bytes = self.args_bytes = b""
+        if self.buffers is not None:
+            if self.buffers_unmapped:
+                self.buffers.recycle()
+            else:
+                self.buffers.close()  # a worker may still map it: never written again
+            self.buffers = None
         self.on_cancel = self.start_gate = None
         outcome(task)
 

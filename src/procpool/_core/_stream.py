@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import anyio
 
-from .._transport import wire
+from .._transport import Received, wire
 
 WINDOW = 8  # items the worker may send ahead of the consumer
 
@@ -25,7 +25,7 @@ class StreamLink:
     """The parent's side of one stream, shared by the worker slot and the consumer."""
 
     def __init__(self) -> None:
-        self.items: deque[wire.Body] = deque()
+        self.items: deque[tuple[wire.Body, Received | None]] = deque()  # pickled, with out-of-band buffers
         self._wakeup = anyio.Event()
         self._send: Send | None = None
         self._task_id = 0
@@ -40,8 +40,8 @@ class StreamLink:
         self._task_id, self._send = task_id, send
         self._attached.set()
 
-    def deliver(self, body: wire.Body) -> None:
-        self.items.append(body)
+    def deliver(self, body: wire.Body, buffers: Received | None = None) -> None:
+        self.items.append((body, buffers))
         self.wake()
 
     def detach(self) -> None:

@@ -208,6 +208,7 @@ class _DaskBackend:
     """Runs jobs on a Dask cluster: each as one Dask task of `run_call`, awaited by a driver task."""
 
     workers_import_main = False  # a cluster's workers were started by something else
+    memory_files = None  # Dask serializes arguments its own way
 
     def __init__(self, address: str | _ClusterLike | Client | None, workers: int) -> None:
         self.workers = workers

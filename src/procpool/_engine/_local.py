@@ -34,7 +34,7 @@ from .._core import (
     used_from_another_thread,
 )
 from .._errors import PoolClosedError
-from .._transport import dumps_for_transport
+from .._transport import MemoryFiles, dumps_for_transport
 from ._channel_io import channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
@@ -93,8 +93,11 @@ class LocalBackend:
         max_crashes_per_task: int,
         idle_timeout: float | None,
         min_workers: int,
+        buffer_threshold: int | None,
     ) -> None:
         self.workers = workers
+        # A memory file for each worker's call waits to be reused, at most.
+        self.memory_files = None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers)
         self.start_method = start_method
         self.kill_grace = kill_grace
         self.observer = observer
@@ -206,7 +209,14 @@ class LocalBackend:
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
-            (self._initializer, self._initargs, log_levels, self._forward_output, self.kill_grace),
+            (
+                self._initializer,
+                self._initargs,
+                log_levels,
+                self._forward_output,
+                self.kill_grace,
+                None if self.memory_files is None else self.memory_files.threshold,
+            ),
             "the initializer or its arguments",
         )
         spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)
@@ -289,6 +299,8 @@ class LocalBackend:
         if self._healing is not None:
             with anyio.CancelScope(shield=True):
                 await self._healing.close(self.kill_grace)
+        if self.memory_files is not None:
+            self.memory_files.close()  # every job has settled
         if self._stopped is not None:
             self._stopped.set()
 

@@ -28,7 +28,7 @@ from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_
 from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
 from .._forkserver import READY_MODULE, preload_list
-from .._transport import unpack_exception, wire
+from .._transport import Spilled, send_descriptor, unpack_exception, wire
 from . import _reports
 from ._channel_io import ChannelIO, Step
 
@@ -314,14 +314,16 @@ class WorkerProcess:
         lifeline: socket.socket,
         started: mmap.mmap,
         owner: weakref.WeakSet[WorkerProcess],
+        companion: socket.socket,
     ) -> None:
         self._process = process
         self._exit_fd = _exit_descriptor(process)
         self._channel = channel
         self._lifeline = lifeline
+        self._companion = companion  # the channel's socket for descriptors of large buffers
         self._started = started
         self._started_at_exit: int | None = None  # read from ``started`` before it is unmapped
-        self._frames = wire.FrameBuffer()
+        self._frames = wire.FrameBuffer(companion)
         self._pending: deque[wire.Frame] = deque()
         self._unsent: deque[bytes | memoryview] = deque()  # frames the channel has not taken yet
         self._known_functions: OrderedDict[int, None] = OrderedDict()
@@ -356,13 +358,17 @@ class WorkerProcess:
                     parent_lifeline, child_lifeline = socket.socketpair()
                     undo.callback(parent_lifeline.close)
                     child_ends.callback(child_lifeline.close)
+                    # Where the descriptors of large buffers go, ahead of their frames (see `_buffers`).
+                    parent_companion, child_companion = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                    undo.callback(parent_companion.close)
+                    child_ends.callback(child_companion.close)
                     started_fd = shared_memory(wire.STARTED.size, "procpool-worker")
                     child_ends.callback(os.close, started_fd)  # the mapping stays
                     started = mmap.mmap(started_fd, wire.STARTED.size)
                     undo.callback(started.close)
                     process = context.Process(  # type: ignore[attr-defined]
                         target=worker_main,
-                        args=(child_channel, child_lifeline, setup, InheritedFd(started_fd)),
+                        args=(child_channel, child_lifeline, setup, InheritedFd(started_fd), child_companion),
                         name=WORKER_NAME,
                     )
                     # Shielded: a cancellation arriving just after the start would leave a process
@@ -371,7 +377,7 @@ class WorkerProcess:
                         await start_in_thread(process, child_lifeline)
                     undo.callback(_kill_unhandled, process)
                 parent_channel.setblocking(False)
-                worker = cls(process, parent_channel, parent_lifeline, started, owner)
+                worker = cls(process, parent_channel, parent_lifeline, started, owner, parent_companion)
             except (BrokenPipeError, ConnectionResetError, EOFError) as exc:
                 # The new process died before it read its start data: a crash during start-up.
                 raise WorkerCrashedError(pid=None, exitcode=None, signal_name=None, task="its start-up") from exc
@@ -469,8 +475,11 @@ class WorkerProcess:
                 sent -= len(buffer)
                 unsent.popleft()
 
-    def encode_call(self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
-        """A call frame for this worker, with the pickled function only if it does not cache it yet."""
+    def encode_call(
+        self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes, buffers: Spilled | None
+    ) -> list[bytes]:
+        """A call frame for this worker, with the pickled function only if it does not cache it yet.
+        The descriptor of the arguments' out-of-band ``buffers`` goes at once, ahead of the frame."""
         known = self._known_functions
         forget_id = 0
         if fn_id in known:
@@ -480,7 +489,13 @@ class WorkerProcess:
             known[fn_id] = None
             if len(known) > _FUNCTIONS_PER_WORKER:
                 forget_id, _ = known.popitem(last=False)
-        return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
+        if buffers is None:
+            return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
+        # Blocks only while the socket is full, which it is not: a large call goes to an idle worker
+        # only (see `WorkerSlot`), so a worker has one or two such descriptors to read at most.
+        with contextlib.suppress(OSError):  # the worker is gone: its end of file says so
+            send_descriptor(self._companion, buffers.fd)
+        return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes, buffers.table)
 
     def call_size(self, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> int:
         """The bytes a call frame for this worker carries (the function only if not cached)."""
@@ -696,6 +711,7 @@ class WorkerProcess:
         if self._last_reports:
             self._deliver_last_reports()
         self._close_channel()
+        self._companion.close()  # the kernel drops the descriptors still in it
         self._lifeline.close()
         self._started_at_exit = self.last_began()
         self._started.close()

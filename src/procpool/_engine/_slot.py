@@ -114,7 +114,7 @@ class WorkerSlot:
             self._inflight[job.id] = job
             worker.dispatched += 1
             kind = wire.CALL if job.stream is None else wire.STREAM
-            frames += worker.encode_call(kind, job.id, job.fn_id, job.fn_bytes, job.args_bytes)
+            frames += worker.encode_call(kind, job.id, job.fn_id, job.fn_bytes, job.args_bytes, job.buffers)
             if job.stream is not None:
                 streams.append(job)
         if frames:
@@ -140,7 +140,7 @@ class WorkerSlot:
         batch: list[Job] = []
         fits_ahead = self._policy.fits_ahead
         while len(batch) < room and (job := self._backlog.peek()) is not None:
-            if not fits_ahead(worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes), job.stream is not None):
+            if not fits_ahead(_call_size(worker, job), job.stream is not None):
                 break
             self._backlog.get_nowait()
             batch.append(job)
@@ -158,9 +158,7 @@ class WorkerSlot:
             or next(iter(self._inflight.values())).stream is not None
             or self._policy.room_ahead(self._task_time, in_flight) <= 0
             or (self._max_tasks is not None and worker.dispatched + in_flight >= self._max_tasks)
-            or not self._policy.fits_ahead(
-                worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes), job.stream is not None
-            )
+            or not self._policy.fits_ahead(_call_size(worker, job), job.stream is not None)
         ):
             return None
         return in_flight
@@ -242,9 +240,12 @@ class WorkerSlot:
             return
         if job is None:
             return  # a late frame of a job already settled
+        if frame.kind == wire.UNMAPPED:
+            job.buffers_unmapped = True
+            return
         if frame.kind == wire.ITEM:
             if job.stream is not None:
-                job.stream.deliver(frame.body)
+                job.stream.deliver(frame.body, frame.buffers)
             return
         self._take_out(frame.task_id)
         if frame.task_id in self._cancelling:
@@ -266,7 +267,7 @@ class WorkerSlot:
                 self._began(job)
             body = memoryview(frame.body)[wire.TIMING.size :]
             if frame.kind == wire.RESULT:
-                job.succeed(body)
+                job.succeed(body, frame.buffers)
             else:
                 job.fail(unpack_exception(body))
         if self._inflight:
@@ -580,3 +581,10 @@ class WorkerSlot:
         self._inflight.clear()
         self._dropped.clear()
         await self._retire(reason)
+
+
+def _call_size(worker: WorkerProcess, job: Job) -> int:
+    """The bytes a call carries to ``worker``, its out-of-band buffers too: a large one is never
+    sent ahead of a running task (so a worker has a large call's buffers to map one at a time)."""
+    size = worker.call_size(job.fn_id, job.fn_bytes, job.args_bytes)
+    return size if job.buffers is None else size + job.buffers.size

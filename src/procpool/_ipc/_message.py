@@ -19,7 +19,7 @@ import socket
 import struct
 from typing import Any
 
-from .._descriptors import shared_memory
+from .._descriptors import memory_file_holding, read_into
 from .._transport import dumps_for_transport
 from ._waiting import Op, Port, Wait
 
@@ -93,16 +93,8 @@ def send_op(sock: socket.socket, port: Port, data: bytes, deadline: float | None
 
 
 def _spill(data: bytes) -> int:
-    """A memory file holding ``data``, positioned at its start."""
-    fd = shared_memory(0, "procpool-message")
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    """A memory file holding ``data``."""
+    return memory_file_holding([memoryview(data)], [0], len(data), "procpool-message")
 
 
 def try_receive(sock: socket.socket) -> Any:
@@ -141,13 +133,7 @@ def try_receive(sock: socket.socket) -> Any:
 def _read_spilled(fd: int, size: int) -> bytearray:
     try:
         data = bytearray(size)
-        view = memoryview(data)
-        done = 0
-        while done < size:
-            count = os.preadv(fd, [view[done:]], done)
-            if count == 0:
-                raise ConnectionError("a large message was truncated")
-            done += count
+        read_into(fd, memoryview(data), 0)
         return data
     finally:
         os.close(fd)

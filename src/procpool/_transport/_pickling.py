@@ -27,11 +27,13 @@ from typing import Any, ClassVar, NoReturn
 import cloudpickle  # type: ignore[import-untyped]
 
 from .._errors import RemoteError, RemoteTraceback, SerializationError
+from ._buffers import MemoryFiles, Spill, Spilled
 from ._wire import Body
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
+_SCALARS = _PLAIN_TYPES - {bytes, bytearray}  # plain types that hold no buffer
 _PLAIN_DEPTH = 4
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _told_by_value: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -59,6 +61,81 @@ def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
     return data
 
 
+def dumps_with_buffers(
+    obj: object, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
+) -> tuple[bytes, Spilled | None]:
+    """`dumps`, with the buffers of ``threshold`` bytes or more (numpy arrays', ``bytes``,
+    ``bytearray``, ``memoryview``, anything pickled as a `pickle.PickleBuffer`) taken out of band
+    into a memory file (one of ``files``, if given; see `_buffers`); None when there is none.
+
+    The pickler cannot be asked about ``bytes`` and ``bytearray`` but by ``persistent_id``, which
+    costs a call per object. So the pickle is first made without it, into a file that stops it at
+    the first large write (a payload of 64 KiB or more goes to the file alone): only a pickle
+    that holds one is made again with ``persistent_id``. Plain data with no large buffer (tiny
+    calls and results) skips both.
+    """
+    if _is_plain_call(obj, threshold) or _is_plain(obj, _PLAIN_DEPTH, threshold):
+        return pickle.dumps(obj, protocol=_PROTOCOL), None
+    plain = _is_plain(obj, _PLAIN_DEPTH)
+    pickler = pickle.Pickler if plain else _Pickler if main_by_reference else _PicklerMainByValue
+    spill = Spill(threshold)
+    probe = _StopAtLarge(threshold)
+    try:
+        pickler(probe, protocol=_PROTOCOL, buffer_callback=spill.take).dump(obj)
+        data = b"".join(probe.parts)
+    except _LargeWrite:
+        spill = Spill(threshold)
+        with io.BytesIO() as file:
+            spilling = pickler(file, protocol=_PROTOCOL, buffer_callback=spill.take)
+            spilling.persistent_id = spill.persistent_id  # type: ignore[method-assign]  # read per pickler
+            spilling.dump(obj)
+            data = file.getvalue()
+    return data, spill.to_file(files)
+
+
+class _LargeWrite(Exception):
+    pass
+
+
+class _StopAtLarge:
+    """A pickler's file that raises `_LargeWrite` when a payload of ``threshold`` bytes or more
+    comes (a ``bytes``, ``bytearray``, or an encoded ``str``, which is no buffer but costs only
+    the second pickling)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.parts: list[Any] = []
+
+    def write(self, data: Any) -> None:
+        with memoryview(data) as view:
+            if view.nbytes >= self.threshold:
+                raise _LargeWrite
+        self.parts.append(data)
+
+
+def _memoryview(buffer: Any, format: str, shape: tuple[int, ...]) -> memoryview:
+    view: memoryview = memoryview(buffer)
+    if format == "B" and len(shape) == 1:
+        return view
+    raw: Any = view.cast("B")
+    shaped: memoryview = raw.cast(format, shape)
+    return shaped
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """A memoryview travels as its bytes (a buffer: out of band when large), its format and shape;
+    the receiver's is writable if this one is. Formats that ``cast`` cannot rebuild travel as bytes."""
+    format, shape = view.format, view.shape
+    try:
+        memoryview(bytes(view.itemsize)).cast(format)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        format, shape = "B", (view.nbytes,)
+    if not view.c_contiguous:
+        data = view.tobytes()
+        return _memoryview, (data if view.readonly else bytearray(data), format, shape)
+    return _memoryview, (pickle.PickleBuffer(view), format, shape)
+
+
 def _refuse_open_file(file: io.TextIOWrapper) -> NoReturn:
     raise pickle.PicklingError(
         f"an open file ({file.name!r}) does not cross to another process: pass its path, and open it in the task"
@@ -77,7 +154,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     """
 
     dispatch_table: ClassVar[Mapping[type, Callable[..., Any]]] = ChainMap(
-        {io.TextIOWrapper: _refuse_open_file}, cloudpickle.Pickler.dispatch_table
+        {io.TextIOWrapper: _refuse_open_file, memoryview: _reduce_memoryview}, cloudpickle.Pickler.dispatch_table
     )
     main_by_reference: ClassVar[bool] = True
 
@@ -98,32 +175,43 @@ class _PicklerMainByValue(_Pickler):
     main_by_reference = False
 
 
-def _is_plain_call(obj: object) -> bool:
+def _is_plain_call(obj: object, threshold: int | None = None) -> bool:
     """The common ``(args, kwargs)`` of a call with scalar arguments and no keywords, checked
-    without the recursion of `_is_plain` (each submit of a tiny task pays for this)."""
+    without the recursion of `_is_plain` (each submit of a tiny task pays for this); with
+    ``threshold``, no ``bytes`` or ``bytearray`` argument as large."""
     if type(obj) is not tuple or len(obj) != 2:
         return False
     args, kwargs = obj
     if type(args) is not tuple or kwargs != {} or type(kwargs) is not dict:
         return False
-    return _PLAIN_TYPES.issuperset(map(type, args))
+    if threshold is None:
+        return _PLAIN_TYPES.issuperset(map(type, args))
+    if _SCALARS.issuperset(map(type, args)):
+        return True
+    return all(type(arg) in _PLAIN_TYPES and _is_plain(arg, 0, threshold) for arg in args)
 
 
-def _is_plain(obj: object, depth: int) -> bool:
+def _is_plain(obj: object, depth: int, threshold: int | None = None) -> bool:
+    """Whether ``obj`` is plain data (see `dumps`); with ``threshold``, with no buffer as large."""
     kind = type(obj)
     if kind in _PLAIN_TYPES:
-        return True
+        return threshold is None or (kind is not bytes and kind is not bytearray) or len(obj) < threshold  # type: ignore[arg-type]
     if kind.__module__ == "numpy" and kind.__name__ == "ndarray":
-        return not obj.dtype.hasobject  # type: ignore[attr-defined]
+        array: Any = obj
+        return not array.dtype.hasobject and (threshold is None or array.nbytes < threshold)
     if not depth:
         return False
     if kind is tuple or kind is list:
         items: Any = obj
         # A loop in C first: a map's chunk of thousands of numbers is checked in microseconds.
-        return _PLAIN_TYPES.issuperset(map(type, items)) or all(_is_plain(item, depth - 1) for item in items)
+        return (_PLAIN_TYPES if threshold is None else _SCALARS).issuperset(map(type, items)) or all(
+            _is_plain(item, depth - 1, threshold) for item in items
+        )
     if kind is dict:
         mapping: Any = obj
-        return all(type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1) for key, value in mapping.items())
+        return all(
+            type(key) in _PLAIN_TYPES and _is_plain(value, depth - 1, threshold) for key, value in mapping.items()
+        )
     return False
 
 
@@ -165,10 +253,24 @@ def dumps_for_transport(
     try:
         return pickler(obj, main_by_reference=main_by_reference)
     except Exception as exc:
-        raise SerializationError(
-            f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
-            "pass plain data, or objects that cloudpickle supports"
-        ) from exc
+        raise _cannot_pickle(what, exc) from exc
+
+
+def dumps_with_buffers_for_transport(
+    obj: object, what: str, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
+) -> tuple[bytes, Spilled | None]:
+    """`dumps_with_buffers`, whose failure becomes a `SerializationError` as in `dumps_for_transport`."""
+    try:
+        return dumps_with_buffers(obj, threshold, files, main_by_reference=main_by_reference)
+    except Exception as exc:
+        raise _cannot_pickle(what, exc) from exc
+
+
+def _cannot_pickle(what: str, exc: Exception) -> SerializationError:
+    return SerializationError(
+        f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
+        "pass plain data, or objects that cloudpickle supports"
+    )
 
 
 def pack_exception(exc: BaseException) -> bytes:

@@ -11,6 +11,9 @@ import socket
 import struct
 from typing import NamedTuple
 
+from ._buffers import Body as Body  # a frame's body: what a table of out-of-band buffers may lead
+from ._buffers import Received, receive_descriptor, received, table_size
+
 HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
@@ -31,24 +34,26 @@ RESULT = 4  # also ends a stream
 ERROR = 5
 ITEM = 9
 CANCELLED = 11  # the task was skipped, as asked
+UNMAPPED = 15  # just ahead of a task's RESULT or ERROR: the worker maps its arguments' buffers no more
 # Worker -> parent, reports besides results, at any time (task id 0: between tasks).
 LOG = 12  # a logging record
 OUTPUT = 13  # text written to sys.stdout or sys.stderr: one byte for which, then UTF-8
 PROGRESS = 14  # `report_progress` from the running task
 REPORTS = frozenset({LOG, OUTPUT, PROGRESS})
+# Added to a frame's kind: its body starts with the table of its out-of-band buffers, whose memory
+# file's descriptor was sent ahead of it on the channel's companion socket (see `_buffers`).
+BUFFERS = 0x80
 
 _SMALL_FRAME = 64 * 1024
 JOIN_LIMIT = 256 * 1024  # frames up to this size in all are joined and written in one system call
 _READ_SIZE = 256 * 1024
 
 
-Body = bytes | bytearray | memoryview  # a large frame's body stays in the buffer it was read into
-
-
 class Frame(NamedTuple):
     kind: int
     task_id: int
-    body: Body
+    body: Body  # a large frame's body stays in the buffer it was read into
+    buffers: Received | None = None  # its out-of-band buffers: give them to `_buffers.loads`
 
 
 def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
@@ -60,9 +65,14 @@ def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
     return [header, *parts]
 
 
-def encode_call(kind: int, task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes) -> list[bytes]:
-    """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``."""
+def encode_call(
+    kind: int, task_id: int, fn_id: int, forget_id: int, fn_bytes: bytes, args_bytes: bytes, table: bytes = b""
+) -> list[bytes]:
+    """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``;
+    ``table``, if any, describes the arguments' out-of-band buffers."""
     prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
+    if table:
+        return encode(kind | BUFFERS, task_id, table, prefix, fn_bytes, args_bytes)
     return encode(kind, task_id, prefix, fn_bytes, args_bytes)
 
 
@@ -74,10 +84,13 @@ class FrameBuffer:
     """Reads frames from a channel, many at a time.
 
     Small frames come in large reads and are split out; the body of a large frame is read
-    straight into a buffer of its size, so a large payload is copied once on its way in.
+    straight into a buffer of its size, so a large payload is copied once on its way in. A frame
+    with out-of-band buffers takes their descriptor from ``companion`` (the channel's socket for
+    descriptors) as it is read, so each such frame gets the one its sender sent ahead of it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, companion: socket.socket | None = None) -> None:
+        self._companion = companion
         self._buffer = bytearray()
         self._large: bytearray | None = None  # the body being read straight in
         self._large_filled = 0
@@ -99,7 +112,10 @@ class FrameBuffer:
             if self._large_filled < len(large):
                 return []
             self._large = None
-            return [Frame(*self._large_header, large)]
+            kind, task_id = self._large_header
+            if kind & BUFFERS:
+                return [self._with_buffers(kind, task_id, large)]
+            return [Frame(kind, task_id, large)]
         data = sock.recv(_READ_SIZE)
         if not data:
             return None
@@ -123,5 +139,11 @@ class FrameBuffer:
             with memoryview(buffer) as view:
                 body = bytes(view[HEADER.size : end])
             del buffer[:end]  # bytearray drops a prefix without moving the rest
-            frames.append(Frame(kind, task_id, body))
+            frames.append(self._with_buffers(kind, task_id, body) if kind & BUFFERS else Frame(kind, task_id, body))
         return frames
+
+    def _with_buffers(self, kind: int, task_id: int, body: Body) -> Frame:
+        if self._companion is None:
+            raise ConnectionResetError("a frame came with out-of-band buffers on a channel that takes none")
+        buffers = received(body, receive_descriptor(self._companion))
+        return Frame(kind & ~BUFFERS, task_id, memoryview(body)[table_size(body) :], buffers)
