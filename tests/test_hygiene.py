@@ -51,6 +51,31 @@ def _describe(processes: Iterable[psutil.Process]) -> list[str]:
     return described
 
 
+def _holding(fd: int) -> list[psutil.Process]:
+    """The other processes that have the pipe or socket of this process's ``fd`` open."""
+    target = os.readlink(f"/proc/self/fd/{fd}")
+    return [
+        process
+        for process in psutil.process_iter()
+        if process.pid != os.getpid() and target in _descriptor_targets(process.pid)
+    ]
+
+
+def _descriptor_targets(pid: int) -> set[str]:
+    """What the open descriptors of process ``pid`` point to (none if it is gone or not ours)."""
+    targets = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return targets
+    for name in names:
+        try:
+            targets.add(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:  # closed meanwhile
+            continue
+    return targets
+
+
 def _workers() -> list[psutil.Process]:
     """Live descendants of this process other than multiprocessing's forkserver and resource
     tracker: the pool workers, whether children of the forkserver or (spawn) our own children."""
@@ -347,10 +372,19 @@ def test_a_signal_to_the_owner_leaves_no_process(
         try:
             stdout, stderr = script.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            script.send_signal(signal.SIGUSR1)  # the script dumps every thread's stack (faulthandler)
-            time.sleep(1)
-            script.kill()
-            pytest.fail(f"the owner did not exit after {signal.Signals(signum).name}: {script.communicate()[1]}")
+            if script.poll() is None:
+                script.send_signal(signal.SIGUSR1)  # the script dumps every thread's stack (faulthandler)
+                time.sleep(1)
+                script.kill()
+                pytest.fail(f"the owner did not exit after {signal.Signals(signum).name}: {script.communicate()[1]}")
+            # The owner is gone, but another process still holds its output open: say which.
+            assert script.stdout is not None
+            holders = _holding(script.stdout.fileno())
+            described = _describe(holders)
+            for holder in holders:
+                holder.kill()
+            script.communicate()  # its end of file, now: the pipes close
+            pytest.fail(f"the owner ended ({script.returncode}), but its output stayed open in: {described}")
     finally:
         if script.poll() is None:
             script.kill()
