@@ -40,39 +40,32 @@ async def warm(call, workers=2):
     while len(pids) < workers:
         pids.update(await asyncio.gather(*(call(probe, 0.002) for _ in range(workers))))
 """
-PROCPOOL_POOLS = """
+# The first pool is timed from before the imports (the `import` lines run for the first time), the
+# second from its creation; each until both workers have answered.
+_TWO_POOLS = """
+async def warm_pool():
+{open_pool}
+        await warm({call})
+        return time.perf_counter()
+
 async def pools():
     begin = time.perf_counter()
-    import procpool
-    async with procpool.Pool(2) as pool:
-        await warm(pool.run)
-        first = time.perf_counter()
-    begin_second = time.perf_counter()
-    async with procpool.Pool(2) as pool:
-        await warm(pool.run)
-        print(1e3 * (first - begin), 1e3 * (time.perf_counter() - begin_second))
+    first = await warm_pool() - begin
+    begin = time.perf_counter()
+    print(1e3 * first, 1e3 * (await warm_pool() - begin))
 
 if __name__ == "__main__":
     asyncio.run(pools())
 """
-STDLIB_POOLS = """
-async def pools():
-    begin = time.perf_counter()
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(2, mp_context=context) as executor:
-        await warm(lambda fn, *args: loop.run_in_executor(executor, fn, *args))
-        first = time.perf_counter()
-    begin_second = time.perf_counter()
-    with ProcessPoolExecutor(2, mp_context=context) as executor:
-        await warm(lambda fn, *args: loop.run_in_executor(executor, fn, *args))
-        print(1e3 * (first - begin), 1e3 * (time.perf_counter() - begin_second))
-
-if __name__ == "__main__":
-    asyncio.run(pools())
-"""
+PROCPOOL_POOLS = _TWO_POOLS.format(
+    open_pool="    import procpool\n    async with procpool.Pool(2) as pool:", call="pool.run"
+)
+STDLIB_POOLS = _TWO_POOLS.format(
+    open_pool="    import multiprocessing\n    from concurrent.futures import ProcessPoolExecutor\n"
+    "    loop = asyncio.get_running_loop()\n"
+    '    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as executor:',
+    call="lambda fn, *args: loop.run_in_executor(executor, fn, *args)",
+)
 # (step, what it is, its code): ``outside:CODE`` times a whole interpreter running CODE.
 STEPS: tuple[tuple[str, str, str], ...] = (
     ("interpreter", "an interpreter starts and exits (`python -c pass`)", "outside:pass"),
