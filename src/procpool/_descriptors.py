@@ -26,9 +26,9 @@ def shared_memory(size: int, name: str) -> int:
     return fd
 
 
-def memory_file_holding(buffers: Sequence[memoryview], offsets: Sequence[int], size: int, name: str) -> int:
-    """A `shared_memory` file of ``size`` bytes with each of ``buffers`` at its offset (`write_at`)."""
-    fd = shared_memory(size, name)
+def filled(fd: int, buffers: Sequence[memoryview], offsets: Sequence[int]) -> int:
+    """``fd``, a memory file, with each of ``buffers`` written at its offset (`write_at`); the
+    file is closed if that fails."""
     try:
         write_at(fd, buffers, offsets)
     except BaseException:

@@ -19,7 +19,7 @@ import socket
 import struct
 from typing import Any
 
-from .._descriptors import memory_file_holding, read_into
+from .._descriptors import filled, read_into, shared_memory
 from .._transport import dumps_for_transport
 from ._waiting import Op, Port, Wait
 
@@ -94,7 +94,7 @@ def send_op(sock: socket.socket, port: Port, data: bytes, deadline: float | None
 
 def _spill(data: bytes) -> int:
     """A memory file holding ``data``."""
-    return memory_file_holding([memoryview(data)], [0], len(data), "procpool-message")
+    return filled(shared_memory(len(data), "procpool-message"), [memoryview(data)], [0])
 
 
 def try_receive(sock: socket.socket) -> Any:

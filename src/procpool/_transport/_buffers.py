@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from .._descriptors import read_into, shared_memory, write_at
+from .._descriptors import filled, read_into, shared_memory
 
 Body = bytes | bytearray | memoryview  # as `_wire.Body`
 
@@ -100,12 +100,7 @@ class Spill:
         sizes = [buffer.nbytes for buffer in self._buffers]
         offsets, size = _layout(sizes)
         try:
-            fd = shared_memory(size, _NAME) if files is None else files.take(size)
-            try:
-                write_at(fd, self._buffers, offsets)
-            except BaseException:
-                os.close(fd)
-                raise
+            fd = filled(shared_memory(size, _NAME) if files is None else files.take(size), self._buffers, offsets)
         finally:
             for buffer in self._buffers:
                 buffer.release()  # a bytearray can be resized again
