@@ -4,6 +4,9 @@ the child side stays import-light. Read from the source (ast), so nothing here r
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +134,51 @@ def test_the_child_side_stays_import_light(package: str, allowed: set[str]) -> N
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not any(name == "anyio" or name.startswith("anyio.") for name in imported), module
+
+
+# The packages that may import what only an extra installs, each beside the extra's name.
+_EXTRAS_HOME = {"procpool._dask", "procpool.integrations"}
+
+
+def _declared_dependencies() -> set[str]:
+    project = tomllib.loads((SRC.parent.parent / "pyproject.toml").read_text())["project"]
+    return {re.split(r"[^A-Za-z0-9_.-]", requirement, maxsplit=1)[0].lower() for requirement in project["dependencies"]}
+
+
+def _undeclared_imports(module: str, source: str, declared: set[str]) -> list[str]:
+    """The modules that ``module`` imports when it is imported (at its top level, outside any
+    ``try``, ``if`` or function) that are neither the standard library's, procpool's, nor a
+    declared dependency's (assumed importable by the distribution's name)."""
+    found = []
+    for node in ast.parse(source).body:
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        for name in names:
+            top = name.partition(".")[0]
+            if top not in sys.stdlib_module_names and top != ROOT and top.lower() not in declared:
+                found.append(f"{module}:{node.lineno} imports {name}")
+    return found
+
+
+def test_every_module_imported_on_import_is_a_declared_dependency() -> None:
+    """A plain ``pip install procpool`` brings all that opening a pool imports: sniffio, once
+    brought by anyio, was missed when anyio dropped it (only trio, a test dependency, brought it)."""
+    declared = _declared_dependencies()
+    assert "anyio" in declared
+    assert [
+        found
+        for module, path in MODULES.items()
+        if _unit(module) not in _EXTRAS_HOME
+        for found in _undeclared_imports(module, path.read_text(), declared)
+    ] == []
+
+
+def test_an_undeclared_import_is_found() -> None:
+    source = (
+        "import os\nimport sniffio\nfrom numpy import ndarray\ntry:\n    import uvloop\nexcept ImportError:\n    pass\n"
+    )
+    assert _undeclared_imports("procpool._x", source, {"anyio"}) == [
+        "procpool._x:2 imports sniffio",
+        "procpool._x:3 imports numpy",
+    ]
