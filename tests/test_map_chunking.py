@@ -4,6 +4,7 @@ few tasks for many tiny items, one item per task for slow ones, and ``chunksize=
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import anyio
 import pytest
@@ -73,3 +74,44 @@ async def test_the_executor_map_takes_about_four_chunks_per_worker(items: int, c
     assert results == [i * i for i in range(items)]
     size = chunksize or max(1, math.ceil(items / (4 * 2)))
     assert tasks == math.ceil(items / size)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [list(range(25)), tuple(range(25)), range(3, 200, 7), range(20, 0, -3), range(0), [(1, 2)] * 5],
+    ids=["list", "tuple", "range", "reversed-range", "empty-range", "tuples"],
+)
+async def test_a_sequence_is_mapped_in_order_whatever_its_kind(items: Any) -> None:
+    """A list, tuple or range is sliced into chunks rather than iterated (a range's chunks are
+    ranges): each item still reaches the function as itself, once, in order."""
+    async with procpool.Pool(2) as pool:
+        assert await pool.map(workfns.identity, items, chunksize=4) == list(items)
+        assert [y async for y in pool.map(workfns.square, range(10), chunksize=3)] == [i * i for i in range(10)]
+
+
+async def test_anext_and_async_for_take_turns_over_one_sequence_of_results() -> None:
+    """``anext()`` and ``async for`` (which runs a generator of its own on asyncio) share one
+    position: mixed, they take each result once, in order, across chunk boundaries."""
+    async with procpool.Pool(2) as pool:
+        results = pool.map(workfns.identity, range(40), chunksize=3)
+        seen = [await anext(results)]
+        async for y in results:
+            seen.append(y)
+            if y % 5 == 0:
+                seen.append(await anext(results))
+            if len(seen) >= 20:
+                break
+        seen += [y async for y in results]  # a second async for goes on where the first stopped
+    assert seen == list(range(40))
+
+
+async def test_a_closed_map_yields_nothing_more() -> None:
+    async with procpool.Pool(2) as pool:
+        results = pool.map(workfns.identity, range(100), chunksize=10)
+        iterator = aiter(results)
+        assert [await anext(iterator) for _ in range(3)] == [0, 1, 2]
+        await results.aclose()
+        assert [y async for y in iterator] == []  # not the rest of the chunk it was in
+        assert [y async for y in results] == []
+        with pytest.raises(StopAsyncIteration):
+            await anext(results)

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import anyio
+import sniffio
 
 from .._core import Task, awaited_result, wait_done
 from ._chunking import ChunkSizer
@@ -18,7 +29,10 @@ R = TypeVar("R")
 T = TypeVar("T")
 _END = object()
 
-SubmitChunk = Callable[[tuple[Any, ...]], "Task[list[R]]"]
+SubmitChunk = Callable[[Sequence[Any]], "Task[list[R]]"]
+# Inputs sliced rather than iterated: a slice is one copy in C, and a range's is a range, which
+# travels as three numbers instead of thousands.
+_SLICED = (list, tuple, range)
 
 
 class _Completions(Generic[T]):
@@ -105,6 +119,10 @@ class MapIterator(Generic[R]):
         ]
         self._star = star  # each item of the one iterable is the whole argument tuple
         self._spread = spread  # a chunk holds argument tuples, not the items themselves (see ChunkRunner)
+        self._sequence: Sequence[Any] | None = None
+        self._position = 0  # of the next item of ``_sequence``
+        if len(iterables) == 1 and not star and type(iterables[0]) in _SLICED:
+            self._sequence = iterables[0]  # type: ignore[assignment]
         self._sync_arguments: Iterator[Any] | None = None
         sync_sources = [source for source in self._sources if isinstance(source, Iterator)]
         if sync_sources and len(sync_sources) == len(self._sources):
@@ -114,19 +132,34 @@ class MapIterator(Generic[R]):
         self._max_in_flight = max_in_flight
         self._in_flight: deque[Task[list[R]]] = deque()
         self._completions: _Completions[list[R]] = _Completions()
-        self._results: deque[R] = deque()
+        # The results not yet taken: an iterator over ``_chunk``, shared by every way of iterating
+        # (``__anext__`` and the generators from ``__aiter__``), and emptied by `_shut`.
+        self._chunk: list[R] = []
+        self._current: Iterator[R] = iter(self._chunk)
         self._exhausted = not self._sources
         self._closed = False
 
-    def __aiter__(self) -> MapIterator[R]:
-        return self
+    def __aiter__(self) -> AsyncIterator[R]:
+        # On asyncio an async generator: per item it costs about two thirds of an ``__anext__``
+        # coroutine, which is most of a big map's cost in the parent. Not on trio, which warns
+        # of a generator left unfinished, as one is by a ``break``.
+        return self if sniffio.current_async_library() == "trio" else self._items()
+
+    async def _items(self) -> AsyncGenerator[R, None]:
+        while True:
+            current = self._current
+            for item in current:
+                yield item
+            if current is self._current:  # else ``__anext__`` took the next chunk meanwhile
+                chunk = await self._advance()
+                if chunk is None:
+                    return
 
     def __await__(self) -> Generator[Any, None, list[R]]:
         return self._collect().__await__()
 
     async def _collect(self) -> list[R]:
-        collected = list(self._results)
-        self._results.clear()
+        collected = list(self._current)
         try:
             while (chunk := await self._next_chunk()) is not None:
                 collected += chunk  # whole chunks: no per-item await
@@ -136,17 +169,24 @@ class MapIterator(Generic[R]):
         return collected
 
     async def __anext__(self) -> R:
-        if self._results:  # the common case with chunks: no further await needed
-            return self._results.popleft()
+        item = next(self._current, _END)  # the common case with chunks: no further await needed
+        if item is _END:
+            if await self._advance() is None:
+                raise StopAsyncIteration
+            item = next(self._current)
+        return item  # type: ignore[return-value]
+
+    async def _advance(self) -> list[R] | None:
+        """Make the next chunk's results current (never an empty one); None at the end."""
         try:
             chunk = await self._next_chunk()
         except BaseException:
             await self.aclose()
             raise
-        if chunk is None:
-            raise StopAsyncIteration
-        self._results.extend(chunk)
-        return self._results.popleft()
+        if chunk is not None:
+            self._chunk = chunk
+            self._current = iter(chunk)
+        return chunk
 
     async def __aenter__(self) -> MapIterator[R]:
         return self
@@ -171,7 +211,7 @@ class MapIterator(Generic[R]):
         tasks = list(self._in_flight)
         self._in_flight.clear()
         self._completions.clear()
-        self._results.clear()
+        self._chunk.clear()  # ends the iterator over it that a suspended generator holds
         for task in tasks:
             task.cancel()
         if self._progress is not None:
@@ -206,15 +246,20 @@ class MapIterator(Generic[R]):
             if chunk:
                 if self._wait_for_room is not None:
                     await self._wait_for_room()
-                task = self._submit_chunk(tuple(chunk))
+                task = self._submit_chunk(chunk)
                 self._in_flight.append(task)
                 if not self._ordered:
                     self._completions.watch(task)
 
-    async def _pull(self, count: int) -> list[Any]:
-        if self._sync_arguments is not None:  # plain iterables: sliced at C speed
+    async def _pull(self, count: int) -> Sequence[Any]:
+        if self._sequence is not None:
+            start = self._position
+            sliced = self._sequence[start : start + count]
+            self._position = start + len(sliced)
+            return sliced
+        if self._sync_arguments is not None:  # plain iterables: taken at C speed
             taken = itertools.islice(self._sync_arguments, count)
-            return list(map(tuple, taken)) if self._star else list(taken)
+            return tuple(map(tuple, taken)) if self._star else tuple(taken)
         chunk: list[Any] = []
         while len(chunk) < count:
             args: list[Any] = []

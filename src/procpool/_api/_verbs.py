@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sized
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence, Sized
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -330,7 +330,7 @@ class Verbs:
             ChunkRunner(fn, spread=spread), f"the function {name}", main_by_reference=backend.workers_import_main
         )
 
-        def submit_chunk(chunk: tuple[Any, ...]) -> Task[list[Any]]:
+        def submit_chunk(chunk: Sequence[Any]) -> Task[list[Any]]:
             task: Task[list[Any]] = self._submit_pickled(runner_bytes, name, (chunk,), {})
             return task
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._transport import dumps_for_transport, pack_exception
@@ -103,14 +103,14 @@ class ChunkRunner:
         self.fn = fn
         self.spread = spread
 
-    def __call__(self, chunk: tuple[Any, ...]) -> Any:
+    def __call__(self, chunk: Sequence[Any]) -> Any:
         if inspect.iscoroutinefunction(self.fn):
             return self._run_async(chunk)
         if self.spread:
             return [self.fn(*args) for args in chunk]
         return list(map(self.fn, chunk))
 
-    async def _run_async(self, chunk: tuple[Any, ...]) -> list[Any]:
+    async def _run_async(self, chunk: Sequence[Any]) -> list[Any]:
         import asyncio  # already imported: this runs on an asyncio loop
 
         calls = (self.fn(*args) for args in chunk) if self.spread else map(self.fn, chunk)

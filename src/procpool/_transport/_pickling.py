@@ -32,7 +32,7 @@ from ._wire import Body
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
-_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
+_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None), range})
 _SCALARS = _PLAIN_TYPES - {bytes, bytearray}  # plain types that hold no buffer
 _PLAIN_DEPTH = 4
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
