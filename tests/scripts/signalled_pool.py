@@ -10,13 +10,18 @@ MODE says how the owner meets its end:
   its work, as a server does; it prints ``terminated`` and exits 0.
 - ``default``: SIGTERM's or SIGKILL's default action ends the owner at once, with no cleanup; the
   workers' lifeline must take them, and the processes their tasks started, down.
+
+With SIGNALLED_POOL_ARM_LATE set in its environment, the owner arms its workers' lifelines late
+(see `arm_lifelines_late`).
 """
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -54,8 +59,24 @@ async def main(mode: str, directory: Path) -> None:
     print("terminated", flush=True)
 
 
+def arm_lifelines_late() -> None:
+    """Make certain the race that a loaded machine makes now and then: the owner arms each new
+    worker's lifeline only after the worker has armed it itself."""
+    from procpool._engine import _process
+
+    arm = _process.kill_at_end_of_file
+
+    def late(fd: int, owner: int) -> None:
+        time.sleep(0.3)
+        arm(fd, owner)
+
+    _process.kill_at_end_of_file = late
+
+
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks if this hangs
+    if os.environ.get("SIGNALLED_POOL_ARM_LATE"):
+        arm_lifelines_late()
     # Ctrl-C as in a terminal, even where the test runner was started with SIGINT ignored (as a
     # background job is), which this process would inherit.
     signal.signal(signal.SIGINT, signal.default_int_handler)

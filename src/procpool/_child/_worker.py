@@ -462,7 +462,8 @@ def main(
     ``started_fd`` is memory shared with the parent, where the worker writes the id of each task
     as it begins it. ``companion`` carries the descriptors of large buffers, both ways.
     """
-    arm_lifeline(lifeline, whole_group=_lead_own_group())
+    leads_group = _lead_own_group()
+    arm_lifeline(lifeline, whole_group=leads_group)
     # Interrupting is the parent's to decide (Ctrl-C no longer reaches a worker in its own
     # session, but a SIGINT sent to it, or to a worker whose setsid failed, still could).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -500,6 +501,12 @@ def main(
                 return
         worker.reporter.flush_output()
         worker.send(wire.READY, 0)
+        # The owner arms the lifeline too as it starts a worker, for this process alone (for the
+        # time it imports the main module), and owner and signal belong to the socket that both
+        # share: done after the arming above, it would spare the processes a task starts. The
+        # owner sends no frame before it is done, so arm again at the first, before any task runs.
+        worker.inbox.fill(wait=True)
+        arm_lifeline(lifeline, whole_group=leads_group)
         worker.serve()
         _flush_queues(kill_grace / 2)
     except (BrokenPipeError, ConnectionResetError):
