@@ -411,13 +411,14 @@ GUARD = 'if __name__ == "__main__":'
 UNGUARDED = ["forkserver", "spawn"]
 
 
-def _start_unguarded(mode: str, start_method: str, tmp_path: Path) -> subprocess.Popen[str]:
-    """Start scripts/unguarded_pool.py; every process it starts carries ``tmp_path`` in its
-    environment (see `_tagged`)."""
+def _start_unguarded(mode: str, start_method: str, tmp_path: Path, run_as: str = "script") -> subprocess.Popen[str]:
+    """Start scripts/unguarded_pool.py, as a script or (``run_as="python-m"``) as a module run by
+    name; every process it starts carries ``tmp_path`` in its environment (see `_tagged`)."""
     env = script_env()
     env["UNGUARDED_POOL_TEST"] = str(tmp_path)
+    main = [str(SCRIPTS / "unguarded_pool.py")] if run_as == "script" else ["-m", "scripts.unguarded_pool"]
     return subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "unguarded_pool.py"), mode, start_method],
+        [sys.executable, *main, mode, start_method],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -449,16 +450,20 @@ def _left_behind(tmp_path: Path, seconds: float) -> list[str]:
     return described
 
 
-@pytest.mark.parametrize("start_method", UNGUARDED)
-@pytest.mark.parametrize("mode", ["error", "caught"])
+@pytest.mark.parametrize(
+    ("mode", "start_method", "run_as"),
+    [(mode, start_method, "script") for mode in ("error", "caught") for start_method in UNGUARDED]
+    + [("error", "forkserver", "python-m"), ("caught", "forkserver", "python-m")],
+)
 @pytest.mark.timeout(60)
 def test_a_script_without_the_main_guard_gets_one_error_that_names_it(
-    mode: str, start_method: str, tmp_path: Path
+    mode: str, start_method: str, run_as: str, tmp_path: Path
 ) -> None:
     """Workers (or the forkserver) import the main module, which here starts a pool: each stops
     there, quietly, and the script gets one error that says what to write, not multiprocessing's
-    "bootstrapping phase" errors from every child and a crash of unknown cause."""
-    with _start_unguarded(mode, start_method, tmp_path) as script:
+    "bootstrapping phase" errors from every child and a crash of unknown cause. The same for a
+    module run with ``python -m``, which the forkserver imports by name."""
+    with _start_unguarded(mode, start_method, tmp_path, run_as) as script:
         try:
             stdout, stderr = script.communicate(timeout=30)
         finally:
@@ -480,11 +485,12 @@ def test_a_script_without_the_main_guard_gets_one_error_that_names_it(
 
 
 @pytest.mark.parametrize(
-    ("signum", "start_method"),
+    ("signum", "start_method", "run_as"),
     [
         pytest.param(
             signum,
             start_method,
+            "script",
             id=f"{signum.name}-{start_method}",
             marks=pytest.mark.skip(
                 reason="the owner waits, in a thread it cannot interrupt, for the forkserver's answer, "
@@ -496,18 +502,19 @@ def test_a_script_without_the_main_guard_gets_one_error_that_names_it(
         )
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL)
         for start_method in UNGUARDED
-    ],
+    ]
+    + [pytest.param(signal.SIGKILL, "forkserver", "python-m", id="SIGKILL-forkserver-python-m")],
 )
 @pytest.mark.timeout(60)
 def test_a_script_without_the_main_guard_stopped_while_its_workers_import_it_leaves_no_process(
-    signum: signal.Signals, start_method: str, tmp_path: Path
+    signum: signal.Signals, start_method: str, run_as: str, tmp_path: Path
 ) -> None:
     """Stopped while the processes it started are still importing it as the main module (before
     any worker code runs), the script leaves none of them behind: they die with their owner, the
     workers by their lifeline, armed by the owner as it starts them, a forkserver by the kernel's
     parent-death signal while it imports the main module."""
     importing = 1 if start_method == "forkserver" else 2  # the forkserver, or the workers
-    with _start_unguarded("stuck", start_method, tmp_path) as script:
+    with _start_unguarded("stuck", start_method, tmp_path, run_as) as script:
         try:
             deadline = time.monotonic() + 20
             while len(list(tmp_path.iterdir())) < 1 + importing:

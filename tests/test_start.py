@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import bare_fns
 import procpool
-import workfns
 from script_env import script_env
 
 pytestmark = pytest.mark.anyio
@@ -51,21 +51,25 @@ def test_every_public_name_resolves_and_is_listed() -> None:
 
 @pytest.mark.timeout(60)
 async def test_a_worker_carries_only_the_child_side() -> None:
+    """Nor does it import asyncio for a task that returns no coroutine (its main module, here,
+    imports none: the forkserver preloads none)."""
     async with procpool.Pool(1) as pool:
-        loaded = await pool.run(workfns.loaded_modules, "procpool", "anyio")
+        loaded = await pool.run(bare_fns.loaded_modules, "procpool", "anyio", "asyncio")
     assert "procpool._child" in loaded
-    assert [name for name in loaded if name.startswith(MACHINERY)] == []
+    assert [name for name in loaded if name.startswith((*MACHINERY, "asyncio"))] == []
 
 
 @pytest.mark.timeout(60)
-def test_the_forkserver_imports_the_main_module_for_every_worker(tmp_path: Path) -> None:
-    """The script's workers, of two pools one after the other, come from a forkserver that
-    imported the script as the main module once; none imports it again (on every Python: older
-    ones hand the forkserver the script's path under a key it does not read)."""
+@pytest.mark.parametrize(
+    "run_as", [[str(SCRIPTS / "main_imports.py")], ["-m", "scripts.main_imports"]], ids=["script", "python-m"]
+)
+def test_the_forkserver_imports_the_main_module_for_every_worker(run_as: list[str], tmp_path: Path) -> None:
+    """The workers of a script (or of a module run with ``python -m``), of two pools one after
+    the other, come from a forkserver that imported it as the main module once; none imports it
+    again (on every Python: older ones hand the forkserver a script's path under a key they do not
+    read, and multiprocessing has each worker import a module run by name)."""
     env = script_env() | {"MAIN_IMPORTS_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPTS / "main_imports.py")], capture_output=True, text=True, env=env, timeout=50
-    )
+    done = subprocess.run([sys.executable, *run_as], capture_output=True, text=True, env=env, timeout=50)
     assert done.returncode == 0, done.stderr
     pids = json.loads(done.stdout)
     assert len(set(pids["workers"])) == 4

@@ -539,8 +539,3 @@ def append_line(path: str, text: str) -> None:
 def received(obj: Any) -> str:
     """Only that the task's arguments arrived (a shared IPC object: attached)."""
     return "received"
-
-
-def loaded_modules(*prefixes: str) -> list[str]:
-    """The modules this process has imported whose names start with one of ``prefixes``."""
-    return sorted(name for name in sys.modules if name.startswith(prefixes))

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 READY_MODULE = "procpool._forkserver_ready"  # preloaded last: the forkserver's preloading is over
+# A preload entry that names the main module where it runs by name (``python -m``), its dots
+# written as colons: no module is called that (the forkserver passes over it, without looking for
+# a package first), and `READY_MODULE` imports the module it names.
+MAIN_BY_NAME = "procpool-main-module:"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -41,6 +45,37 @@ def die_with_owner_while_importing_main() -> None:
 
     if getattr(multiprocessing.current_process(), "_inheriting", False) and READY_MODULE in preload_list():
         set_parent_death_signal(signal.SIGKILL)
+
+
+def main_by_name_entry() -> str | None:
+    """The preload entry that has the forkserver import the main module by name, where it runs
+    by name (``python -m``; a notebook's kernel, too), as multiprocessing has each worker do;
+    else None (a script's path reaches the forkserver another way: see `_start_forkserver`)."""
+    name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    return None if name is None else MAIN_BY_NAME + name.replace(".", ":")
+
+
+def import_main_by_name() -> None:
+    """In the forkserver: import the main module that the preload list names (`MAIN_BY_NAME`)
+    the way a worker does, as ``__mp_main__``, so that each worker inherits it and its imports
+    instead of importing them again, as with a script. The forkserver dies with its owner while
+    it does (a module lacking its main guard could start a pool there, as a script could; see
+    `die_with_owner_while_importing_main`)."""
+    names = [entry[len(MAIN_BY_NAME) :].replace(":", ".") for entry in preload_list() if entry.startswith(MAIN_BY_NAME)]
+    if not names:
+        return
+    import multiprocessing
+    from multiprocessing import spawn
+
+    process: Any = multiprocessing.current_process()
+    process._inheriting = True  # as multiprocessing marks a process importing the main module
+    set_parent_death_signal(signal.SIGKILL)
+    try:
+        spawn._fixup_main_from_name(names[0])  # type: ignore[attr-defined]
+    except ImportError:
+        pass  # each worker then tries, and its start says why it cannot
+    finally:
+        del process._inheriting
 
 
 def preload_list() -> Sequence[str]:

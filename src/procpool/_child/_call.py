@@ -35,11 +35,17 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 
 
 def call(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], runner: asyncio.Runner | None = None
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    loop_runner: Callable[[], asyncio.Runner] | None = None,
 ) -> Any:
-    """``fn(*args, **kwargs)``; an awaitable result is awaited on ``runner`` (a fresh loop if None)."""
+    """``fn(*args, **kwargs)``; an awaitable result is awaited on the runner ``loop_runner`` gives
+    (asked only then: a worker imports asyncio for the first coroutine), or on a fresh loop."""
     result = fn(*args, **kwargs)
-    return complete(result, runner) if inspect.isawaitable(result) else result
+    if not inspect.isawaitable(result):
+        return result
+    return complete(result, None if loop_runner is None else loop_runner())
 
 
 def complete(awaitable: Awaitable[Any], runner: asyncio.Runner | None = None) -> Any:

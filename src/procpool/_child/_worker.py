@@ -263,7 +263,7 @@ class _Worker:
         fn, args, kwargs = self.load_call(frame)
         self._running_task = True
         try:
-            result = call(fn, args, kwargs, self.loop_runner())
+            result = call(fn, args, kwargs, self.loop_runner)
         finally:
             self._running_task = False
         del args, kwargs  # their buffers are unmapped now, unless the result holds them

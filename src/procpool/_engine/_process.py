@@ -27,7 +27,7 @@ import anyio.lowlevel
 from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_main
 from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
-from .._forkserver import READY_MODULE, preload_list
+from .._forkserver import READY_MODULE, main_by_name_entry, preload_list
 from .._transport import Spilled, send_descriptor, unpack_exception, wire
 from . import _reports
 from ._channel_io import ChannelIO, Step
@@ -77,9 +77,11 @@ def worker_context(start_method: str) -> BaseContext:
         # A worker needs only the child side (the main module aside): imported once in the
         # forkserver, it comes with each fork for free. The preload list is process-wide, so add
         # to it rather than replace it. It is read when the forkserver starts, which imports the
-        # main module first (from Python 3.13.8 on) and `READY_MODULE` last.
+        # main module first (from Python 3.13.8 on, a script) and `READY_MODULE` last (which
+        # imports a main module run by name).
         preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-        missing = [name for name in (_CHILD_SIDE, READY_MODULE) if name not in preload]
+        wanted = [_CHILD_SIDE, main_by_name_entry(), READY_MODULE]
+        missing = [name for name in wanted if name is not None and name not in preload]
         if missing:
             context.set_forkserver_preload([*preload, *missing])
     return context
