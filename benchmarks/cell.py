@@ -26,14 +26,17 @@ def run(cell: dict[str, Any], sizes: dict[str, Any], iterations: int) -> dict[st
         ValueError: the cell names an unknown scenario or peer.
     """
     from .plan import SCENARIOS, SERIAL
-    from .scenarios import cpu
 
     scenario, peer, loop, workers = cell["scenario"], cell["peer"], cell["loop"], cell["workers"]
     if scenario == "calibrate":
+        from .scenarios import cpu  # here, not above: it imports anyio, which F-fresh must not find
+
         return cpu.calibrate(sizes["cpu_task_s"])
     if scenario in ("H", "H-default"):
         return _map(scenario, peer, workers, sizes)
     if peer == SERIAL:
+        from .scenarios import cpu
+
         return cpu.serial_batch(tasks=sizes["cpu_tasks"], iterations=iterations)
     if SCENARIOS[scenario].sweep_of is not None:  # the same measurement with the sweep's sizes
         scenario = SCENARIOS[scenario].sweep_of

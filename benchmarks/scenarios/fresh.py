@@ -9,6 +9,7 @@ before the clock starts: the warm-up here is `asyncio.gather`, where `common.war
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,8 @@ def measure(peer: str, workers: int, loop: str) -> dict[str, Any]:
 
 
 async def _two_pools(peer: str, workers: int) -> dict[str, Any]:
+    if "anyio" in sys.modules:  # the import timed here would then be only part of the peer's
+        raise RuntimeError("F-fresh found anyio imported before its clock started")
     begin = time.perf_counter()
     peer_class = peers.load(peer)  # imports the peer's library
     figures: dict[str, Any] = {"import_ms": 1e3 * (time.perf_counter() - begin)}
