@@ -528,6 +528,22 @@ def test_a_script_without_the_main_guard_stopped_while_its_workers_import_it_lea
     assert not _left_behind(tmp_path, 5), stderr
 
 
+@pytest.mark.timeout(60)
+def test_a_main_module_that_fails_in_the_forkserver_gets_an_error_that_says_so() -> None:
+    """A script that raises when imported as the main module (not as a script) kills the
+    forkserver as it preloads it: the pool's start says that, where the script is, and what to do,
+    rather than that a worker was lost; the forkserver's traceback is on stderr."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "failing_main.py")], capture_output=True, text=True, env=script_env(), timeout=50
+    )
+    assert done.returncode == 3, done.stderr
+    assert "forkserver" in done.stdout, done.stdout
+    assert "exited (code 1)" in done.stdout
+    assert str(SCRIPTS / "failing_main.py") in done.stdout
+    assert GUARD in done.stdout
+    assert "ValueError: failing_main.py runs only as a script" in done.stderr
+
+
 # -- shared memory and semaphores -----------------------------------------------------------------
 
 

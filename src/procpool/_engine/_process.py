@@ -123,6 +123,17 @@ def main_module_starts_pool() -> RuntimeError:
     )
 
 
+def forkserver_exited(code: int) -> RuntimeError:
+    """The error for a pool whose forkserver exited with ``code`` before it started a worker."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+    return RuntimeError(
+        f"multiprocessing's forkserver, which starts the pool's workers, exited (code {code}) before it "
+        f"started one. It imports {main} first, as each worker would, without running its "
+        'if __name__ == "__main__": block: if its traceback is printed above, that import failed there, '
+        "most likely in code that belongs under that block (reading the command line, say)"
+    )
+
+
 def poll_exitcode(process: Any) -> int | None:
     """A multiprocessing process's exit code, read without waiting; None while it runs, or while
     another thread starting a process holds the lock (then look again shortly)."""
@@ -140,7 +151,8 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
 
     Raises:
         OSError: no process or descriptor to spare (a resource limit), or the forkserver is gone.
-        RuntimeError: the forkserver, preloading the main module, found it starts a pool.
+        RuntimeError: the forkserver, preloading the main module, found it starts a pool, or it
+            exited before it started the process (importing the main module failed there).
     """
     with mp_lock:
         _check_descriptors(_START_DESCRIPTORS)
@@ -153,11 +165,12 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
             _close_half_started(exc.__traceback__)
             if refused is not None:
                 raise refused from None
-            if (
-                isinstance(exc, (EOFError, ConnectionError))
-                and _forkserver_exitcode(process) == MAIN_MODULE_STARTS_POOL
-            ):
-                raise main_module_starts_pool() from None
+            if isinstance(exc, (EOFError, ConnectionError)):
+                code = _forkserver_exitcode(process)
+                if code == MAIN_MODULE_STARTS_POOL:
+                    raise main_module_starts_pool() from None
+                if code is not None:
+                    raise forkserver_exited(code) from None
             raise
     # The child arms its lifeline once its own code runs, but before that multiprocessing has it
     # import the main module, which may take long (and, without the main guard, run the whole
