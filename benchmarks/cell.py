@@ -28,16 +28,14 @@ def run(cell: dict[str, Any], sizes: dict[str, Any], iterations: int) -> dict[st
     from .plan import SCENARIOS, SERIAL
 
     scenario, peer, loop, workers = cell["scenario"], cell["peer"], cell["loop"], cell["workers"]
-    if scenario == "calibrate":
+    if scenario == "calibrate" or peer == SERIAL:  # the serial baseline is planned for C alone
         from .scenarios import cpu  # here, not above: it imports anyio, which F-fresh must not find
 
-        return cpu.calibrate(sizes["cpu_task_s"])
+        if scenario == "calibrate":
+            return cpu.calibrate(sizes["cpu_task_s"])
+        return cpu.serial_batch(tasks=sizes["cpu_tasks"], iterations=iterations)
     if scenario in ("H", "H-default"):
         return _map(scenario, peer, workers, sizes)
-    if peer == SERIAL:
-        from .scenarios import cpu
-
-        return cpu.serial_batch(tasks=sizes["cpu_tasks"], iterations=iterations)
     if SCENARIOS[scenario].sweep_of is not None:  # the same measurement with the sweep's sizes
         scenario = SCENARIOS[scenario].sweep_of
         sizes = sizes | {"tasks": sizes["sweep_tasks"], "heartbeat_s": sizes["sweep_heartbeat_s"]}
