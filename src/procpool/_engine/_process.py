@@ -111,9 +111,14 @@ def _stop_importing_main() -> NoReturn:
     os._exit(MAIN_MODULE_STARTS_POOL)
 
 
+def _main_file() -> str:
+    """How the errors about the main module name it: its file, where it has one."""
+    return getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+
+
 def main_module_starts_pool() -> RuntimeError:
     """The error for a pool whose processes, importing the main module, found it starts a pool."""
-    main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+    main = _main_file()
     return RuntimeError(
         f"{main} starts a pool when it is imported, and the pool's processes import the main module "
         "(as multiprocessing's forkserver and spawn start methods do), so they stopped there instead of "
@@ -125,7 +130,7 @@ def main_module_starts_pool() -> RuntimeError:
 
 def forkserver_exited(code: int) -> RuntimeError:
     """The error for a pool whose forkserver exited with ``code`` before it started a worker."""
-    main = getattr(sys.modules.get("__main__"), "__file__", None) or "the main module"
+    main = _main_file()
     return RuntimeError(
         f"multiprocessing's forkserver, which starts the pool's workers, exited (code {code}) before it "
         f"started one. It imports {main} first, as each worker would, without running its "
