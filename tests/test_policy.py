@@ -11,7 +11,7 @@ from procpool._engine._scheduler import Scheduler
 
 
 def _job(job_id: int, args: bytes = b"x") -> Job:
-    return Job(job_id, f"f() [task {job_id}]", b"fn", args, kill_on_cancel=True)
+    return Job(job_id, "f", b"fn", args, kill_on_cancel=True)
 
 
 class FakeSlot:

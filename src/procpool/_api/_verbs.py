@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence, Sized
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence, Sized
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 import anyio
-import anyio.lowlevel
 
 from .._child import ChunkRunner
-from .._core import Backend, Job, PoolState, StreamLink, Task
-from .._transport import dumps_for_transport, dumps_function, dumps_with_buffers_for_transport
+from .._core import Backend, Job, PoolState, StreamLink, Task, cancel_checkpoint
+from .._transport import (
+    dumps_for_transport,
+    dumps_function,
+    dumps_with_buffers_for_transport,
+    pickled_by_reference,
+)
 from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
 from ._chunking import ChunkSizer
 from ._host import PoolHost
@@ -36,6 +40,10 @@ class Verbs:
     _kill_on_cancel: bool
     _timeout: float | None = None  # seconds from the call, queue time included (`Pool.options`)
     _retries = 0  # re-runs of a task whose worker died under it (`Pool.options`)
+    _checkpoint_if_cancelled: Callable[[], Awaitable[None]] | None = None  # `run`'s, found at its first call
+    # The function called last, pickled, and its name, when it travels by name: calls in a row
+    # to one function skip its name and its pickle's lookup.
+    _last_function: tuple[Callable[..., Any], bytes, str] | None = None
 
     @overload
     def submit(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
@@ -101,7 +109,7 @@ class Verbs:
         job_id = backend.new_job_id()
         job = Job(
             job_id,
-            f"{name}() [task {job_id}]",
+            name,
             fn_bytes,
             args_bytes,
             buffers,
@@ -122,11 +130,15 @@ class Verbs:
         """Check a call can be submitted; the pickled function and its name."""
         check_callable(fn)
         self._backend.check_open()
+        last = self._last_function
+        if last is not None and last[0] is fn:
+            return last[1], last[2]
         name = describe(fn)
         main_by_reference = self._backend.workers_import_main
-        return dumps_for_transport(
-            fn, f"the function {name}", dumps_function, main_by_reference=main_by_reference
-        ), name
+        fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function, main_by_reference=main_by_reference)
+        if pickled_by_reference(fn, fn_bytes):  # by value, it is pickled again at each call
+            self._last_function = (fn, fn_bytes, name)
+        return fn_bytes, name
 
     async def _wait_for_room(self) -> None:
         """Wait until a pool with ``max_queued`` has room (for at most the call's ``timeout``)."""
@@ -158,7 +170,10 @@ class Verbs:
         fn_bytes, name = self._prepare(fn)
         # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
         # which could send the task before this call's first wait sees the cancellation.
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        checkpoint = self._checkpoint_if_cancelled
+        if checkpoint is None:  # an open pool stays in its event loop: the lookup holds for good
+            checkpoint = self._checkpoint_if_cancelled = cancel_checkpoint()
+        await checkpoint()
         # The clock is read only when a timeout needs it: a tiny task's call is worth saving for.
         called_at = None if self._timeout is None else anyio.current_time()
         if self._backend.admission is not None:

@@ -5,6 +5,7 @@ from ._admission import Admission as Admission
 from ._backend import Backend as Backend
 from ._backend import Outstanding as Outstanding
 from ._backend import PoolState as PoolState
+from ._backend import cancel_checkpoint as cancel_checkpoint
 from ._backend import in_trio as in_trio
 from ._backend import leave_task_group as leave_task_group
 from ._backend import loop_probe as loop_probe
@@ -52,6 +53,7 @@ __all__ = (
     "WorkerExited",
     "WorkerStarted",
     "awaited_result",
+    "cancel_checkpoint",
     "in_trio",
     "leave_task_group",
     "loop_probe",

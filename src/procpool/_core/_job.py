@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError
 from .._transport import loads
-from ._task import Task
+from ._task import Task, describe_call
 
 if TYPE_CHECKING:
     from .._transport import Body, Received, Spilled
@@ -45,7 +45,7 @@ class Job:
 
     Args:
         job_id: unique in its pool.
-        description: how messages name the call, e.g. ``"square() [task 3]"``.
+        name: the function's name, as messages name the call (`description`).
         fn_bytes: the pickled function.
         args_bytes: the pickled ``(args, kwargs)``.
         buffers: their out-of-band buffers, if any; closed when the job settles.
@@ -56,7 +56,7 @@ class Job:
     def __init__(
         self,
         job_id: int,
-        description: str,
+        name: str,
         fn_bytes: bytes,
         args_bytes: bytes,
         buffers: Spilled | None = None,
@@ -65,7 +65,7 @@ class Job:
         stream: StreamLink | None = None,
     ) -> None:
         self.id = job_id
-        self.description = description
+        self.name = name
         self.fn_bytes = fn_bytes
         self.args_bytes = args_bytes
         self.buffers = buffers
@@ -91,6 +91,11 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.description} {self.stage.value}>"
+
+    @property
+    def description(self) -> str:
+        """How messages name the call, e.g. ``"square() [task 3]"`` (made when asked: most calls never are)."""
+        return describe_call(self.name, self.id)
 
     @property
     def settled(self) -> bool:
@@ -144,20 +149,26 @@ class Job:
             error = SerializationError(f"the result of {self.description} could not be unpickled: {exc!r}")
             error.__cause__ = exc
             self.fail(error)
-        else:
-            self._settle(lambda task: task._set_result(result))
+            return
+        task = self._settle()
+        if task is not None:
+            task._set_result(result)
 
     def fail(self, exception: BaseException) -> None:
-        self._settle(lambda task: task._set_exception(exception))
+        task = self._settle()
+        if task is not None:
+            task._set_exception(exception)
 
     def cancel_now(self) -> None:
         """Settle it as cancelled, or with `TimeoutError` if its deadline passed."""
+        task = self._settle()
+        if task is None:
+            return
         timeout = self.expired_after
         if timeout is None:
-            self._settle(lambda task: task._set_cancelled())
+            task._set_cancelled()
         else:
-            message = f"{self.description} did not finish within its {timeout:g} s timeout"
-            self._settle(lambda task: task._set_exception(TimeoutError(message)))
+            task._set_exception(TimeoutError(f"{self.description} did not finish within its {timeout:g} s timeout"))
 
     def cancel(self) -> bool:
         """Its handle was cancelled (or its deadline passed); False if it had already settled.
@@ -181,10 +192,12 @@ class Job:
             self.expired_after = timeout
             self.cancel()
 
-    def _settle(self, outcome: Callable[[Task[Any]], None]) -> None:
+    def _settle(self) -> Task[Any] | None:
+        """Mark it settled and drop what it held; its handle, for the caller to give the outcome
+        to, or None if it had settled already."""
         task = self.task
         if task is None:
-            return
+            return None
         self.stage = Stage.SETTLED
         self.task = None
         self.fn_bytes = self.args_bytes = b""
@@ -195,7 +208,7 @@ class Job:
                 self.buffers.close()  # a worker may still map it: never written again
             self.buffers = None
         self.on_cancel = self.start_gate = None
-        outcome(task)
+        return task
 
 
 def _ask(gate: Callable[[], bool], job: Job) -> bool:

@@ -172,7 +172,7 @@ class PoolObserver:
     def task_done(self, task: Task[Any]) -> None:
         if task.cancelled():
             self.cancelled += 1
-        elif task.exception() is not None:
+        elif task._exception is not None:
             self.failed += 1
         else:
             self.completed += 1

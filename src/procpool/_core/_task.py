@@ -48,7 +48,7 @@ class Task(Generic[T]):
 
     def __init__(self, job: Job) -> None:
         self.id = job.id
-        self.description = job.description
+        self._name = job.name
         self._job: Job | None = job
         self._kill_on_cancel = job.kill_on_cancel
         self._state = _State.PENDING
@@ -58,6 +58,9 @@ class Task(Generic[T]):
         # without an extra task switch; elsewhere an `anyio.Event`.
         self._waiters: list[asyncio.Future[None] | anyio.Event] = []
         self._callbacks: list[Callable[[Task[T]], object]] = []
+        # The backend's own bookkeeping (see `Outstanding`), called before the user's callbacks;
+        # apart from them, as every task has one and it never raises.
+        self._on_done: Callable[[Task[T]], None] | None = None
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] = []
         # When it was submitted, sent, started, finished, received: kept once done, when the job
@@ -66,6 +69,11 @@ class Task(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<procpool.Task {self.id} {self.description} {self._state.value}>"
+
+    @property
+    def description(self) -> str:
+        """How messages name the task, e.g. ``"square() [task 3]"``."""
+        return describe_call(self._name, self.id)
 
     @property
     def kill_on_cancel(self) -> bool:
@@ -157,7 +165,8 @@ class Task(Generic[T]):
 
     async def wait(self) -> T:
         """Wait for the task and return its result (the same as ``await task``)."""
-        if not self.done():
+        state = self._state
+        if state is _State.PENDING or state is _State.RUNNING:
             try:
                 await self._wait_done()
             except anyio.get_cancelled_exc_class():
@@ -173,9 +182,8 @@ class Task(Generic[T]):
         """Wait until the task is done; cancelling this wait does not cancel the task."""
         if self.done():
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not asyncio: trio
+        loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
+        if loop is None:
             event = anyio.Event()
             self._waiters.append(event)
             await event.wait()
@@ -225,21 +233,31 @@ class Task(Generic[T]):
             self._kill_on_cancel = job.kill_on_cancel
             self._times = (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
         self._state = state
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if isinstance(waiter, anyio.Event):
-                waiter.set()
-            elif not waiter.done():
-                waiter.set_result(None)
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            self._call(callback)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if isinstance(waiter, anyio.Event):
+                    waiter.set()
+                elif not waiter.done():
+                    waiter.set_result(None)
+        on_done = self._on_done
+        if on_done is not None:
+            self._on_done = None
+            on_done(self)
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                self._call(callback)
 
     def _call(self, callback: Callable[[Task[T]], object]) -> None:
         try:
             callback(self)
         except BaseException:  # SystemExit too: one callback's failure must not stop the pool
             _log.exception("a done callback of %r raised", self)
+
+
+def describe_call(name: str, task_id: int) -> str:
+    return f"{name}() [task {task_id}]"
 
 
 async def wait_done(task: Task[Any]) -> None:

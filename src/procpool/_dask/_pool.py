@@ -354,12 +354,11 @@ class _DaskBackend:
                 try:
                     # Only our two byte strings meet Dask's submit keywords; a unique key and
                     # pure=False keep Dask from merging identical calls into one.
-                    name = job.description.partition("() [task")[0]
                     future = self._client.submit(
                         _dask_worker.run_call,
                         job.fn_bytes,
                         job.args_bytes,
-                        key=f"{name}-{uuid.uuid4().hex}",
+                        key=f"{job.name}-{uuid.uuid4().hex}",
                         pure=False,
                     )
                     # Dask gathers the results of concurrent awaits in one shared request;

@@ -234,45 +234,45 @@ class WorkerSlot:
             self._became_idle()
 
     def _settle(self, worker: WorkerProcess, frame: wire.Frame) -> None:
-        job = self._inflight.get(frame.task_id)
-        if frame.kind in wire.REPORTS:
+        kind, task_id, body, buffers = frame
+        job = self._inflight.get(task_id)
+        if kind in wire.REPORTS:
             _reports.deliver(worker.pid, frame, job)
             return
         if job is None:
             return  # a late frame of a job already settled
-        if frame.kind == wire.UNMAPPED:
+        if kind == wire.UNMAPPED:
             job.buffers_unmapped = True
             return
-        if frame.kind == wire.ITEM:
+        if kind == wire.ITEM:
             if job.stream is not None:
-                job.stream.deliver(frame.body, frame.buffers)
+                job.stream.deliver(body, buffers)
             return
-        self._take_out(frame.task_id)
-        if frame.task_id in self._cancelling:
-            self._cancelling.discard(frame.task_id)
+        self._take_out(task_id)
+        if task_id in self._cancelling:
+            self._cancelling.discard(task_id)
             job.cancel_now()
-        elif frame.kind == wire.CANCELLED:  # taken back: it never began there
-            self._taking_back.discard(frame.task_id)
+        elif kind == wire.CANCELLED:  # taken back: it never began there
+            self._taking_back.discard(task_id)
             job.requeue()
             self._scheduler.put_front([job])
         else:
-            self._taking_back.discard(frame.task_id)
+            self._taking_back.discard(task_id)
             worker.tasks_run += 1
             now = time.monotonic()
             sample, self._head_since = now - self._head_since, now
             self._task_time = self._policy.average(self._task_time, sample)
-            job.started_at, job.finished_at = wire.TIMING.unpack_from(frame.body)
+            job.started_at, job.finished_at = wire.TIMING.unpack_from(body)
             job.received_at = now
             if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
-            body = memoryview(frame.body)[wire.TIMING.size :]
-            if frame.kind == wire.RESULT:
-                job.succeed(body, frame.buffers)
+            if kind == wire.RESULT:
+                job.succeed(memoryview(body)[wire.TIMING.size :], buffers)
             else:
-                job.fail(unpack_exception(body))
+                job.fail(unpack_exception(memoryview(body)[wire.TIMING.size :]))
         if self._inflight:
-            head_id, head = next(iter(self._inflight.items()))
-            if head.stage is Stage.SENT and head_id not in self._taking_back:
+            head = next(iter(self._inflight.values()))
+            if head.stage is Stage.SENT and head.id not in self._taking_back:
                 self._began(head)
 
     def _channel_ended(self, worker: WorkerProcess) -> None:

@@ -13,6 +13,7 @@ from ._pickling import dumps_for_transport as dumps_for_transport
 from ._pickling import dumps_function as dumps_function
 from ._pickling import dumps_with_buffers_for_transport as dumps_with_buffers_for_transport
 from ._pickling import pack_exception as pack_exception
+from ._pickling import pickled_by_reference as pickled_by_reference
 from ._pickling import unpack_exception as unpack_exception
 from ._wire import Body as Body
 from ._wire import Frame as Frame
@@ -30,6 +31,7 @@ __all__ = (
     "dumps_with_buffers_for_transport",
     "loads",
     "pack_exception",
+    "pickled_by_reference",
     "send_descriptor",
     "unpack_exception",
     "wire",

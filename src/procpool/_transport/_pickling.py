@@ -245,6 +245,14 @@ def dumps_function(fn: object, *, main_by_reference: bool = True) -> bytes:
     return data
 
 
+def pickled_by_reference(fn: object, data: bytes) -> bool:
+    """Whether ``data``, from `dumps_function`, is ``fn`` by name: bytes that never change."""
+    try:
+        return _by_reference.get(fn) is data
+    except TypeError:  # not weakly referenceable: never cached
+        return False
+
+
 def dumps_for_transport(
     obj: object, what: str, pickler: Callable[..., bytes] = dumps, *, main_by_reference: bool = True
 ) -> bytes:

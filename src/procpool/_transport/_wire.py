@@ -58,7 +58,7 @@ class Frame(NamedTuple):
 
 def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
     """A frame as a list of buffers; small frames are joined so they go out in one system call."""
-    size = sum(len(p) for p in parts)
+    size = sum(map(len, parts))
     header = HEADER.pack(size, kind, task_id)
     if size <= _SMALL_FRAME:
         return [b"".join((header, *parts))]
