@@ -37,9 +37,6 @@ class ChannelIO(Protocol):
     def frames_this_turn(self) -> int:
         """How many frames a callback may settle now (0: wait for the next loop turn)."""
 
-    def frames_per_turn(self) -> int:
-        """The whole budget of a turn: also how many tasks a slot sends ahead at once."""
-
     def settled(self, count: int) -> None:
         """A callback settled ``count`` frames of its allowance."""
 
@@ -83,9 +80,6 @@ class _LoopCallbacks:
 
     def frames_this_turn(self) -> int:
         return self._frames_left
-
-    def frames_per_turn(self) -> int:
-        return self._frames_per_turn
 
     def settled(self, count: int) -> None:
         self._frames_left -= count
@@ -155,9 +149,6 @@ class _WaitingTasks:
 
     def frames_this_turn(self) -> int:
         return self._frames_per_turn  # each channel's task checkpoints after each batch
-
-    def frames_per_turn(self) -> int:
-        return self._frames_per_turn
 
     def settled(self, count: int) -> None:
         pass

@@ -133,8 +133,7 @@ class WorkerSlot:
         worker = self.worker
         if worker is None or head.stream is not None or self._retiring:
             return []
-        # No more at once than a loop turn settles: a large batch would hold the loop as long.
-        room = min(self._policy.room_ahead(self._task_time, in_flight), len(self._backlog), self._io.frames_per_turn())
+        room = min(self._policy.room_ahead(self._task_time, in_flight), len(self._backlog))
         if self._max_tasks is not None:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
         batch: list[Job] = []
