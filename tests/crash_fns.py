@@ -54,3 +54,12 @@ def close_channel_then_sleep(log: str, seconds: float) -> None:
     with open(log, "a") as file:  # after the close: once the line is there, the channel is closed
         file.write("run\n")
     time.sleep(seconds)
+
+
+def touch_then_print_and_die(path: str, seconds: float, text: str) -> None:
+    """Note in ``path`` that the task began, sleep ``seconds``, print ``text``, then SIGKILL this
+    worker: its last frame (the printed line) and its death reach the parent together."""
+    Path(path).touch()
+    time.sleep(seconds)
+    print(text, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)

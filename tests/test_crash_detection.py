@@ -88,6 +88,30 @@ async def test_a_task_that_never_began_goes_back_until_its_crashes_run_out() -> 
 
 
 @pytest.mark.timeout(30)
+async def test_a_death_read_in_one_go_with_a_last_frame_is_seen(tmp_path: Path) -> None:
+    """A worker prints a line and dies while a task sent ahead waits unread in its channel, which
+    leaves the parent's end in error (ECONNRESET); the event loop, busy meanwhile, finds the line
+    and the death in one readiness event. The death is still seen: uvloop reports such an event
+    once, and then stops watching the descriptor, however much is left to read."""
+    began = tmp_path / "began"
+    async with procpool.Pool(1) as pool:
+        # Short tasks first (the first one's time includes the worker's start): a worker that runs
+        # short tasks takes one ahead of the running one.
+        assert await pool.map(workfns.square, range(50)) == [i * i for i in range(50)]
+        dying = pool.submit(crash_fns.touch_then_print_and_die, str(began), 0.5, "last words")
+        with anyio.fail_after(10):
+            while not began.exists():
+                await anyio.sleep(0.01)
+        behind = pool.submit(workfns.square, 3)  # sent ahead; the worker, in the task, leaves it unread
+        await anyio.sleep(0.05)
+        time.sleep(1.0)  # noqa: ASYNC251 (the loop must be busy while the worker prints and dies)
+        with anyio.fail_after(10):
+            with pytest.raises(procpool.WorkerCrashedError):
+                await dying
+            assert await behind == 9
+
+
+@pytest.mark.timeout(30)
 async def test_a_worker_killed_while_a_large_task_is_written_to_it_frees_the_writer(tmp_path: Path) -> None:
     """A process in another session holds the worker's channel, so the worker's death does not
     end the parent's write of a large argument that the (stopped) worker was not reading: the

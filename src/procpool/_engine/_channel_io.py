@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -58,12 +59,7 @@ def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most (on
     trio, each channel's task settles that many, then lets the others run)."""
     if sniffio.current_async_library() == "asyncio":
-        loop = asyncio.get_running_loop()
-        # uvloop lost a channel's registration in a chaos test (workers SIGKILLed every few ms,
-        # descriptors reused at once), leaving a dead worker's tasks waiting: until that is
-        # understood, uvloop's channels are watched by tasks, as trio's are.
-        if isinstance(loop, asyncio.BaseEventLoop):
-            return _LoopCallbacks(loop, frames_per_turn)
+        return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
     return _WaitingTasks(task_group, frames_per_turn)
 
 
@@ -76,6 +72,10 @@ class _LoopCallbacks:
         self._renewal_due = False
         self._turn_began = time.thread_time()
         self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
+        self._readers: dict[int, Step] = {}  # what each watched descriptor calls
+        # uvloop (libuv) stops watching a descriptor for good once epoll reports an error on it,
+        # after one last callback: see `_step`. asyncio's selector loops keep calling it.
+        self._last_call_on_error = not isinstance(loop, asyncio.BaseEventLoop)
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
 
     def frames_this_turn(self) -> int:
@@ -100,6 +100,7 @@ class _LoopCallbacks:
         self._frames_left = self._frames_per_turn
 
     def watch(self, fd: int, on_readable: Step) -> None:
+        self._readers[fd] = on_readable
         self._loop.add_reader(fd, self._step, fd, on_readable)
 
     def want_write(self, fd: int, on_writable: Step) -> None:
@@ -117,6 +118,7 @@ class _LoopCallbacks:
             self.want_write(fd, on_writable)
 
     def unwatch(self, fd: int) -> None:
+        self._readers.pop(fd, None)
         self._again.pop(fd, None)
         self._flushing.pop(fd, None)
         self._loop.remove_reader(fd)
@@ -124,7 +126,14 @@ class _LoopCallbacks:
 
     def _step(self, fd: int, on_readable: Step) -> None:
         self._again.pop(fd, None)
-        if on_readable() and fd not in self._again:
+        if on_readable():
+            again = True
+        else:
+            # A worker that dies with frames unread in its end of the channel leaves ours in
+            # error (ECONNRESET): the loop may have called for the last time, with frames and the
+            # end of file still to read, so it is called each turn until it unwatches at the end.
+            again = self._last_call_on_error and self._readers.get(fd) is on_readable and _in_error(fd)
+        if again and fd not in self._again:
             self._again[fd] = on_readable
             self._loop.call_soon(self._step_again, fd, on_readable)
 
@@ -137,6 +146,13 @@ class _LoopCallbacks:
     def _write(self, fd: int, on_writable: Step) -> None:
         if not on_writable():
             self._loop.remove_writer(fd)
+
+
+def _in_error(fd: int) -> bool:
+    """Whether ``fd`` has an error pending (poll always reports one, whatever it is asked for)."""
+    poller = select.poll()
+    poller.register(fd, 0)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 class _WaitingTasks:
