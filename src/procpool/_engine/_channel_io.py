@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import select
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -50,6 +49,10 @@ class ChannelIO(Protocol):
     def flush_soon(self, fd: int, on_writable: Step) -> None:
         """Call ``on_writable`` at the end of this loop turn, then as `want_write` if it returns True."""
 
+    def drain(self, fd: int) -> None:
+        """Call ``fd``'s callback each loop turn, readable or not, until `unwatch`: its worker has
+        died, and the loop may have stopped watching its channel before the end of file was read."""
+
     def unwatch(self, fd: int) -> None:
         """Stop calling back for ``fd``; call before closing it."""
 
@@ -73,9 +76,7 @@ class _LoopCallbacks:
         self._turn_began = time.thread_time()
         self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
-        # uvloop (libuv) stops watching a descriptor for good once epoll reports an error on it,
-        # after one last callback: see `_step`. asyncio's selector loops keep calling it.
-        self._last_call_on_error = not isinstance(loop, asyncio.BaseEventLoop)
+        self._draining: set[int] = set()  # channels of dead workers: called each turn until unwatched
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
 
     def frames_this_turn(self) -> int:
@@ -119,21 +120,28 @@ class _LoopCallbacks:
 
     def unwatch(self, fd: int) -> None:
         self._readers.pop(fd, None)
+        self._draining.discard(fd)
         self._again.pop(fd, None)
         self._flushing.pop(fd, None)
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
 
+    def drain(self, fd: int) -> None:
+        # uvloop (libuv) stops watching a descriptor for good once epoll reports an error on it,
+        # after one last callback, where asyncio's selector loops keep calling: a worker that dies
+        # with frames unread in its end of the channel leaves ours in error (ECONNRESET), and
+        # that last callback may have read frames but not yet the end of file.
+        on_readable = self._readers.get(fd)
+        if on_readable is None:
+            return
+        self._draining.add(fd)
+        if fd not in self._again:
+            self._again[fd] = on_readable
+            self._loop.call_soon(self._step_again, fd, on_readable)
+
     def _step(self, fd: int, on_readable: Step) -> None:
         self._again.pop(fd, None)
-        if on_readable():
-            again = True
-        else:
-            # A worker that dies with frames unread in its end of the channel leaves ours in
-            # error (ECONNRESET): the loop may have called for the last time, with frames and the
-            # end of file still to read, so it is called each turn until it unwatches at the end.
-            again = self._last_call_on_error and self._readers.get(fd) is on_readable and _in_error(fd)
-        if again and fd not in self._again:
+        if (on_readable() or fd in self._draining) and fd not in self._again:
             self._again[fd] = on_readable
             self._loop.call_soon(self._step_again, fd, on_readable)
 
@@ -146,13 +154,6 @@ class _LoopCallbacks:
     def _write(self, fd: int, on_writable: Step) -> None:
         if not on_writable():
             self._loop.remove_writer(fd)
-
-
-def _in_error(fd: int) -> bool:
-    """Whether ``fd`` has an error pending (poll always reports one, whatever it is asked for)."""
-    poller = select.poll()
-    poller.register(fd, 0)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 class _WaitingTasks:
@@ -177,6 +178,9 @@ class _WaitingTasks:
 
     def flush_soon(self, fd: int, on_writable: Step) -> None:
         self.want_write(fd, on_writable)  # the channel is writable: its task writes on the next turn
+
+    def drain(self, fd: int) -> None:
+        pass  # its task waits for readiness anew each time, and the end of file is readiness
 
     def unwatch(self, fd: int) -> None:
         scopes = self._scopes.pop(fd, [])
