@@ -7,11 +7,9 @@ callbacks, so there a small task per channel waits and calls the same callback.
 
 A callback returns True when it stopped for the loop's sake with work left (see
 `WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not. How much
-it may do per turn is `frames_this_turn`: on asyncio a budget shared by every channel of the pool
-and renewed each loop turn, so a timer never waits behind more than one budget of results, logs
-and printed text, however many workers send them. Each result wakes a coroutine that runs on the
-next turn, at a cost that only the turn's length shows, so the budget follows it: it shrinks when
-a turn took more than `_TURN_CPU` of the loop thread's CPU time, and grows back when turns are short.
+it may do per turn is `frames_this_turn`: a budget shared by every channel of the pool and
+renewed each loop turn (`_TurnBudget`), so a timer never waits behind more than one budget of
+results, logs and printed text, however many workers send them.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from anyio.abc import TaskGroup
 
 Step = Callable[[], bool]  # True: call again on the next loop turn
 
-_TURN_CPU = 0.0004  # seconds: turns of this much work keep a 1 ms timer within its millisecond (measured)
+_TURN_CPU = 0.00035  # seconds: turns of this much work keep a 1 ms timer within its millisecond (measured)
 _FEWEST_FRAMES = 4
 
 
@@ -59,11 +57,42 @@ class ChannelIO(Protocol):
 
 def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     """The way to watch channels in the running event loop; trio's tasks run in ``task_group``.
-    ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most (on
-    trio, each channel's task settles that many, then lets the others run)."""
+    ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most, all
+    channels together (the budget shrinks below it when turns run long)."""
     if sniffio.current_async_library() == "asyncio":
         return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
     return _WaitingTasks(task_group, frames_per_turn)
+
+
+class _TurnBudget:
+    """The frames all of a pool's channels may settle in one loop turn, renewed on the next turn
+    (``renew_next_turn`` arranges that) while frames come. Each result wakes a coroutine that runs
+    on the next turn, at a cost that only the turn's length shows, so the budget follows it: it
+    shrinks when a turn took more than `_TURN_CPU` of the loop thread's CPU time, and grows back
+    when turns are short."""
+
+    def __init__(self, most: int, renew_next_turn: Callable[[], object]) -> None:
+        self._most = self.per_turn = self.left = most
+        self._renew_next_turn = renew_next_turn
+        self.renewal_due = False
+        self._turn_began = time.thread_time()
+
+    def settled(self, count: int) -> None:
+        self.left -= count
+        if not self.renewal_due:
+            self.renewal_due = True
+            self._renew_next_turn()
+
+    def renew(self) -> None:
+        # Runs once per turn while frames come: the CPU time since the last renewal is a turn's.
+        now = time.thread_time()
+        turn, self._turn_began = now - self._turn_began, now
+        if turn > _TURN_CPU:
+            self.per_turn = max(_FEWEST_FRAMES, self.per_turn * 3 // 4)
+        elif turn < _TURN_CPU / 2 and self.per_turn < self._most:
+            self.per_turn += 1
+        self.renewal_due = False
+        self.left = self.per_turn
 
 
 class _LoopCallbacks:
@@ -71,34 +100,18 @@ class _LoopCallbacks:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int) -> None:
         self._loop = loop
-        self._most_frames = self._frames_per_turn = self._frames_left = frames_per_turn
-        self._renewal_due = False
-        self._turn_began = time.thread_time()
+        # Renewed before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
+        self._budget = _TurnBudget(frames_per_turn, lambda: loop.call_soon(self._budget.renew))
         self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
         self._draining: set[int] = set()  # channels of dead workers: called each turn until unwatched
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
 
     def frames_this_turn(self) -> int:
-        return self._frames_left
+        return self._budget.left
 
     def settled(self, count: int) -> None:
-        self._frames_left -= count
-        if not self._renewal_due:
-            # Runs before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
-            self._renewal_due = True
-            self._loop.call_soon(self._renew)
-
-    def _renew(self) -> None:
-        # Runs once per turn while frames come: the CPU time since the last renewal is a turn's.
-        now = time.thread_time()
-        turn, self._turn_began = now - self._turn_began, now
-        if turn > _TURN_CPU:
-            self._frames_per_turn = max(_FEWEST_FRAMES, self._frames_per_turn * 3 // 4)
-        elif turn < _TURN_CPU / 2 and self._frames_per_turn < self._most_frames:
-            self._frames_per_turn += 1
-        self._renewal_due = False
-        self._frames_left = self._frames_per_turn
+        self._budget.settled(count)
 
     def watch(self, fd: int, on_readable: Step) -> None:
         self._readers[fd] = on_readable
@@ -157,18 +170,37 @@ class _LoopCallbacks:
 
 
 class _WaitingTasks:
-    """trio: a task per channel waits for readiness and calls back."""
+    """trio: a task per channel waits for readiness and calls back. The budget is renewed by a
+    task that runs once per turn (trio's batch of runnable tasks) while frames come."""
 
     def __init__(self, task_group: TaskGroup, frames_per_turn: int) -> None:
         self._task_group = task_group
-        self._frames_per_turn = frames_per_turn
+        self._budget = _TurnBudget(frames_per_turn, self._renew_soon)
+        self._renewing = False  # the task that renews the budget runs
         self._scopes: dict[int, list[anyio.CancelScope]] = {}
 
     def frames_this_turn(self) -> int:
-        return self._frames_per_turn  # each channel's task checkpoints after each batch
+        return self._budget.left
 
     def settled(self, count: int) -> None:
-        pass
+        self._budget.settled(count)
+
+    def _renew_soon(self) -> None:
+        if not self._renewing:
+            self._renewing = True
+            self._task_group.start_soon(self._renew_each_turn)
+
+    async def _renew_each_turn(self) -> None:
+        # Ends after a turn that settled nothing, so that it never holds the pool's task group open.
+        try:
+            while True:
+                await anyio.lowlevel.checkpoint()
+                settled_since = self._budget.renewal_due
+                self._budget.renew()
+                if not settled_since:
+                    return
+        finally:
+            self._renewing = False
 
     def watch(self, fd: int, on_readable: Step) -> None:
         self._task_group.start_soon(self._read_loop, fd, on_readable, self._scope(fd))
