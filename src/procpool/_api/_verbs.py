@@ -96,12 +96,12 @@ class Verbs:
         buffers = None
         if files is None:
             args_bytes = dumps_for_transport(
-                (args, kwargs), f"an argument of {name}", main_by_reference=backend.workers_import_main
+                (args, kwargs), lambda: f"an argument of {name}", main_by_reference=backend.workers_import_main
             )
         else:
             args_bytes, buffers = dumps_with_buffers_for_transport(
                 (args, kwargs),
-                f"an argument of {name}",
+                lambda: f"an argument of {name}",
                 files.threshold,
                 files,
                 main_by_reference=backend.workers_import_main,

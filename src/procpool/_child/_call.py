@@ -30,6 +30,11 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+# Results that cannot be awaitable, told apart at the cost of a set lookup: asking
+# `inspect.isawaitable` goes through the Awaitable ABC's isinstance check, which a tiny task feels.
+_NEVER_AWAITABLE = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None), list, tuple, dict, set})
+
+
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
@@ -43,7 +48,7 @@ def call(
     """``fn(*args, **kwargs)``; an awaitable result is awaited on the runner ``loop_runner`` gives
     (asked only then: a worker imports asyncio for the first coroutine), or on a fresh loop."""
     result = fn(*args, **kwargs)
-    if not inspect.isawaitable(result):
+    if type(result) in _NEVER_AWAITABLE or not inspect.isawaitable(result):
         return result
     return complete(result, None if loop_runner is None else loop_runner())
 

@@ -26,6 +26,7 @@ from multiprocessing import reduction
 from typing import TYPE_CHECKING, Any
 
 from .._transport import (
+    Description,
     Spilled,
     dumps,
     dumps_for_transport,
@@ -271,9 +272,9 @@ class _Worker:
         finally:
             self._running_task = False
         del args, kwargs  # their buffers are unmapped now, unless the result holds them
-        return self.pickled(result, f"the result of {describe(fn)}")
+        return self.pickled(result, lambda: f"the result of {describe(fn)}")
 
-    def pickled(self, value: object, what: str) -> tuple[bytes, Spilled | None]:
+    def pickled(self, value: object, what: Description) -> tuple[bytes, Spilled | None]:
         """A result or a stream's item, pickled, and its out-of-band buffers."""
         if self.buffer_threshold is None:
             return dumps_for_transport(value, what), None
@@ -290,7 +291,7 @@ class _Worker:
             credit = 0
             try:
                 while (credit := self.take_control(credit)) > 0 and (item := next_item()) is not END:
-                    data, buffers = self.pickled(item, f"an item of {describe(fn)}")
+                    data, buffers = self.pickled(item, lambda: f"an item of {describe(fn)}")
                     if buffers is None:
                         self.send(wire.ITEM, task_id, data)
                     else:

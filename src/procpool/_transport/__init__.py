@@ -8,6 +8,7 @@ from ._buffers import Received as Received
 from ._buffers import Spilled as Spilled
 from ._buffers import loads as loads
 from ._buffers import send_descriptor as send_descriptor
+from ._pickling import Description as Description
 from ._pickling import dumps as dumps
 from ._pickling import dumps_for_transport as dumps_for_transport
 from ._pickling import dumps_function as dumps_function
@@ -21,6 +22,7 @@ from ._wire import Frame as Frame
 __all__ = (
     "MINIMUM_THRESHOLD",
     "Body",
+    "Description",
     "Frame",
     "MemoryFiles",
     "Received",

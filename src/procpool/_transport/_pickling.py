@@ -38,6 +38,7 @@ _PLAIN_DEPTH = 4
 _by_reference: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _told_by_value: weakref.WeakSet[Any] = weakref.WeakSet()
 _log = logging.getLogger("procpool")
+Description = str | Callable[[], str]  # what an object to pickle is, for an error: words, or a function that gives them
 
 
 def dumps(obj: object, *, main_by_reference: bool = True) -> bytes:
@@ -254,10 +255,11 @@ def pickled_by_reference(fn: object, data: bytes) -> bool:
 
 
 def dumps_for_transport(
-    obj: object, what: str, pickler: Callable[..., bytes] = dumps, *, main_by_reference: bool = True
+    obj: object, what: Description, pickler: Callable[..., bytes] = dumps, *, main_by_reference: bool = True
 ) -> bytes:
     """Pickle ``obj`` with ``pickler`` (`dumps` or `dumps_function`) and ``main_by_reference``;
-    a failure becomes a `SerializationError` that says what could not travel."""
+    a failure becomes a `SerializationError` that says what could not travel (``what``, or what
+    it returns: hot paths pass a function, to format the words only on failure)."""
     try:
         return pickler(obj, main_by_reference=main_by_reference)
     except Exception as exc:
@@ -265,7 +267,7 @@ def dumps_for_transport(
 
 
 def dumps_with_buffers_for_transport(
-    obj: object, what: str, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
+    obj: object, what: Description, threshold: int, files: MemoryFiles | None = None, *, main_by_reference: bool = True
 ) -> tuple[bytes, Spilled | None]:
     """`dumps_with_buffers`, whose failure becomes a `SerializationError` as in `dumps_for_transport`."""
     try:
@@ -274,7 +276,9 @@ def dumps_with_buffers_for_transport(
         raise _cannot_pickle(what, exc) from exc
 
 
-def _cannot_pickle(what: str, exc: Exception) -> SerializationError:
+def _cannot_pickle(what: Description, exc: Exception) -> SerializationError:
+    if not isinstance(what, str):
+        what = what()
     return SerializationError(
         f"{what} cannot be pickled to cross to another process ({type(exc).__name__}: {exc}); "
         "pass plain data, or objects that cloudpickle supports"
