@@ -148,9 +148,10 @@ def cancel_checkpoint() -> Callable[[], Awaitable[None]]:
     what it costs in each tiny task's call. Falls back to it if anyio moves its internals."""
     try:
         from anyio._core._eventloop import get_async_backend
-    except ImportError:  # pragma: no cover - a future anyio
+
+        checkpoint: Callable[[], Awaitable[None]] = get_async_backend().checkpoint_if_cancelled
+    except (ImportError, AttributeError):  # pragma: no cover - a future anyio
         return anyio.lowlevel.checkpoint_if_cancelled
-    checkpoint: Callable[[], Awaitable[None]] = get_async_backend().checkpoint_if_cancelled
     return checkpoint
 
 
