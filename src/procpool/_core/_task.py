@@ -165,8 +165,7 @@ class Task(Generic[T]):
 
     async def wait(self) -> T:
         """Wait for the task and return its result (the same as ``await task``)."""
-        state = self._state
-        if state is _State.PENDING or state is _State.RUNNING:
+        if not self.done():
             try:
                 await self._wait_done()
             except anyio.get_cancelled_exc_class():

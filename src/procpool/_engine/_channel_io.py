@@ -145,16 +145,18 @@ class _LoopCallbacks:
         # with frames unread in its end of the channel leaves ours in error (ECONNRESET), and
         # that last callback may have read frames but not yet the end of file.
         on_readable = self._readers.get(fd)
-        if on_readable is None:
-            return
-        self._draining.add(fd)
-        if fd not in self._again:
-            self._again[fd] = on_readable
-            self._loop.call_soon(self._step_again, fd, on_readable)
+        if on_readable is not None:
+            self._draining.add(fd)
+            self._call_again(fd, on_readable)
 
     def _step(self, fd: int, on_readable: Step) -> None:
         self._again.pop(fd, None)
-        if (on_readable() or fd in self._draining) and fd not in self._again:
+        if on_readable() or fd in self._draining:
+            self._call_again(fd, on_readable)
+
+    def _call_again(self, fd: int, on_readable: Step) -> None:
+        """Call ``on_readable`` on the next loop turn, readable or not (once, however often asked)."""
+        if fd not in self._again:
             self._again[fd] = on_readable
             self._loop.call_soon(self._step_again, fd, on_readable)
 

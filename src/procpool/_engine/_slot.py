@@ -265,10 +265,11 @@ class WorkerSlot:
             job.received_at = now
             if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
+            outcome = memoryview(body)[wire.TIMING.size :]
             if kind == wire.RESULT:
-                job.succeed(memoryview(body)[wire.TIMING.size :], buffers)
+                job.succeed(outcome, buffers)
             else:
-                job.fail(unpack_exception(memoryview(body)[wire.TIMING.size :]))
+                job.fail(unpack_exception(outcome))
         if self._inflight:
             head = next(iter(self._inflight.values()))
             if head.stage is Stage.SENT and head.id not in self._taking_back:
