@@ -1,10 +1,11 @@
-"""A slot's channel to its worker: a cancel or a timeout acts on a running task at once, even with
-a large task queued behind it and while the task's own threads print and log, under asyncio,
-uvloop and trio."""
+"""A slot's channel to its worker: payloads of any size cross it intact; a cancel or a timeout acts
+on a running task at once, even with a large task queued behind it and while the task's own
+threads print and log, under asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 import zlib
 from pathlib import Path
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.anyio
 LARGE = 20 * 2**20  # far more than a socket buffer holds
 SLACK = 1.5  # seconds a timeout or cancel may take to act, on a loaded machine
 TIMEOUT = 1.0  # seconds: long enough for the task to begin first, on a loaded machine
+# Around the sizes a channel's reader treats apart: a small frame (64 KiB) and one read (256 KiB),
+# beyond which a frame's body is read straight into a buffer of its own.
+FRAME_SIZES = [0, 1, 17, 2**16 - 1, 2**16, 2**16 + 1, 200_000, 2**18 - 1, 2**18, 2**18 + 1, 700_000]
 
 
 async def _until_exists(marker: Path) -> None:
@@ -31,6 +35,28 @@ async def _until_exists(marker: Path) -> None:
 async def _warm_up(pool: procpool.Pool) -> None:
     """One task done: the slot knows the recent task time, so it sends tasks ahead of a running one."""
     assert await pool.run(workfns.square, 2) == 4
+
+
+@pytest.mark.timeout(60)
+async def test_frames_of_every_size_cross_intact_when_many_wait_in_the_channel() -> None:
+    # Every payload in the channel itself (no shared memory). Small calls go ahead of a running
+    # task and wait in the worker's end; results wait in ours while the loop is held: so reads
+    # take many frames at once and end part way into one, at every size around the reader's limits.
+    rng = random.Random(14)
+    arguments = [os.urandom(rng.choice([0, 1, 17, 1000, 30_000, 60_000])) for _ in range(60)]
+    result_sizes = [rng.choice(FRAME_SIZES) for _ in arguments]
+    async with procpool.Pool(1, buffer_threshold=None) as pool:
+        await _warm_up(pool)
+        running = pool.submit(workfns.sleep_and_return, 0.3)
+        tasks = [
+            pool.submit(workfns.repeat_to_size, argument, size)
+            for argument, size in zip(arguments, result_sizes, strict=True)
+        ]
+        await anyio.sleep(0.05)  # the calls go ahead, to the worker's end of the channel
+        time.sleep(1.0)  # noqa: ASYNC251  # holds the loop on purpose, while results fill our end
+        await running
+        for task, argument, size in zip(tasks, arguments, result_sizes, strict=True):
+            assert await task == workfns.repeat_to_size(argument, size)
 
 
 @pytest.mark.timeout(45)

@@ -91,6 +91,11 @@ def identity(x: Any) -> Any:
     return x
 
 
+def repeat_to_size(data: bytes, size: int) -> bytes:
+    """``data`` repeated (or cut) to ``size`` bytes; ``size`` zero bytes if ``data`` is empty."""
+    return (data * (size // len(data) + 1))[:size] if data else bytes(size)
+
+
 def start_time_and(x: Any) -> tuple[float, Any]:
     """When the worker started this call (one clock for all processes on Linux), and ``x``."""
     return time.monotonic(), x
