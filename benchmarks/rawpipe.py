@@ -49,6 +49,7 @@ class RawPipeChild:
         self._ids = itertools.count()
         self._unsent: deque[memoryview] = deque()
         self._received = bytearray()
+        self._incoming = bytearray(READ_SIZE)  # one buffer for every read, as the child's
         loop.add_reader(self._read_fd, self._on_readable)
 
     def call(self, fn: Any, args: tuple[Any, ...]) -> asyncio.Future[Any]:
@@ -82,17 +83,17 @@ class RawPipeChild:
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._read_fd, READ_SIZE)
+            count = os.readv(self._read_fd, [self._incoming])
         except BlockingIOError:
             return
-        if not data:
+        if not count:
             self._loop.remove_reader(self._read_fd)
             for future in self.pending.values():
                 future.set_exception(EOFError(f"raw-pipe child {self.process.pid} exited"))
             self.pending.clear()
             return
         received = self._received
-        received += data
+        received += memoryview(self._incoming)[:count]
         offset = 0
         with memoryview(received) as view:
             while len(received) - offset >= HEADER.size:

@@ -18,8 +18,9 @@ READ_SIZE = 1 << 20
 def serve(read_fd: int, write_fd: int) -> None:
     """Answer calls until ``read_fd`` reaches end of file."""
     buffer = bytearray()
-    while data := os.read(read_fd, READ_SIZE):
-        buffer += data
+    incoming = bytearray(READ_SIZE)  # one buffer for every read: a new one each time costs a map and unmap
+    while count := os.readv(read_fd, [incoming]):
+        buffer += memoryview(incoming)[:count]
         replies: list[bytes] = []
         offset = 0
         with memoryview(buffer) as view:
