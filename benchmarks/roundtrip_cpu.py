@@ -11,23 +11,22 @@ counts the wake-ups' kernel work too.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from . import workload
+from . import peers, workload
+from .cell import LOOPS as LOOP_BACKENDS
+from .peers import Call
 
-POOLS = ("procpool", "rawpipe")
+POOLS = ("procpool", "rawpipe")  # peer names, started as scenario A starts them
 LOOPS = ("asyncio", "uvloop")
 WARM_UP = 300
 
 
-async def _measure(call: Callable[..., Awaitable[Any]], calls: int) -> dict[str, float]:
+async def _measure(call: Call, calls: int) -> dict[str, float]:
     import psutil
 
     for _ in range(WARM_UP):
@@ -50,19 +49,12 @@ async def _measure(call: Callable[..., Awaitable[Any]], calls: int) -> dict[str,
 
 
 async def _one(pool: str, calls: int) -> dict[str, float]:
-    if pool == "procpool":
-        import procpool
-
-        async with procpool.Pool(2) as procpool_pool:
-            return await _measure(procpool_pool.run, calls)
-    from .rawpipe import RawPipePool
-
-    raw = RawPipePool(2)
-    raw.start()
+    peer = peers.load(pool)(2)
+    call = await peer.start()
     try:
-        return await _measure(raw.call, calls)
+        return await _measure(call, calls)
     finally:
-        await raw.close()
+        await peer.close()
 
 
 def _cell(pool: str, loop: str, calls: int) -> dict[str, float]:
@@ -83,14 +75,11 @@ def main() -> None:
     parser.add_argument("--cell", nargs=3, metavar=("POOL", "LOOP", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cell:
-        pool, loop, calls = args.cell
-        factory = None
-        if loop == "uvloop":
-            import uvloop
+        import anyio
 
-            factory = uvloop.new_event_loop
-        with asyncio.Runner(loop_factory=factory) as runner:
-            print(json.dumps(runner.run(_one(pool, int(calls)))))
+        pool, loop, calls = args.cell
+        backend, options = LOOP_BACKENDS[loop]
+        print(json.dumps(anyio.run(_one, pool, int(calls), backend=backend, backend_options=options)))
         return
     figures: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.repeats):
