@@ -77,3 +77,18 @@ def test_the_forkserver_imports_the_main_module_for_every_worker(run_as: list[st
     assert pids["script"] in importers
     assert len(importers) == 2  # the script and the forkserver
     assert not importers & set(pids["workers"])
+
+
+@pytest.mark.timeout(60)
+def test_a_process_forked_after_a_pool_starts_pools_of_its_own() -> None:
+    """As a pre-forking server's workers, forked once the app used a pool: the forked process's
+    pool comes from a forkserver of its own, which ends with it, and the parent's keeps serving."""
+    script = str(SCRIPTS / "forked_after_pool.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=script_env(), timeout=50)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["forked"] == {"answer": 49, "forkserver": report["forked"]["forkserver"]}, report["forked"]
+    assert report["before"]["answer"] == report["after"]["answer"] == 49
+    assert report["after"]["forkserver"] == report["before"]["forkserver"]
+    assert report["forked"]["forkserver"] != report["before"]["forkserver"]
+    assert report["forked_forkserver_ended"]

@@ -210,6 +210,28 @@ def _start_forkserver() -> None:
         spawn.get_preparation_data = prepare
 
 
+def _forget_inherited_forkserver() -> None:
+    """In a process just forked by ``os.fork`` (a pre-forking server's worker, say): drop the
+    forkserver inherited from the parent, which is not this process's child, so that its first
+    pool starts one of its own. multiprocessing would instead wait for the parent's forkserver to
+    see if it still runs, and fail with ChildProcessError. The parent's forkserver is left alone,
+    its socket included; only this process's copy of the descriptor that keeps it alive is closed,
+    so it still ends with its owner."""
+    server: Any = forkserver._forkserver
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if getattr(server, "_forkserver_pid", None) is None:
+        return
+    for name in ("_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd", "_forkserver_authkey"):
+        if hasattr(server, name):
+            setattr(server, name, None)
+    if isinstance(alive_fd, int):
+        with contextlib.suppress(OSError):
+            os.close(alive_fd)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_forkserver)
+
+
 async def start_in_thread(process: Any, child_lifeline: socket.socket) -> None:
     """`start_locked`, in one of anyio's worker threads, as it blocks (it talks to the forkserver).
 
