@@ -78,7 +78,8 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("import procpool", "`import procpool`", BEGIN + "import procpool" + END),
     (
         "the parent's engine",
-        "`procpool.Pool`, first use: the engine and anyio (asyncio already imported)",
+        "`procpool.Pool`, first use: the facade and multiprocessing (asyncio already imported; the engine "
+        "and anyio come with `Pool(...)`, beside the forkserver's start)",
         "import asyncio\n" + BEGIN + "import procpool; procpool.Pool" + END,
     ),
     (

@@ -31,14 +31,33 @@ def _modules_after(code: str) -> list[str]:
 
 
 def test_import_procpool_loads_none_of_the_pool_machinery() -> None:
-    assert _modules_after("import procpool") == ["procpool", "procpool._forkserver"]
+    assert _modules_after("import procpool") == ["procpool", "procpool._forkserver", "procpool._lazy"]
 
 
 def test_a_public_name_loads_what_it_needs_on_first_use() -> None:
     loaded = _modules_after("import procpool; procpool.WorkerCrashedError")
     assert "procpool._errors" in loaded
     assert not [name for name in loaded if name.startswith(MACHINERY)]
-    assert "procpool._engine" in _modules_after("from procpool import Pool")
+    assert "procpool._engine" in _modules_after("import procpool; procpool.Pool(1)")
+
+
+def test_the_pool_class_loads_no_engine_and_a_new_pool_starts_the_forkserver_first() -> None:
+    """So the forkserver starts beside the engine's import, not after it (docs/tuning.md)."""
+    loaded = _modules_after("from procpool import Pool")
+    assert "procpool._api" in loaded
+    assert [name for name in loaded if name.startswith(("procpool._engine", "procpool._core", "anyio"))] == []
+    report_children = (
+        "import os; children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split(); "
+        "print([open(f'/proc/{pid}/cmdline').read() for pid in children])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"import procpool; pool = procpool.Pool(1); {report_children}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "multiprocessing.forkserver" in done.stdout
 
 
 def test_every_public_name_resolves_and_is_listed() -> None:

@@ -7,9 +7,8 @@ the child side they run.
 
 from __future__ import annotations
 
-import importlib
-
 from ._forkserver import die_with_owner_while_importing_main
+from ._lazy import import_on_first_use
 
 TYPE_CHECKING = False  # typing's, without the import (typing takes milliseconds to import)
 if TYPE_CHECKING:
@@ -163,15 +162,7 @@ __all__ = (
 
 
 if not TYPE_CHECKING:  # type checkers see the imports above, and call any other name an error
-
-    def __getattr__(name: str) -> object:
-        """Import a public name on first use; later uses find it in the module."""
-        home = _HOMES.get(name)
-        if home is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(home, __name__), name)
-        globals()[name] = value
-        return value
+    __getattr__ = import_on_first_use(__name__, _HOMES)
 
 
 def __dir__() -> list[str]:

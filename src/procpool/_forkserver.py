@@ -50,7 +50,7 @@ def die_with_owner_while_importing_main() -> None:
 def main_by_name_entry() -> str | None:
     """The preload entry that has the forkserver import the main module by name, where it runs
     by name (``python -m``; a notebook's kernel, too), as multiprocessing has each worker do;
-    else None (a script's path reaches the forkserver another way: see `_start_forkserver`)."""
+    else None (a script's path reaches the forkserver another way: see `_launch.start_forkserver`)."""
     name = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
     return None if name is None else MAIN_BY_NAME + name.replace(".", ":")
 

@@ -1,4 +1,4 @@
-"""Preloaded by multiprocessing's forkserver last (see `_engine._process.worker_context`): it
+"""Preloaded by multiprocessing's forkserver last (see `_launch.worker_context`): it
 imports the main module if that runs by name (see `_forkserver.import_main_by_name`); then the
 main module's import is over, so the forkserver no longer dies with the thread that started it
 (see `_forkserver.die_with_owner_while_importing_main`), and from now on survives a fork that

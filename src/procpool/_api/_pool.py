@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .._core import EventHook, PoolObserver, PoolStats
-from .._engine import LocalBackend
 from .._errors import PoolClosedError
+from .._launch import start_forkserver_early
 from .._sizing import available_cpus, check_start_method
-from .._transport import MINIMUM_THRESHOLD
 from ._checks import check_bool, check_buffer_threshold, check_count, check_positive_int, check_seconds
-from ._executor import PoolExecutor
 from ._verbs import PoolFacade, PoolOptions
+
+# The engine is imported by `Pool.__init__` once it has started the forkserver, not here.
+if TYPE_CHECKING:
+    from .._core import EventHook, PoolStats
+    from .._engine import LocalBackend
+    from ._executor import PoolExecutor
 
 DEFAULT_BUFFER_THRESHOLD = 256 * 1024
 
@@ -99,7 +102,6 @@ class Pool(PoolFacade):
         check_positive_int("max_crashes_per_task", max_crashes_per_task, optional=False)
         check_seconds("idle_timeout", idle_timeout)
         check_count("min_workers", min_workers)
-        check_buffer_threshold(buffer_threshold, MINIMUM_THRESHOLD)
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable or None, not {type(initializer).__name__}")
         if not isinstance(initargs, Iterable) or isinstance(initargs, (str, bytes)):
@@ -111,11 +113,20 @@ class Pool(PoolFacade):
         check_bool("forward_output", forward_output)
         if on_event is not None and not callable(on_event):
             raise TypeError(f"on_event must be callable or None, not {type(on_event).__name__}")
+        start_method = check_start_method(start_method)
+        # The forkserver takes longer to start than the engine to import: side by side, they
+        # halve a first pool's start.
+        start_forkserver_early(start_method)
+        from .._core import PoolObserver
+        from .._engine import LocalBackend
+        from .._transport import MINIMUM_THRESHOLD
+
+        check_buffer_threshold(buffer_threshold, MINIMUM_THRESHOLD)
         self._kill_on_cancel = bool(kill_on_cancel)
         self._executor: PoolExecutor | None = None
         self._backend = LocalBackend(
             workers if workers is not None else available_cpus(),
-            start_method=check_start_method(start_method),
+            start_method=start_method,
             initializer=initializer,
             initargs=initargs,
             max_tasks_per_worker=max_tasks_per_worker,
@@ -180,6 +191,8 @@ class Pool(PoolFacade):
             PoolClosedError: the pool is not started yet.
         """
         if self._executor is None:
+            from ._executor import PoolExecutor
+
             backend = self._backend
             if backend.thread is None or backend.token is None:
                 raise PoolClosedError(

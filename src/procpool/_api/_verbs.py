@@ -6,26 +6,23 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence, Sized
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-import anyio
-
-from .._child import ChunkRunner
-from .._core import Backend, Job, PoolState, StreamLink, Task, cancel_checkpoint
-from .._transport import (
-    dumps_for_transport,
-    dumps_function,
-    dumps_with_buffers_for_transport,
-    pickled_by_reference,
-)
 from ._checks import check_bool, check_callable, check_count, check_positive_int, check_seconds, describe
 from ._chunking import ChunkSizer
-from ._host import PoolHost
-from ._map import MapIterator
 from ._progress import ProgressOption, open_progress
-from ._stream import StreamIterator
+
+# The engine side (anyio, the core, the transport) is imported by the methods that use it, not
+# here: `Pool(...)` starts the forkserver before it imports the engine (see `procpool._launch`).
+if TYPE_CHECKING:
+    from .._core import Backend, Job, StreamLink, Task
+    from .._transport import Spilled
+    from ._host import PoolHost
+    from ._map import MapIterator
+    from ._stream import StreamIterator
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -88,6 +85,7 @@ class Verbs:
         """Make the call's job and hand it to the backend, with this view's options; a timeout
         counts from ``called_at`` (``anyio.current_time()``; default: now). Returns its handle,
         taken before the backend has the job: a backend may settle it at once."""
+        job_type, dumps_for_transport, dumps_with_buffers_for_transport = _call_packing()
         backend = self._backend
         room = backend.admission
         if room is not None:
@@ -107,7 +105,7 @@ class Verbs:
                 main_by_reference=backend.workers_import_main,
             )
         job_id = backend.new_job_id()
-        job = Job(
+        job = job_type(
             job_id,
             name,
             fn_bytes,
@@ -121,6 +119,8 @@ class Verbs:
         task = job.task
         assert task is not None  # just made: nothing has settled it yet
         if self._timeout is not None:
+            import anyio
+
             start = anyio.current_time() if called_at is None else called_at
             backend.set_deadline(job, start + self._timeout, self._timeout)
         backend.submit(job)
@@ -133,6 +133,8 @@ class Verbs:
         last = self._last_function
         if last is not None and last[0] is fn:
             return last[1], last[2]
+        from .._transport import dumps_for_transport, dumps_function, pickled_by_reference
+
         name = describe(fn)
         main_by_reference = self._backend.workers_import_main
         fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function, main_by_reference=main_by_reference)
@@ -148,6 +150,8 @@ class Verbs:
         if self._timeout is None:
             await room.wait()
         else:
+            import anyio
+
             with anyio.fail_after(self._timeout):
                 await room.wait()
         self._backend.check_open()  # it may have closed (or broken) while this call waited
@@ -172,10 +176,16 @@ class Verbs:
         # which could send the task before this call's first wait sees the cancellation.
         checkpoint = self._checkpoint_if_cancelled
         if checkpoint is None:  # an open pool stays in its event loop: the lookup holds for good
+            from .._core import cancel_checkpoint
+
             checkpoint = self._checkpoint_if_cancelled = cancel_checkpoint()
         await checkpoint()
         # The clock is read only when a timeout needs it: a tiny task's call is worth saving for.
-        called_at = None if self._timeout is None else anyio.current_time()
+        called_at = None
+        if self._timeout is not None:
+            import anyio
+
+            called_at = anyio.current_time()
         if self._backend.admission is not None:
             await self._wait_for_room()
         return await self._submit_pickled(fn_bytes, name, args, kwargs, called_at)
@@ -199,6 +209,9 @@ class Verbs:
                 async for record in records:
                     ...
         """
+        from .._core import StreamLink
+        from ._stream import StreamIterator
+
         if self._retries:
             raise ValueError("retries does not apply to pool.stream(): a re-run would send its items again")
         link = StreamLink()
@@ -330,6 +343,10 @@ class Verbs:
         max_in_flight: int | None,
         progress: ProgressOption,
     ) -> MapIterator[Any]:
+        from .._child import ChunkRunner
+        from .._transport import dumps_for_transport
+        from ._map import MapIterator
+
         check_callable(fn)
         for iterable in iterables:
             if not isinstance(iterable, (Iterable, AsyncIterable)):
@@ -404,6 +421,9 @@ class PoolFacade(Verbs):
         Raises:
             RuntimeError: the pool was opened already (a pool opens once).
         """
+        from .._core import PoolState
+        from ._host import PoolHost
+
         if self._host is not None or self._backend.state is not PoolState.NEW:
             raise RuntimeError(
                 f"this {type(self).__name__} was opened already: a pool opens once, with `await pool.open()` "
@@ -444,3 +464,13 @@ class PoolFacade(Verbs):
     def queued(self) -> int:
         """How many submitted tasks wait to start."""
         return self._backend.queued
+
+
+@functools.cache
+def _call_packing() -> tuple[type[Job], Callable[..., bytes], Callable[..., tuple[bytes, Spilled | None]]]:
+    """What packs a call into a job, imported on the first call (a lookup, where an import
+    statement in `Verbs._submit_pickled` would cost each call about a microsecond)."""
+    from .._core import Job
+    from .._transport import dumps_for_transport, dumps_with_buffers_for_transport
+
+    return Job, dumps_for_transport, dumps_with_buffers_for_transport

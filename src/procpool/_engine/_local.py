@@ -34,11 +34,12 @@ from .._core import (
     used_from_another_thread,
 )
 from .._errors import PoolClosedError
+from .._launch import worker_context
 from .._transport import MemoryFiles, dumps_for_transport
 from ._channel_io import channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
-from ._process import WorkerProcess, worker_context
+from ._process import WorkerProcess
 from ._reports import logging_levels
 from ._scheduler import Scheduler
 from ._slot import WorkerSlot

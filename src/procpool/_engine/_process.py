@@ -7,19 +7,17 @@ import contextlib
 import errno
 import itertools
 import mmap
-import multiprocessing
 import os
 import signal
 import socket
 import sys
-import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from multiprocessing import forkserver, spawn
+from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -27,7 +25,7 @@ import anyio.lowlevel
 from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_main
 from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
-from .._forkserver import READY_MODULE, main_by_name_entry, preload_list
+from .._launch import MAIN_MODULE_STARTS_POOL, WORKER_NAME, mp_lock, start_forkserver
 from .._transport import Spilled, send_descriptor, unpack_exception, wire
 from . import _reports
 from ._channel_io import ChannelIO, Step
@@ -36,9 +34,6 @@ _FUNCTIONS_PER_WORKER = 128
 _EXIT_POLL_INTERVAL = 0.002
 _MAX_BUFFERS_PER_WRITE = 512  # well under the system's limit on buffers per sendmsg (IOV_MAX, 1024 on Linux)
 _START_EXIT_GRACE = 1.0  # seconds a worker that closed its channel during its start gets to exit
-# The exit status of a process that stopped because the main module it was importing starts a pool
-# (see `worker_context`): sysexits' "configuration error".
-MAIN_MODULE_STARTS_POOL = 78
 _FORKSERVER_EXIT_WAIT = 1.0  # seconds the forkserver, its end of the start request closed, gets to exit
 # The most descriptors multiprocessing holds at once while it starts a process (a forkserver's or
 # resource tracker's own start included), and how often `WorkerProcess.watch` looks at a worker
@@ -54,61 +49,7 @@ _START_ERROR_HINTS = {
     errno.ENOMEM: "There is not enough memory for a new process.",
 }
 
-# multiprocessing reaps finished children from inside Process.start() (and active_children()),
-# so starting a worker in one thread while reading another's exit status in the event loop could
-# race for the same status; this lock serialises our side of both.
-mp_lock = threading.Lock()
-WORKER_NAME = "procpool-worker"
-_CHILD_SIDE = worker_main.__module__
 _live: weakref.WeakSet[WorkerProcess] = weakref.WeakSet()
-
-
-def worker_context(start_method: str) -> BaseContext:
-    """The multiprocessing context that starts workers with ``start_method``.
-
-    Called before starting any process. In a process that is importing the main module for
-    multiprocessing (a worker, or a forkserver preloading it), it ends that process: the main
-    module starts processes as it is imported, which it must not (see `_stop_importing_main`).
-    """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        _stop_importing_main()
-    context = multiprocessing.get_context(start_method)
-    if start_method == "forkserver":
-        # A worker needs only the child side (the main module aside): imported once in the
-        # forkserver, it comes with each fork for free. The preload list is process-wide, so add
-        # to it rather than replace it. It is read when the forkserver starts, which imports the
-        # main module first (from Python 3.13.8 on, a script) and `READY_MODULE` last (which
-        # imports a main module run by name).
-        preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-        wanted = [_CHILD_SIDE, main_by_name_entry(), READY_MODULE]
-        missing = [name for name in wanted if name is not None and name not in preload]
-        if missing:
-            context.set_forkserver_preload([*preload, *missing])
-    return context
-
-
-def _stop_importing_main() -> NoReturn:
-    """End this process, which imports the main module for multiprocessing and was asked to start
-    a pool (or a process) by it: the main module lacks ``if __name__ == "__main__":``.
-
-    multiprocessing would raise its "bootstrapping phase" RuntimeError here, whose traceback each
-    such process prints before the rest of the script runs on in it. Instead the process exits at
-    once with `MAIN_MODULE_STARTS_POOL`, which the pool that started it turns into one error that
-    names the fix (`main_module_starts_pool`). A pool's worker, or the forkserver that procpool
-    had started, says nothing, as the pool reports; any other process (a child multiprocessing
-    started for other code) says in a line what happened.
-    """
-    if multiprocessing.current_process().name != WORKER_NAME and READY_MODULE not in preload_list():
-        main = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "the main module"
-        print(
-            f"procpool: process {os.getpid()} stops: importing {main} for multiprocessing, it was asked "
-            'to start a pool; the code that starts one belongs under `if __name__ == "__main__":`',
-            file=sys.stderr,
-        )
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # closed or replaced: nothing more to write anyway
-            stream.flush()
-    os._exit(MAIN_MODULE_STARTS_POOL)
 
 
 def _main_file() -> str:
@@ -163,7 +104,7 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
         _check_descriptors(_START_DESCRIPTORS)
         try:
             if getattr(process, "_start_method", None) == "forkserver":
-                _start_forkserver()
+                start_forkserver()
             process.start()
         except BaseException as exc:
             refused = _forkserver_refusal(exc)
@@ -183,53 +124,6 @@ def start_locked(process: Any, child_lifeline: socket.socket) -> None:
     # here, the kernel kills the child if this process dies meanwhile.
     with contextlib.suppress(OSError):  # the child is gone already: nothing to arm
         kill_at_end_of_file(child_lifeline.fileno(), process.pid)
-
-
-def _start_forkserver() -> None:
-    """Start multiprocessing's forkserver unless it runs, importing the main module itself, as
-    it does from Python 3.13.8 on: older ones are handed its path under a key they do not read.
-
-    Each worker then inherits the main module's imports (an application's asyncio, its web
-    framework, numpy) from the forkserver, instead of importing them again as it starts (a fork
-    of an old forkserver imports the main module itself). `_stop_importing_main` and
-    `_forkserver.die_with_owner_while_importing_main` deal with a main module that lacks its
-    ``if __name__ == "__main__":`` guard, as they do on newer Pythons.
-    """
-    prepare = spawn.get_preparation_data
-
-    def with_main_path(name: str) -> dict[str, Any]:
-        data = prepare(name)
-        if "init_main_from_path" in data:
-            data.setdefault("main_path", data["init_main_from_path"])
-        return data
-
-    spawn.get_preparation_data = with_main_path
-    try:
-        forkserver.ensure_running()
-    finally:
-        spawn.get_preparation_data = prepare
-
-
-def _forget_inherited_forkserver() -> None:
-    """In a process just forked by ``os.fork`` (a pre-forking server's worker, say): drop the
-    forkserver inherited from the parent, which is not this process's child, so that its first
-    pool starts one of its own. multiprocessing would instead wait for the parent's forkserver to
-    see if it still runs, and fail with ChildProcessError. The parent's forkserver is left alone,
-    its socket included; only this process's copy of the descriptor that keeps it alive is closed,
-    so it still ends with its owner."""
-    server: Any = forkserver._forkserver
-    alive_fd = getattr(server, "_forkserver_alive_fd", None)
-    if getattr(server, "_forkserver_pid", None) is None:
-        return
-    for name in ("_forkserver_pid", "_forkserver_address", "_forkserver_alive_fd", "_forkserver_authkey"):
-        if hasattr(server, name):
-            setattr(server, name, None)
-    if isinstance(alive_fd, int):
-        with contextlib.suppress(OSError):
-            os.close(alive_fd)
-
-
-os.register_at_fork(after_in_child=_forget_inherited_forkserver)
 
 
 async def start_in_thread(process: Any, child_lifeline: socket.socket) -> None:

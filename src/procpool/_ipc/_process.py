@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 import anyio
 
 from .._child import arm_lifeline, call
-from .._engine import poll_exitcode, start_in_thread, worker_context
+from .._engine import poll_exitcode, start_in_thread
 from .._errors import InvalidStateError
+from .._launch import worker_context
 from .._sizing import check_start_method
 from .._transport import dumps_for_transport
 from ._waiting import Port, running_async

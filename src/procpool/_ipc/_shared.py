@@ -25,8 +25,8 @@ from typing import Any, NoReturn
 import anyio
 
 from .._child import arm_lifeline
-from .._engine import mp_lock, worker_context
 from .._errors import InvalidStateError
+from .._launch import mp_lock, worker_context
 from .._sizing import check_start_method
 
 _LENGTH = struct.Struct("!i")
