@@ -111,3 +111,24 @@ def test_a_process_forked_after_a_pool_starts_pools_of_its_own() -> None:
     assert report["after"]["forkserver"] == report["before"]["forkserver"]
     assert report["forked"]["forkserver"] != report["before"]["forkserver"]
     assert report["forked_forkserver_ended"]
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_created_where_the_forkserver_cannot_start_yet_opens_once_it_can() -> None:
+    """The forkserver's early start is only a head start: out of descriptors, creating the pool
+    still succeeds, and opening it later starts the forkserver as usual."""
+    code = (
+        "import os, resource, anyio, procpool, workfns\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir('/proc/self/fd')) + 1, hard))\n"
+        "pool = procpool.Pool(1)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
+        "async def main():\n"
+        "    async with pool:\n"
+        "        print(await pool.run(workfns.square, 7))\n"
+        "if __name__ == '__main__':\n"
+        "    anyio.run(main)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=script_env(), timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["49"]

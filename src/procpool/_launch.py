@@ -74,6 +74,8 @@ def start_forkserver_early(start_method: str) -> None:
     try:
         worker_context(start_method)
         start_forkserver()
+    except OSError:
+        pass  # a resource limit, say: the pool's own start tries again, and says why it cannot
     finally:
         mp_lock.release()
 
