@@ -132,3 +132,22 @@ def test_a_pool_created_where_the_forkserver_cannot_start_yet_opens_once_it_can(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=script_env(), timeout=50)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["49"]
+
+
+@pytest.mark.timeout(60)
+def test_a_pool_created_in_a_thread_that_ends_first_still_opens() -> None:
+    """The forkserver, while it imports the main module, dies with the thread that started it:
+    a pool created in a short-lived thread leaves the forkserver's start to the pool's opening."""
+    script = str(SCRIPTS / "pool_from_a_thread.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=script_env(), timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["49"]
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_importing_a_module_that_creates_a_pool_starts_no_forkserver() -> None:
+    import pool_at_import
+
+    async with procpool.Pool(1) as pool:
+        started = await pool.run(pool_at_import.children)
+    assert [line for line in started if "forkserver" in line] == []

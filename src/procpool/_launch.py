@@ -63,13 +63,22 @@ def start_forkserver_early(start_method: str) -> None:
     without waiting for it: a new pool's first step, before the engine is imported.
 
     Never blocks the caller (an event loop, often): while another thread starts a process, which
-    may wait long for the forkserver's answer, that start starts the forkserver anyway. Does
-    nothing in a process importing the main module for multiprocessing, which may create a pool
-    (an app's, opened by its lifespan) as long as it does not open it there.
+    may wait long for the forkserver's answer, that start starts the forkserver anyway. Only
+    from the main thread: while the forkserver imports the main module it dies with the thread
+    that started it (see `_forkserver.die_with_owner_while_importing_main`), which must outlive
+    that import, as the main thread does (the engine's start waits for the answer instead). Not
+    in a worker, nor in a process importing the main module for multiprocessing: a module that
+    creates a pool as it is imported (an app's, opened by its lifespan) is imported there too,
+    where the pool is never opened.
     """
-    if start_method != "forkserver" or getattr(multiprocessing.current_process(), "_inheriting", False):
-        return
-    if not mp_lock.acquire(blocking=False):
+    process = multiprocessing.current_process()
+    if (
+        start_method != "forkserver"
+        or threading.current_thread() is not threading.main_thread()
+        or process.name == WORKER_NAME
+        or getattr(process, "_inheriting", False)
+        or not mp_lock.acquire(blocking=False)
+    ):
         return
     try:
         worker_context(start_method)
