@@ -77,7 +77,7 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ),
     ("import procpool", "`import procpool`", BEGIN + "import procpool" + END),
     (
-        "the parent's engine",
+        "the pool class",
         "`procpool.Pool`, first use: the facade and multiprocessing (asyncio already imported; the engine "
         "and anyio come with `Pool(...)`, beside the forkserver's start)",
         "import asyncio\n" + BEGIN + "import procpool; procpool.Pool" + END,

@@ -40,10 +40,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     """Each block, run as a script in a directory of its own, two at a time; every process has
     ended before any test starts (the leak check of each test sees none of them)."""
 
-    def run(name: str) -> subprocess.CompletedProcess[str]:
-        script = tmp_path_factory.mktemp("block") / "example.py"
+    # Written first, in this thread: the factory makes its base directory on first use, which
+    # two threads doing at once fail (FileExistsError).
+    scripts = {name: tmp_path_factory.mktemp("block") / "example.py" for name in _BLOCKS}
+    for name, script in scripts.items():
         script.write_text(_BLOCKS[name])
-        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        script = str(scripts[name])
+        return subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60, check=False)
 
     with ThreadPoolExecutor(_AT_ONCE) as executor:
         return dict(zip(_BLOCKS, executor.map(run, _BLOCKS), strict=True))
