@@ -151,3 +151,13 @@ async def test_a_worker_importing_a_module_that_creates_a_pool_starts_no_forkser
     async with procpool.Pool(1) as pool:
         started = await pool.run(pool_at_import.children)
     assert [line for line in started if "forkserver" in line] == []
+
+
+@pytest.mark.timeout(60)
+def test_a_process_forked_while_a_worker_starts_starts_pools_of_its_own() -> None:
+    """The fork comes while another thread of the parent starts a worker, holding the lock that
+    serialises starts, which no thread of the forked process would ever release: it hung."""
+    script = str(SCRIPTS / "forked_while_starting.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=script_env(), timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"forked": 49, "parent": 49}

@@ -139,14 +139,22 @@ def _stop_importing_main() -> NoReturn:
     os._exit(MAIN_MODULE_STARTS_POOL)
 
 
-def _forget_inherited_forkserver() -> None:
-    """In a process just forked by ``os.fork`` (a pre-forking server's worker, say): drop the
-    forkserver inherited from the parent, which is not this process's child, so that its first
-    pool starts one of its own. multiprocessing would instead wait for the parent's forkserver to
-    see if it still runs, and fail with ChildProcessError. The parent's forkserver is left alone,
-    its socket included; only this process's copy of the descriptor that keeps it alive is closed,
-    so it still ends with its owner."""
+def _reset_after_fork() -> None:
+    """In a process just forked by ``os.fork`` (a pre-forking server's worker, say), where only
+    the forking thread goes on.
+
+    Locks held by the parent's other threads (a worker's start, waiting for the forkserver, holds
+    `mp_lock`) are held for good here: released, or this process's first pool would wait for them
+    forever. And the forkserver inherited from the parent, which is not this process's child, is
+    dropped, so that its first pool starts one of its own: multiprocessing would instead wait for
+    the parent's forkserver to see if it still runs, and fail with ChildProcessError. The parent's
+    forkserver is left alone, its socket included; only this process's copy of the descriptor
+    that keeps it alive is closed, so it still ends with its owner.
+    """
     server: Any = forkserver._forkserver
+    for lock in (mp_lock, getattr(server, "_lock", None)):
+        if isinstance(lock, type(mp_lock)) and lock.locked():
+            lock.release()  # a plain Lock: any thread may release it
     alive_fd = getattr(server, "_forkserver_alive_fd", None)
     if getattr(server, "_forkserver_pid", None) is None:
         return
@@ -158,4 +166,4 @@ def _forget_inherited_forkserver() -> None:
             os.close(alive_fd)
 
 
-os.register_at_fork(after_in_child=_forget_inherited_forkserver)
+os.register_at_fork(after_in_child=_reset_after_fork)
