@@ -14,6 +14,7 @@ import time
 import anyio
 
 import procpool
+from forking import in_forked_process
 
 
 def square_and_parent(x: int) -> tuple[int, int]:
@@ -42,20 +43,7 @@ def ended(pid: int) -> bool:
 
 def main() -> None:
     report = {"before": anyio.run(one_pool)}
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_end)
-        try:
-            outcome: object = anyio.run(one_pool)
-        except BaseException as exc:  # reported, not raised: the parent's test reads it
-            outcome = repr(exc)
-        os.write(write_end, json.dumps(outcome).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as forked:
-        report["forked"] = json.loads(forked.read())
-    os.waitpid(child, 0)
+    report["forked"] = in_forked_process(lambda: anyio.run(one_pool))
     forked_forkserver = report["forked"]["forkserver"] if isinstance(report["forked"], dict) else None
     report["forked_forkserver_ended"] = forked_forkserver is not None and ended(forked_forkserver)
     report["after"] = anyio.run(one_pool)

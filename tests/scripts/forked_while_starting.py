@@ -8,7 +8,6 @@ Prints one JSON object: ``forked`` (the forked process's answer, or what it rais
 """
 
 import json
-import os
 import threading
 import time
 
@@ -16,6 +15,7 @@ import anyio
 
 import procpool
 import workfns
+from forking import in_forked_process
 
 time.sleep(1.0)  # stands for heavy imports: the worker's start waits for the forkserver this long
 
@@ -25,31 +25,12 @@ async def one_pool() -> object:
         return await pool.run(workfns.square, 7)
 
 
-def forked_answer() -> object:
-    """Fork while the parent's pool is starting; the forked process's answer (or error)."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:
-        os.close(read_end)
-        try:
-            outcome: object = anyio.run(one_pool)
-        except BaseException as exc:  # reported, not raised: the parent reads it
-            outcome = repr(exc)
-        os.write(write_end, json.dumps(outcome).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as forked:
-        answer = json.loads(forked.read() or "null")
-    os.waitpid(child, 0)
-    return answer
-
-
 def main() -> None:
     parent: list[object] = []
     starting = threading.Thread(target=lambda: parent.append(anyio.run(one_pool)))
     starting.start()  # its pool's start waits for the forkserver, which imports this script
     time.sleep(0.4)
-    report = {"forked": forked_answer()}
+    report = {"forked": in_forked_process(lambda: anyio.run(one_pool))}
     starting.join()
     report["parent"] = parent[0] if parent else None
     print(json.dumps(report), flush=True)
