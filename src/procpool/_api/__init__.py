@@ -47,3 +47,7 @@ __all__ = (
 
 if not TYPE_CHECKING:  # type checkers see the imports above
     __getattr__ = import_on_first_use(__name__, _HOMES)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
