@@ -47,17 +47,20 @@ def test_the_pool_class_loads_no_engine_and_a_new_pool_starts_the_forkserver_fir
     assert "procpool._api" in loaded
     assert [name for name in loaded if name.startswith(("procpool._engine", "procpool._core", "anyio"))] == []
     report_children = (
-        "import os; children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split(); "
+        "children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split(); "
         "print([open(f'/proc/{pid}/cmdline').read() for pid in children])"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", f"import procpool; pool = procpool.Pool(1); {report_children}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    code = (
+        f"import os, procpool; pool = procpool.Pool(1); {report_children}; "
+        f"from multiprocessing import resource_tracker; resource_tracker.ensure_running(); {report_children}"
     )
-    assert "multiprocessing.forkserver" in done.stdout
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    created, later = done.stdout.splitlines()
+    assert "multiprocessing.forkserver" in created
+    # multiprocessing's resource tracker waits for the first worker's start (whose CPU time it
+    # would take from the forkserver's start), and multiprocessing starts it as ever afterwards.
+    assert "multiprocessing.resource_tracker" not in created
+    assert "multiprocessing.resource_tracker" in later
 
 
 def test_every_public_name_resolves_and_is_listed() -> None:
@@ -161,3 +164,16 @@ def test_a_process_forked_while_a_worker_starts_starts_pools_of_its_own() -> Non
     done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=script_env(), timeout=50)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"forked": 49, "parent": 49}
+
+
+@pytest.mark.timeout(60)
+def test_multiprocessing_still_removes_what_a_worker_left_in_shared_memory() -> None:
+    """`Pool(...)` starts the forkserver without multiprocessing's resource tracker, which would
+    take CPU time from it; the first worker's start starts the tracker, and it does its job."""
+    script = str(SCRIPTS / "leaked_shared_memory.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=script_env(), timeout=50)
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip().lstrip("/")
+    assert name
+    assert not Path("/dev/shm", name).exists()
+    assert "leaked shared_memory" in done.stderr  # the tracker's own warning, as it removed it

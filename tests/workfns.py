@@ -544,3 +544,13 @@ def append_line(path: str, text: str) -> None:
 def received(obj: Any) -> str:
     """Only that the task's arguments arrived (a shared IPC object: attached)."""
     return "received"
+
+
+def leave_shared_memory() -> str:
+    """Create a multiprocessing shared memory segment and leave it (closed, not unlinked): for
+    multiprocessing's resource tracker to remove. Its name."""
+    from multiprocessing import shared_memory
+
+    segment = shared_memory.SharedMemory(create=True, size=4096)
+    segment.close()
+    return segment.name

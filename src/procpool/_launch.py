@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from multiprocessing import forkserver, spawn
+from multiprocessing import forkserver, resource_tracker, spawn
 
 from ._forkserver import READY_MODULE, main_by_name_entry, preload_list
 
@@ -82,11 +82,23 @@ def start_forkserver_early(start_method: str) -> None:
         return
     try:
         worker_context(start_method)
-        start_forkserver()
+        # multiprocessing starts its resource tracker first, an interpreter of its own, which on
+        # a small machine takes CPU time from the forkserver's start; the first worker's start
+        # starts it anyway (each worker is handed its descriptor), once the engine is imported.
+        tracker_start = resource_tracker.ensure_running
+        resource_tracker.ensure_running = _tracker_started_later
+        try:
+            start_forkserver()
+        finally:
+            resource_tracker.ensure_running = tracker_start
     except OSError:
         pass  # a resource limit, say: the pool's own start tries again, and says why it cannot
     finally:
         mp_lock.release()
+
+
+def _tracker_started_later() -> None:
+    pass
 
 
 def start_forkserver() -> None:
