@@ -39,7 +39,7 @@ def hash_chain(data: str, rounds: int) -> dict[str, Any]:
 
 
 def create_app(*, workers: int | None = None, max_queued: int = 16) -> FastAPI:
-    """The app. Creating it starts nothing: the pool starts with the app's lifespan.
+    """The app. Creating it starts no worker: the pool starts with the app's lifespan.
 
     Args:
         workers: pool workers in this web process (None: the CPUs shared among the web processes).

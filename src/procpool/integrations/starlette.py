@@ -82,7 +82,8 @@ def pool_lifespan(
     if lifespan is not None and not callable(lifespan):
         raise TypeError(f"lifespan must be the app's lifespan function or None, not {type(lifespan).__name__}")
     # Check the pool's options now, where the app is defined, not when the server starts: a Pool
-    # that is never entered starts nothing.
+    # that is never entered starts no worker (only multiprocessing's forkserver, a head start for
+    # the lifespan's pool; see docs/tuning.md).
     Pool(workers, **pool_options)
 
     @asynccontextmanager
