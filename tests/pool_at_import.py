@@ -1,7 +1,9 @@
 """A module that creates a pool as it is imported (opened elsewhere, as an app's lifespan would),
 and a task that reports the processes its worker started."""
 
-import os
+import contextlib
+
+import psutil
 
 import procpool
 
@@ -10,14 +12,8 @@ pool = procpool.Pool(1)
 
 def children() -> list[str]:
     """The command lines of the calling process's children."""
-    pid = os.getpid()
-    with open(f"/proc/{pid}/task/{pid}/children") as listing:
-        pids = listing.read().split()
     command_lines = []
-    for child in pids:
-        try:
-            with open(f"/proc/{child}/cmdline") as cmdline:
-                command_lines.append(cmdline.read().replace("\0", " "))
-        except OSError:  # ended meanwhile
-            pass
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended meanwhile
+            command_lines.append(" ".join(child.cmdline()))
     return command_lines
