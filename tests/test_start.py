@@ -41,20 +41,38 @@ def test_a_public_name_loads_what_it_needs_on_first_use() -> None:
     assert "procpool._engine" in _modules_after("import procpool; procpool.Pool(1)")
 
 
+# Prints the command lines of its children after creating a pool, then after multiprocessing starts
+# its resource tracker; each once the children have run their own program (multiprocessing does
+# not wait for that: until then a child has no command line, or this one's).
+_CHILDREN_OF_A_NEW_POOL = """
+import time, psutil, procpool
+from multiprocessing import resource_tracker
+
+def report_children():
+    me = psutil.Process()
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [" ".join(child.cmdline()) for child in me.children()]
+        if all(line and line != " ".join(me.cmdline()) for line in lines) or time.monotonic() > deadline:
+            print(lines)
+            return
+        time.sleep(0.01)
+
+pool = procpool.Pool(1)
+report_children()
+resource_tracker.ensure_running()
+report_children()
+"""
+
+
 def test_the_pool_class_loads_no_engine_and_a_new_pool_starts_the_forkserver_first() -> None:
     """So the forkserver starts beside the engine's import, not after it (docs/tuning.md)."""
     loaded = _modules_after("from procpool import Pool")
     assert "procpool._api" in loaded
     assert [name for name in loaded if name.startswith(("procpool._engine", "procpool._core", "anyio"))] == []
-    report_children = (
-        "children = open(f'/proc/{os.getpid()}/task/{os.getpid()}/children').read().split(); "
-        "print([open(f'/proc/{pid}/cmdline').read() for pid in children])"
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILDREN_OF_A_NEW_POOL], capture_output=True, text=True, timeout=60, check=True
     )
-    code = (
-        f"import os, procpool; pool = procpool.Pool(1); {report_children}; "
-        f"from multiprocessing import resource_tracker; resource_tracker.ensure_running(); {report_children}"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     created, later = done.stdout.splitlines()
     assert "multiprocessing.forkserver" in created
     # multiprocessing's resource tracker waits for the first worker's start (whose CPU time it
