@@ -89,6 +89,27 @@ async def test_buffers_cross_intact_both_ways(case: str) -> None:
     assert _memory_files_here() == []
 
 
+async def test_large_calls_copied_by_several_threads_arrive_intact_into_new_and_reused_files() -> None:
+    """Calls of several MiB, whose copy into the memory file is shared among threads (cut inside
+    and across buffers of odd sizes); then the same file reused at the same size, and at others."""
+    mib = 2**20
+
+    def call(seed: int, scale: int) -> list[Any]:
+        period = bytes(range(seed, seed + 251))  # a prime period: a piece at a wrong offset shows
+        return [
+            np.arange(scale * mib // 8 + 5, dtype=np.float64) * seed,
+            period * (5 * mib // 251) + b"end",
+            memoryview(np.arange(mib + 1, dtype=np.uint8) + seed).toreadonly(),
+            np.full(3, seed),
+        ]
+
+    async with procpool.Pool(1, buffer_threshold=THRESHOLD) as pool:
+        for seed, scale in [(1, 9), (2, 9), (3, 2), (4, 13)]:
+            value = call(seed, scale)
+            assert _same(await pool.run(buffer_fns.echo, value), value)
+    assert _memory_files_here() == []
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
