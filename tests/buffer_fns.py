@@ -90,3 +90,11 @@ def keep(value: Any) -> None:
 
 def kept_sums() -> list[float]:
     return [float(value.sum()) for value in _kept]
+
+
+def uniform_chunks(chunks: list[bytes]) -> list[tuple[int, int]]:
+    """Each chunk's first byte and length, if every byte of it is its first; else an error."""
+    for chunk in chunks:
+        if chunk.count(chunk[:1]) != len(chunk):
+            raise AssertionError(f"a chunk starting {chunk[:1]!r} arrived torn")
+    return [(chunk[0], len(chunk)) for chunk in chunks]

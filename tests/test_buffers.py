@@ -5,7 +5,11 @@ and nothing stays behind (descriptors, mappings, files in /dev/shm) however the 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,11 +19,13 @@ import buffer_fns
 import crash_fns
 import procpool
 import workfns
+from script_env import script_env
 
 np = pytest.importorskip("numpy")  # a dev dependency (procpool[examples]); a bare install may lack it
 
 pytestmark = pytest.mark.anyio
 
+SCRIPTS = Path(__file__).parent / "scripts"
 THRESHOLD = 64 * 1024
 LARGE = 3 * THRESHOLD
 
@@ -108,6 +114,23 @@ async def test_large_calls_copied_by_several_threads_arrive_intact_into_new_and_
             value = call(seed, scale)
             assert _same(await pool.run(buffer_fns.echo, value), value)
     assert _memory_files_here() == []
+
+
+def test_large_calls_interrupted_by_a_signal_handler_leave_the_process_intact() -> None:
+    """A signal handler that raises (as ``sys.exit`` in a SIGTERM handler does) in the middle of
+    large calls, whose copy helper threads share: the process lives on (helpers never copy into
+    memory the interrupted call let go of), and the calls not interrupted arrive intact."""
+    script = subprocess.run(
+        [sys.executable, str(SCRIPTS / "interrupted_large_calls.py"), "60"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=120,
+    )
+    assert script.returncode == 0, script.stderr[-3000:]
+    match = re.fullmatch(r"done (\d+) interrupted (\d+)\n", script.stdout)
+    assert match is not None, script.stdout
+    assert int(match[2]) > 0  # else it tested nothing
 
 
 @pytest.mark.parametrize(

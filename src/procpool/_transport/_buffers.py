@@ -44,8 +44,7 @@ _NAME = "procpool-buffers"  # how the memory files show in /proc/PID/fd and /pro
 _CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)  # the same on Linux and the BSDs; named from Python 3.12 on
 _MADV_HUGEPAGE = 14  # Linux
-_MADV_POPULATE_READ = 22  # Linux 5.14 and later
-_MOST_COPY_THREADS = 4  # more measured no faster, on 2 cores and on 16
+_MOST_COPY_THREADS = 4  # beyond a few, the memory's bandwidth bounds a copy, not the cores
 _COPY_SHARE = 4 * 1024 * 1024  # the least a copying thread takes: its start costs some 50 µs
 _PYBUF_SIMPLE = 0
 _PAGE = mmap.PAGESIZE
@@ -163,7 +162,8 @@ class MemoryFiles:
             copy_into(mapping, buffers, offsets)
         except BaseException:
             if mapping is not None:
-                mapping.close()
+                with contextlib.suppress(BufferError):  # a copying thread still has it: unmapped when done
+                    mapping.close()
             if fd >= 0:
                 os.close(fd)
             raise
@@ -252,8 +252,7 @@ class Received:
         for kind, offset, size in self._entries:
             if kind == VIEW:
                 if self._mapping is None:
-                    views = [(at, length) for what, at, length in self._entries if what == VIEW]
-                    mapping = _map_privately(self._fd, self._size, views)
+                    mapping = _map_privately(self._fd, self._size)
                     self._mapped = weakref.ref(mapping)
                     self._mapping = memoryview(mapping)
                 yield self._mapping[offset : offset + size]
@@ -296,20 +295,11 @@ class _Unpickler(pickle.Unpickler):
         return self.received.copy(pid)
 
 
-def _map_privately(fd: int, size: int, populate: list[tuple[int, int]]) -> mmap.mmap:
-    """The file ``fd`` mapped copy-on-write (`_mapped`), with the pages of the ``populate``
-    ranges (offset, size) mapped at once. Populating them (read-only: they stay the file's until
-    written) beats faulting them in one by one as they are read: a 50 MB array's ``sum()`` took
-    6.6 ms instead of 8.4, mapping included."""
-    mapping = _mapped(fd, size, mmap.MAP_PRIVATE)
-    anchor = ctypes.c_char.from_buffer(mapping)
-    address = ctypes.addressof(anchor)
-    del anchor
-    for offset, length in populate:
-        start = offset // _PAGE * _PAGE
-        if length:  # advice: refused before Linux 5.14, and then the pages fault in as read
-            _libc.madvise(address + start, offset + length - start, _MADV_POPULATE_READ)
-    return mapping
+def _map_privately(fd: int, size: int) -> mmap.mmap:
+    """The file ``fd`` mapped copy-on-write (`_mapped`). Its pages are not populated up front:
+    that measured no faster for a 50 MB array read whole (D in benchmarks/), and costs a task
+    that reads a little of a large argument the mapping of all of it."""
+    return _mapped(fd, size, mmap.MAP_PRIVATE)
 
 
 def _mapped(fd: int, size: int, flags: int) -> mmap.mmap:
@@ -333,52 +323,56 @@ def _mapped(fd: int, size: int, flags: int) -> mmap.mmap:
 
 
 def copy_into(mapping: mmap.mmap, buffers: list[memoryview], offsets: list[int]) -> None:
-    """Copy each of ``buffers`` (contiguous) into ``mapping`` at its offset. memmove lets go of
-    the GIL, and one thread's copy is bound by its core, not by the memory: a large copy is
-    shared among up to `_MOST_COPY_THREADS` threads, one per `_COPY_SHARE` bytes at least,
-    no more than this process may run on at once."""
-    anchor = ctypes.c_char.from_buffer(mapping)  # holds the mapping open while it is written
-    try:
-        base = ctypes.addressof(anchor)
-        with contextlib.ExitStack() as exports:
-            pieces = [
-                (base + offset, exports.enter_context(_address_of(buffer)), buffer.nbytes)
-                for buffer, offset in zip(buffers, offsets, strict=True)
-                if buffer.nbytes
-            ]
-            total = sum(size for _, _, size in pieces)
-            shares = _split(pieces, min(_MOST_COPY_THREADS, _usable_cpus(), total // _COPY_SHARE))
-            helpers = [threading.Thread(target=_copy, args=(share,), daemon=True) for share in shares[1:]]
-            for helper in helpers:
-                helper.start()
-            _copy(shares[0] if shares else [])
-            for helper in helpers:
-                helper.join()
-    finally:
-        del anchor
+    """Copy each of ``buffers`` (contiguous bytes) into ``mapping`` at its offset. memmove lets
+    go of the GIL, and one thread's copy is bound by its core, not by the memory: a large copy is
+    shared among up to `_MOST_COPY_THREADS` threads, one per `_COPY_SHARE` bytes at least, no
+    more than this process may run on at once. Each thread holds views of its own of what it
+    copies from and into, so that a caller interrupted meanwhile (a signal handler's exception
+    can come at any point, in ``Thread.start`` too) cannot let go of memory still being copied:
+    the mapping stays until the thread's view of it is gone, and ``close`` refuses until then."""
+    destination = memoryview(mapping)
+    pieces = [  # views of their own, never exported: their caller releases ``buffers``
+        (destination[offset : offset + buffer.nbytes], buffer[:])
+        for buffer, offset in zip(buffers, offsets, strict=True)
+        if buffer.nbytes
+    ]
+    total = sum(len(source) for _, source in pieces)
+    shares = _split(pieces, min(_MOST_COPY_THREADS, _usable_cpus(), total // _COPY_SHARE))
+    helpers = []
+    for share in shares[1:]:
+        helper = threading.Thread(target=_copy, args=(share,), name="procpool-copy", daemon=True)
+        try:
+            helper.start()
+        except RuntimeError:  # no thread to spare: this one copies what is left
+            shares[0] += share
+        else:
+            helpers.append(helper)
+    _copy(shares[0])
+    for helper in helpers:
+        helper.join()
 
 
-def _copy(pieces: list[tuple[int, int, int]]) -> None:
-    for destination, source, size in pieces:
-        ctypes.memmove(destination, source, size)
+def _copy(pieces: list[tuple[memoryview, memoryview]]) -> None:
+    for destination, source in pieces:
+        with _address_of(destination) as to, _address_of(source) as start:
+            ctypes.memmove(to, start, len(source))
 
 
-def _split(pieces: list[tuple[int, int, int]], count: int) -> list[list[tuple[int, int, int]]]:
-    """``pieces`` (destination, source, size) cut into ``count`` lists of about the same size."""
+def _split(pieces: list[tuple[memoryview, memoryview]], count: int) -> list[list[tuple[memoryview, memoryview]]]:
+    """``pieces`` (destination, source) cut into ``count`` lists of about the same size."""
     if count <= 1:
         return [pieces]
-    total = sum(size for _, _, size in pieces)
-    share = -(-total // count)
-    shares: list[list[tuple[int, int, int]]] = [[]]
+    share = -(-sum(len(source) for _, source in pieces) // count)
+    shares: list[list[tuple[memoryview, memoryview]]] = [[]]
     room = share
-    for destination, source, size in pieces:
-        while size:
+    for destination, source in pieces:
+        while source:
             if not room:
                 shares.append([])
                 room = share
-            taken = min(size, room)
-            shares[-1].append((destination, source, taken))
-            destination, source, size, room = destination + taken, source + taken, size - taken, room - taken
+            taken = min(len(source), room)
+            shares[-1].append((destination[:taken], source[:taken]))
+            destination, source, room = destination[taken:], source[taken:], room - taken
     return shares
 
 
