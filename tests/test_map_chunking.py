@@ -49,6 +49,36 @@ async def test_an_explicit_chunksize_fixes_the_size() -> None:
     assert tasks == 10
 
 
+@pytest.mark.parametrize(
+    ("seconds", "fewest_ahead", "most_ahead"),
+    [(0.05, 1, 2 * 2), (0, 2 * 2 + 1, 8 * 2)],
+    ids=["slow chunks: twice the workers", "short chunks: up to eight times"],
+)
+async def test_the_chunks_in_flight_by_default_follow_how_long_a_chunk_takes(
+    seconds: float, fewest_ahead: int, most_ahead: int
+) -> None:
+    """With ``max_in_flight`` left out, a map keeps twice the workers' number of chunks in flight,
+    and more (never over eight times) while chunks are short, pulling its input no further ahead
+    of a slow consumer than that."""
+    pulled = consumed = most_seen = 0
+
+    def endless() -> Any:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield seconds
+
+    async with procpool.Pool(2) as pool, pool.map(workfns.sleep_and_return, endless(), chunksize=1) as results:
+        with anyio.fail_after(30):
+            async for _ in results:
+                consumed += 1
+                await anyio.sleep(0.005 + seconds)  # a consumer slower than the workers
+                most_seen = max(most_seen, pulled - consumed)
+                if consumed == 60:
+                    break
+    assert fewest_ahead <= most_seen <= most_ahead
+
+
 async def test_a_chunked_map_cancelled_midway_leaves_no_task() -> None:
     async with procpool.Pool(2) as pool:
         async with pool.map(workfns.sleep_and_return, [0.01] * 2_000) as results:

@@ -22,6 +22,13 @@ MAX_ITEMS = 65_536
 MAX_UNSIZED_ITEMS = 1_024
 # What is kept of the earlier chunks' measures as each new one comes: items may get slower or faster.
 _KEPT = 0.5
+# Chunks in flight, per worker, when the caller leaves max_in_flight out: at least this many...
+FEWEST_IN_FLIGHT = 2
+# ... and more while chunks are short, enough for this much work a worker (the map refills in
+# batches: each refill costs a wake-up of an idle worker, which takes longer than a short chunk)...
+IN_FLIGHT_SECONDS = 0.002
+# ... but no more than this many: each holds its results until consumed.
+MOST_IN_FLIGHT = 8
 
 
 class ChunkSizer:
@@ -50,6 +57,17 @@ class ChunkSizer:
         else:  # every worker gets a share of the rest, so they end together
             size = min(size, MAX_ITEMS, math.ceil(self._remaining / (2 * self._workers)))
         return max(1, size)
+
+    def in_flight(self) -> int:
+        """How many chunks to keep in flight when the caller did not say (``max_in_flight``):
+        `FEWEST_IN_FLIGHT` a worker, up to `MOST_IN_FLIGHT` while chunks take less than
+        `IN_FLIGHT_SECONDS` each."""
+        fewest = FEWEST_IN_FLIGHT * self._workers
+        if not self._measured_seconds or not self._largest:
+            return fewest
+        chunk_seconds = self._measured_seconds / self._measured_items * self._largest
+        wanted = math.ceil(self._workers * IN_FLIGHT_SECONDS / chunk_seconds)
+        return max(fewest, min(wanted, MOST_IN_FLIGHT * self._workers))
 
     def taken(self, items: int) -> None:
         """A chunk of ``items`` items was sent."""

@@ -90,7 +90,9 @@ class MapIterator(Generic[R]):
     """The results of ``Pool.map``, as an async iterator.
 
     Items are pulled from the input iterables only as fast as results are consumed: at most
-    ``max_in_flight`` chunks are submitted ahead. The first error raised by a task ends the
+    ``max_in_flight`` chunks are submitted ahead (None: as many as the sizer says), refilled
+    once half of them have been consumed, so that one wake-up of an idle worker brings it
+    several chunks. The first error raised by a task ends the
     iteration with that error. Leaving the iteration early, by ``break`` inside
     ``async with pool.map(...) as results:`` or by ``aclose()``, cancels the chunks still in
     flight; so does garbage collection of an abandoned iterator.
@@ -107,7 +109,7 @@ class MapIterator(Generic[R]):
         spread: bool,
         ordered: bool,
         sizer: ChunkSizer,
-        max_in_flight: int,
+        max_in_flight: int | None,
         progress: Progress | None = None,
         wait_for_room: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -237,7 +239,10 @@ class MapIterator(Generic[R]):
                 return chunk
 
     async def _fill(self) -> None:
-        while not self._exhausted and len(self._in_flight) < self._max_in_flight:
+        limit = self._max_in_flight or self._sizer.in_flight()
+        if len(self._in_flight) > limit // 2:
+            return  # refilled in batches
+        while not self._exhausted and len(self._in_flight) < limit:
             size = self._sizer.next_size()
             chunk = await self._pull(size)
             if len(chunk) < size:

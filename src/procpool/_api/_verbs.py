@@ -260,8 +260,9 @@ class Verbs:
                 task until a chunk has come back, then as many as keep a worker busy for about
                 10 ms (measured as the map runs), never more than a share of what is left to
                 each worker. Give it to fix the size.
-            max_in_flight: chunks submitted ahead of the consumer (default: twice the workers);
-                inputs are pulled only as fast as results are consumed.
+            max_in_flight: chunks submitted ahead of the consumer (default: twice the workers,
+                up to eight times while chunks take under 2 ms each); inputs are pulled only as
+                fast as results are consumed.
             progress: show a progress bar on stderr: True picks tqdm on a terminal when it is
                 installed (``procpool[progress]``), plain text otherwise; ``"tqdm"`` or ``"text"``
                 force one; a callable is called as ``callback(done, total)`` as results come in
@@ -375,7 +376,7 @@ class Verbs:
             spread=spread,
             ordered=ordered,
             sizer=ChunkSizer(chunksize, workers=backend.workers, total=total),
-            max_in_flight=max_in_flight or 2 * backend.workers,
+            max_in_flight=max_in_flight,
             progress=open_progress(progress, total, name),
             wait_for_room=self._wait_for_room if backend.admission is not None else None,
         )
