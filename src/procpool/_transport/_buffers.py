@@ -382,7 +382,8 @@ def _usable_cpus() -> int:
 
 
 class _PyBuffer(ctypes.Structure):
-    """CPython's ``Py_buffer``, the same in every version of the stable ABI."""
+    """CPython's ``Py_buffer``: its layout is the same in every Python 3 (and in the limited API
+    from 3.11 on)."""
 
     _fields_ = (
         ("buf", ctypes.c_void_p),
