@@ -2,6 +2,8 @@
 that calls ``sys.exit`` or Ctrl-C's KeyboardInterrupt can: the pool copies a large call's buffers
 with helper threads, which must never copy into memory the interrupted call let go of.
 
+The handler raises only inside the copy (see `interrupt`).
+
 Usage: python interrupted_large_calls.py CALLS  (with the tests directory on PYTHONPATH).
 Prints ``done D interrupted I`` and exits 0 if every call that was not interrupted returned the
 right result.
@@ -9,6 +11,7 @@ right result.
 
 from __future__ import annotations
 
+import faulthandler
 import random
 import signal
 import sys
@@ -27,10 +30,22 @@ class Interrupted(Exception):
 
 
 def interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted
+    """Raise if the signal came while the call's buffers were being copied; else try again soon.
+    Anywhere else a raising handler may leave any Python code half done (a descriptor sent
+    without its frame, say), which is not what this script is about."""
+    while frame is not None:
+        if frame.f_code.co_name == "copy_into" and frame.f_code.co_filename.endswith("_buffers.py"):
+            raise Interrupted
+        frame = frame.f_back
+    if armed:
+        signal.setitimer(signal.ITIMER_REAL, 0.0002)
+
+
+armed = False  # while a call is being submitted
 
 
 async def main(calls: int) -> None:
+    global armed
     chunks = [bytes([i]) * MIB for i in range(32)]  # 32 MiB in one call: copied by several threads
     done = interrupted = 0
     signal.signal(signal.SIGALRM, interrupt)
@@ -38,9 +53,11 @@ async def main(calls: int) -> None:
         for _ in range(calls):
             try:
                 try:
+                    armed = True
                     signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0001, 0.03))
                     task = pool.submit(buffer_fns.uniform_chunks, chunks)
                 finally:
+                    armed = False
                     signal.setitimer(signal.ITIMER_REAL, 0)
             except Interrupted:
                 interrupted += 1
@@ -56,4 +73,5 @@ async def main(calls: int) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(50, exit=True)  # a hang shows where, before the test's timeout
     anyio.run(main, int(sys.argv[1]))
