@@ -35,6 +35,7 @@ from .._core import (
 )
 from .._errors import PoolClosedError
 from .._launch import worker_context
+from .._sizing import available_cpus
 from .._transport import MemoryFiles, dumps_for_transport
 from ._channel_io import channel_io
 from ._healing import Healing
@@ -98,7 +99,9 @@ class LocalBackend:
     ) -> None:
         self.workers = workers
         # A memory file for each worker's call waits to be reused, at most.
-        self.memory_files = None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers)
+        self.memory_files = (
+            None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers, cpus=available_cpus())
+        )
         self.start_method = start_method
         self.kill_grace = kill_grace
         self.observer = observer

@@ -139,9 +139,10 @@ class MemoryFiles:
         threshold: buffers of this many bytes or more go out of band (`Spill`).
     """
 
-    def __init__(self, threshold: int, keep: int) -> None:
+    def __init__(self, threshold: int, keep: int, cpus: int) -> None:
         self.threshold = threshold
         self._keep = keep
+        self._copy_threads = min(_MOST_COPY_THREADS, cpus)  # ``cpus``: those this process may use
         self._files: list[tuple[int, mmap.mmap]] = []
         self._closed = False
         self._lock = threading.Lock()  # the executor view pickles in its callers' threads
@@ -159,7 +160,7 @@ class MemoryFiles:
                 else:
                     fd = shared_memory(size, _NAME)
                 mapping = _mapped(fd, size, mmap.MAP_SHARED)
-            copy_into(mapping, buffers, offsets)
+            copy_into(mapping, buffers, offsets, self._copy_threads)
         except BaseException:
             if mapping is not None:
                 with contextlib.suppress(BufferError):  # a copying thread still has it: unmapped when done
@@ -322,14 +323,14 @@ def _mapped(fd: int, size: int, flags: int) -> mmap.mmap:
     return mapping
 
 
-def copy_into(mapping: mmap.mmap, buffers: list[memoryview], offsets: list[int]) -> None:
+def copy_into(mapping: mmap.mmap, buffers: list[memoryview], offsets: list[int], threads: int) -> None:
     """Copy each of ``buffers`` (contiguous bytes) into ``mapping`` at its offset. memmove lets
     go of the GIL, and one thread's copy is bound by its core, not by the memory: a large copy is
-    shared among up to `_MOST_COPY_THREADS` threads, one per `_COPY_SHARE` bytes at least, no
-    more than this process may run on at once. Each thread holds views of its own of what it
-    copies from and into, so that a caller interrupted meanwhile (a signal handler's exception
-    can come at any point, in ``Thread.start`` too) cannot let go of memory still being copied:
-    the mapping stays until the thread's view of it is gone, and ``close`` refuses until then."""
+    shared among up to ``threads`` threads, one per `_COPY_SHARE` bytes at least. Each thread
+    holds views of its own of what it copies from and into, so that a caller interrupted
+    meanwhile (a signal handler's exception can come at any point, in ``Thread.start`` too)
+    cannot let go of memory still being copied: the mapping stays until the thread's view of it
+    is gone, and ``close`` refuses until then."""
     destination = memoryview(mapping)
     pieces = [  # views of their own, never exported: their caller releases ``buffers``
         (destination[offset : offset + buffer.nbytes], buffer[:])
@@ -337,7 +338,7 @@ def copy_into(mapping: mmap.mmap, buffers: list[memoryview], offsets: list[int])
         if buffer.nbytes
     ]
     total = sum(len(source) for _, source in pieces)
-    shares = _split(pieces, min(_MOST_COPY_THREADS, _usable_cpus(), total // _COPY_SHARE))
+    shares = _split(pieces, total, min(threads, total // _COPY_SHARE))
     helpers = []
     for share in shares[1:]:
         helper = threading.Thread(target=_copy, args=(share,), name="procpool-copy", daemon=True)
@@ -358,11 +359,14 @@ def _copy(pieces: list[tuple[memoryview, memoryview]]) -> None:
             ctypes.memmove(to, start, len(source))
 
 
-def _split(pieces: list[tuple[memoryview, memoryview]], count: int) -> list[list[tuple[memoryview, memoryview]]]:
-    """``pieces`` (destination, source) cut into ``count`` lists of about the same size."""
+def _split(
+    pieces: list[tuple[memoryview, memoryview]], total: int, count: int
+) -> list[list[tuple[memoryview, memoryview]]]:
+    """``pieces`` (destination, source), ``total`` bytes, cut into ``count`` lists of about the
+    same size."""
     if count <= 1:
         return [pieces]
-    share = -(-sum(len(source) for _, source in pieces) // count)
+    share = -(-total // count)
     shares: list[list[tuple[memoryview, memoryview]]] = [[]]
     room = share
     for destination, source in pieces:
@@ -374,11 +378,6 @@ def _split(pieces: list[tuple[memoryview, memoryview]], count: int) -> list[list
             shares[-1].append((destination[:taken], source[:taken]))
             destination, source, room = destination[taken:], source[taken:], room - taken
     return shares
-
-
-def _usable_cpus() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class _PyBuffer(ctypes.Structure):
