@@ -403,6 +403,18 @@ async def test_call_in_an_already_cancelled_scope_never_begins_and_kills_no_work
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_call_in_a_shielded_scope_inside_a_cancelled_one_runs() -> None:
+    async with procpool.Pool(1) as pool:
+        with anyio.CancelScope() as outer:
+            outer.cancel()
+            with anyio.CancelScope(shield=True):
+                assert await pool.run(workfns.square, 4) == 16  # the shield hides the outer cancel
+            with anyio.CancelScope():  # not shielded: the outer cancel reaches through it
+                await pool.run(workfns.square, 5)
+                pytest.fail("a call in a scope inside a cancelled one returned")
+        assert outer.cancelled_caught
+
+
 # -- D. BaseException while unpickling an outcome ----------------------------------------------------
 
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence, Sized
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence, Sized
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -18,7 +18,7 @@ from ._progress import ProgressOption, open_progress
 # The engine side (anyio, the core, the transport) is imported by the methods that use it, not
 # here: `Pool(...)` starts the forkserver before it imports the engine (see `procpool._launch`).
 if TYPE_CHECKING:
-    from .._core import Backend, Job, StreamLink, Task
+    from .._core import Backend, CancelCheck, Job, StreamLink, Task
     from .._transport import Spilled
     from ._host import PoolHost
     from ._map import MapIterator
@@ -37,7 +37,7 @@ class Verbs:
     _kill_on_cancel: bool
     _timeout: float | None = None  # seconds from the call, queue time included (`Pool.options`)
     _retries = 0  # re-runs of a task whose worker died under it (`Pool.options`)
-    _checkpoint_if_cancelled: Callable[[], Awaitable[None]] | None = None  # `run`'s, found at its first call
+    _cancel_check: CancelCheck | None = None  # `run`'s, found at its first call
     # The function called last, pickled, and its name, when it travels by name: calls in a row
     # to one function skip its name and its pickle's lookup.
     _last_function: tuple[Callable[..., Any], bytes, str] | None = None
@@ -174,12 +174,13 @@ class Verbs:
         fn_bytes, name = self._prepare(fn)
         # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
         # which could send the task before this call's first wait sees the cancellation.
-        checkpoint = self._checkpoint_if_cancelled
-        if checkpoint is None:  # an open pool stays in its event loop: the lookup holds for good
-            from .._core import cancel_checkpoint
+        check = self._cancel_check
+        if check is None:  # an open pool stays in its event loop: the lookup holds for good
+            from .._core import cancel_check
 
-            checkpoint = self._checkpoint_if_cancelled = cancel_checkpoint()
-        await checkpoint()
+            check = self._cancel_check = cancel_check()
+        if check.may_be_cancelled():
+            await check.checkpoint()
         # The clock is read only when a timeout needs it: a tiny task's call is worth saving for.
         called_at = None
         if self._timeout is not None:

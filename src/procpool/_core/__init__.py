@@ -5,13 +5,14 @@ from ._admission import Admission as Admission
 from ._backend import Backend as Backend
 from ._backend import Outstanding as Outstanding
 from ._backend import PoolState as PoolState
-from ._backend import cancel_checkpoint as cancel_checkpoint
 from ._backend import in_trio as in_trio
 from ._backend import leave_task_group as leave_task_group
 from ._backend import loop_probe as loop_probe
 from ._backend import used_from_another_thread as used_from_another_thread
 from ._backlog import Backlog as Backlog
 from ._backlog import BacklogClosed as BacklogClosed
+from ._cancel_check import CancelCheck as CancelCheck
+from ._cancel_check import cancel_check as cancel_check
 from ._deadlines import Deadlines as Deadlines
 from ._job import Job as Job
 from ._job import Stage as Stage
@@ -36,6 +37,7 @@ __all__ = (
     "Backend",
     "Backlog",
     "BacklogClosed",
+    "CancelCheck",
     "Deadlines",
     "EventHook",
     "ExitReason",
@@ -53,7 +55,7 @@ __all__ = (
     "WorkerExited",
     "WorkerStarted",
     "awaited_result",
-    "cancel_checkpoint",
+    "cancel_check",
     "in_trio",
     "leave_task_group",
     "loop_probe",

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
-
-import anyio.lowlevel
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -140,19 +138,6 @@ def in_trio() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-def cancel_checkpoint() -> Callable[[], Awaitable[None]]:
-    """``anyio.lowlevel.checkpoint_if_cancelled`` for the event loop library running now, looked
-    up once: the public function looks the library up (sniffio) at every call, which is half of
-    what it costs in each tiny task's call. Falls back to it if anyio moves its internals."""
-    try:
-        from anyio._core._eventloop import get_async_backend
-
-        checkpoint: Callable[[], Awaitable[None]] = get_async_backend().checkpoint_if_cancelled
-    except (ImportError, AttributeError):  # pragma: no cover - a future anyio
-        return anyio.lowlevel.checkpoint_if_cancelled
-    return checkpoint
 
 
 def loop_probe() -> Callable[[], object]:

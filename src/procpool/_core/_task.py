@@ -169,13 +169,37 @@ class Task(Generic[T]):
             try:
                 await self._wait_done()
             except anyio.get_cancelled_exc_class():
-                with anyio.CancelScope(shield=True):
-                    self.cancel()
-                    await self._wait_done()
+                await self._cancel_and_wait()
                 raise
+        return self._outcome()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        # `wait` inlined for asyncio, where a coroutine less per call is felt by tiny tasks.
+        if not self.done():
+            loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
+            if loop is None:
+                return (yield from self.wait().__await__())
+            future = loop.create_future()
+            self._waiters.append(future)
+            try:
+                yield from future
+            except BaseException as exc:
+                self._forget_waiter(future)
+                if isinstance(exc, asyncio.CancelledError):
+                    yield from self._cancel_and_wait().__await__()
+                raise
+        return self._outcome()
+
+    def _outcome(self) -> T:
         if self._state is _State.FINISHED and self._exception is None:
             return self._result  # type: ignore[return-value]
         return awaited_result(self)
+
+    async def _cancel_and_wait(self) -> None:
+        """The wait for it was cancelled: so is the task, which may take its worker's end."""
+        with anyio.CancelScope(shield=True):
+            self.cancel()
+            await self._wait_done()
 
     async def _wait_done(self) -> None:
         """Wait until the task is done; cancelling this wait does not cancel the task."""
@@ -192,12 +216,12 @@ class Task(Generic[T]):
         try:
             await future
         finally:
-            if not future.done() or future.cancelled():  # this wait was cancelled
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(future)
+            self._forget_waiter(future)
 
-    def __await__(self) -> Generator[Any, None, T]:
-        return self.wait().__await__()
+    def _forget_waiter(self, future: asyncio.Future[None]) -> None:
+        if not future.done() or future.cancelled():  # its wait was cancelled
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(future)
 
     # -- moved on by its job only -------------------------------------------------------------
 
