@@ -102,7 +102,7 @@ class _LoopCallbacks:
         self._loop = loop
         # Renewed before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
         self._budget = _TurnBudget(frames_per_turn, lambda: loop.call_soon(self._budget.renew))
-        self._again: dict[int, Step] = {}  # the step due again on the next turn, by descriptor
+        self._again: dict[int, asyncio.Handle] = {}  # the step due again on the next turn, by descriptor
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
         self._draining: set[int] = set()  # channels of dead workers: called each turn until unwatched
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
@@ -134,7 +134,9 @@ class _LoopCallbacks:
     def unwatch(self, fd: int) -> None:
         self._readers.pop(fd, None)
         self._draining.discard(fd)
-        self._again.pop(fd, None)
+        again = self._again.pop(fd, None)
+        if again is not None:
+            again.cancel()  # its number may be another channel's by the next turn
         self._flushing.pop(fd, None)
         self._loop.remove_reader(fd)
         self._loop.remove_writer(fd)
@@ -150,21 +152,26 @@ class _LoopCallbacks:
             self._call_again(fd, on_readable)
 
     def _step(self, fd: int, on_readable: Step) -> None:
-        self._again.pop(fd, None)
+        """The reader's callback: a call due again on the next turn is due no more. Left queued,
+        it would find its descriptor due again (this step asks again) and run too, each such
+        pair adding one more call per turn for as long as frames keep coming."""
+        again = self._again.pop(fd, None)
+        if again is not None:
+            again.cancel()
+        self._read(fd, on_readable)
+
+    def _step_again(self, fd: int, on_readable: Step) -> None:
+        del self._again[fd]  # this call's own entry: cancelled, it would not run
+        self._read(fd, on_readable)
+
+    def _read(self, fd: int, on_readable: Step) -> None:
         if on_readable() or fd in self._draining:
             self._call_again(fd, on_readable)
 
     def _call_again(self, fd: int, on_readable: Step) -> None:
         """Call ``on_readable`` on the next loop turn, readable or not (once, however often asked)."""
         if fd not in self._again:
-            self._again[fd] = on_readable
-            self._loop.call_soon(self._step_again, fd, on_readable)
-
-    def _step_again(self, fd: int, on_readable: Step) -> None:
-        # Not if it was unwatched meanwhile (its number may be another channel's by now), or
-        # if the reader ran first.
-        if self._again.get(fd) is on_readable:
-            self._step(fd, on_readable)
+            self._again[fd] = self._loop.call_soon(self._step_again, fd, on_readable)
 
     def _write(self, fd: int, on_writable: Step) -> None:
         if not on_writable():
