@@ -128,11 +128,11 @@ class Verbs:
 
     def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
         """Check a call can be submitted; the pickled function and its name."""
-        check_callable(fn)
         self._backend.check_open()
         last = self._last_function
         if last is not None and last[0] is fn:
             return last[1], last[2]
+        check_callable(fn)
         from .._transport import dumps_for_transport, dumps_function, pickled_by_reference
 
         name = describe(fn)

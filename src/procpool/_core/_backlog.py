@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import anyio
 
-from ._job import Job
+from ._job import Job, Stage
 
 _COMPACT_MIN = 1024  # cancelled tasks left in the queue before `put` sweeps them out
 
@@ -47,7 +47,8 @@ class Backlog:
         job.on_cancel = self.discard
         tasks.append(job)
         self._live += 1
-        self._wake_one()
+        if self._waiters:
+            self._wake_one()
 
     def put_front(self, jobs: Iterable[Job]) -> None:
         jobs = [job for job in jobs if not job.settled]  # one settled meanwhile is not waiting
@@ -68,6 +69,27 @@ class Backlog:
         while tasks and tasks[0].settled:
             tasks.popleft()  # cancelled while waiting
         return tasks[0] if tasks else None
+
+    def take_ahead(self, most: int, fits: Callable[[Job], bool]) -> list[Job]:
+        """Up to ``most`` waiting jobs from the front, in turn, stopping at the first one that
+        ``fits`` refuses (it stays first). One call for a batch: tiny tasks go in batches."""
+        tasks = self._tasks
+        taken: list[Job] = []
+        while len(taken) < most and tasks:
+            job = tasks[0]
+            if job.stage is Stage.SETTLED:
+                tasks.popleft()  # cancelled while waiting
+                continue
+            if not fits(job):
+                break
+            tasks.popleft()
+            job.on_cancel = None  # its taker sets its own; until then a cancel only settles it
+            taken.append(job)
+        self._live -= len(taken)
+        if self._on_take is not None:
+            for _ in taken:
+                self._on_take()
+        return taken
 
     def get_nowait(self) -> Job | None:
         return None if self.peek() is None else self._take()

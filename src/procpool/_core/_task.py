@@ -175,7 +175,8 @@ class Task(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         # `wait` inlined for asyncio, where a coroutine less per call is felt by tiny tasks.
-        if not self.done():
+        state = self._state
+        if state is not _State.FINISHED and state is not _State.CANCELLED:
             loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
             if loop is None:
                 return (yield from self.wait().__await__())
@@ -188,7 +189,9 @@ class Task(Generic[T]):
                 if isinstance(exc, asyncio.CancelledError):
                     yield from self._cancel_and_wait().__await__()
                 raise
-        return self._outcome()
+        if self._exception is None and self._state is _State.FINISHED:
+            return self._result  # type: ignore[return-value]
+        return awaited_result(self)
 
     def _outcome(self) -> T:
         if self._state is _State.FINISHED and self._exception is None:

@@ -69,7 +69,8 @@ class Scheduler:
             slot.dispatch([job])
             return
         self.backlog.put(job)
-        self._wake_dormant()
+        if self._dormant:
+            self._wake_dormant()
 
     def _room_ahead(self, job: Job) -> Slot | None:
         """The busy slot with the fewest tasks that may take ``job`` ahead of its running one."""

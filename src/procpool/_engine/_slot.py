@@ -133,17 +133,13 @@ class WorkerSlot:
         worker = self.worker
         if worker is None or head.stream is not None or self._retiring:
             return []
-        room = min(self._policy.room_ahead(self._task_time, in_flight), len(self._backlog))
+        room = self._policy.room_ahead(self._task_time, in_flight)
         if self._max_tasks is not None:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
-        batch: list[Job] = []
+        if room <= 0:
+            return []
         fits_ahead = self._policy.fits_ahead
-        while len(batch) < room and (job := self._backlog.peek()) is not None:
-            if not fits_ahead(_call_size(worker, job), job.stream is not None):
-                break
-            self._backlog.get_nowait()
-            batch.append(job)
-        return batch
+        return self._backlog.take_ahead(room, lambda job: fits_ahead(_call_size(worker, job), job.stream is not None))
 
     def in_flight_if_room_for(self, job: Job) -> int | None:
         worker = self.worker
@@ -247,7 +243,8 @@ class WorkerSlot:
             if job.stream is not None:
                 job.stream.deliver(body, buffers)
             return
-        self._take_out(task_id)
+        self._dropped.discard(task_id)  # `_take_out`, inline: once per result
+        del self._inflight[task_id]
         if task_id in self._cancelling:
             self._cancelling.discard(task_id)
             job.cancel_now()

@@ -277,6 +277,8 @@ def dumps_with_buffers_for_transport(
 ) -> tuple[bytes, Spilled | None]:
     """`dumps_with_buffers`, whose failure becomes a `SerializationError` as in `dumps_for_transport`."""
     try:
+        if _is_plain_call(obj, threshold):  # a tiny task's call, in one Python call less
+            return pickle.dumps(obj, protocol=_PROTOCOL), None
         return dumps_with_buffers(obj, threshold, files, main_by_reference=main_by_reference)
     except Exception as exc:
         raise _cannot_pickle(what, exc) from exc
