@@ -29,24 +29,24 @@ class Backlog:
     def __init__(self, on_take: Callable[[], object] | None = None) -> None:
         self._on_take = on_take  # a job left the backlog (``max_queued`` may let a caller in)
         self._tasks: deque[Job] = deque()  # waiting jobs, and settled ones not dropped yet
-        self._live = 0  # the waiting ones
+        self.waiting = 0  # how many wait (`len`, without a Python call)
         self._waiters: deque[anyio.Event] = deque()
         self._woken = 0  # waiters woken for a task that have not taken it yet
         self._closed = False
 
     def __len__(self) -> int:
-        return self._live
+        return self.waiting
 
     def put(self, job: Job) -> None:
         """Queue ``job``; cancelling it takes it out again."""
         tasks = self._tasks
         # While no worker takes tasks, cancelled ones would pile up behind the first waiting one:
         # sweep them out once they outnumber the waiting ones (amortised O(1) per cancel).
-        if len(tasks) > 2 * self._live + _COMPACT_MIN:
+        if len(tasks) > 2 * self.waiting + _COMPACT_MIN:
             self._tasks = tasks = deque(waiting for waiting in tasks if not waiting.settled)
         job.on_cancel = self.discard
         tasks.append(job)
-        self._live += 1
+        self.waiting += 1
         if self._waiters:
             self._wake_one()
 
@@ -55,14 +55,14 @@ class Backlog:
         for job in jobs:
             job.on_cancel = self.discard
         self._tasks.extendleft(reversed(jobs))
-        self._live += len(jobs)
-        for _ in range(self._live):
+        self.waiting += len(jobs)
+        for _ in range(self.waiting):
             self._wake_one()
 
     def discard(self, job: Job) -> None:
         """Drop a task cancelled while waiting (its ``on_cancel``, called once, just before it
         settles): it stops counting now, and leaves the queue when it reaches the front."""
-        self._live -= 1
+        self.waiting -= 1
 
     def peek(self) -> Job | None:
         tasks = self._tasks
@@ -85,7 +85,7 @@ class Backlog:
             tasks.popleft()
             job.on_cancel = None  # its taker sets its own; until then a cancel only settles it
             taken.append(job)
-        self._live -= len(taken)
+        self.waiting -= len(taken)
         if self._on_take is not None:
             for _ in taken:
                 self._on_take()
@@ -121,7 +121,7 @@ class Backlog:
         """Take the front job, which `peek` has just found waiting."""
         job = self._tasks.popleft()
         job.on_cancel = None  # its taker sets its own; until then a cancel only settles it
-        self._live -= 1
+        self.waiting -= 1
         if self._on_take is not None:
             self._on_take()
         return job

@@ -49,12 +49,18 @@ def _asyncio_check() -> Callable[[], bool]:
         states: dict[Any, Any] = _task_states.data  # type: ignore[attr-defined]  # its weak references to tasks
     except (ImportError, AttributeError):  # pragma: no cover - a future anyio
         return _maybe
+    # Python 3.11 writes `asyncio.current_task` in Python, around these two C parts.
+    current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
+        asyncio.tasks, "_current_tasks", None
+    )
+    running_loop = asyncio._get_running_loop
     current_task = asyncio.current_task
     ref = weakref.ref
 
     def may_be_cancelled() -> bool:
         try:
-            state = states.get(ref(current_task()))
+            task = current_task() if current_tasks is None else current_tasks.get(running_loop())  # type: ignore[arg-type]
+            state = states.get(ref(task))
             if state is None:
                 return False  # anyio holds no cancel scope for this task
             scope = state.cancel_scope

@@ -63,7 +63,7 @@ class Scheduler:
 
     def submit(self, job: Job) -> None:
         slot = self._idle.pop()
-        if slot is None and not len(self.backlog):
+        if slot is None and not self.backlog.waiting:
             slot = self._room_ahead(job)
         if slot is not None:
             slot.dispatch([job])

@@ -56,6 +56,9 @@ class Frame(NamedTuple):
     buffers: Received | None = None  # its out-of-band buffers: give them to `_buffers.loads`
 
 
+_new_frame = tuple.__new__
+
+
 def encode(kind: int, task_id: int, *parts: bytes) -> list[bytes]:
     """A frame as a list of buffers; small frames are joined so they go out in one system call."""
     size = sum(map(len, parts))
@@ -156,7 +159,12 @@ class FrameBuffer:
                 break
             body = bytes(data[start + HEADER.size : end])
             start = end
-            frames.append(self._with_buffers(kind, task_id, body) if kind & BUFFERS else Frame(kind, task_id, body))
+            # `tuple.__new__` spares a Python call of the named tuple's own (one per frame).
+            frames.append(
+                self._with_buffers(kind, task_id, body)
+                if kind & BUFFERS
+                else _new_frame(Frame, (kind, task_id, body, None))
+            )
         return frames, start
 
     def _with_buffers(self, kind: int, task_id: int, body: Body) -> Frame:
