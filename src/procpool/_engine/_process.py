@@ -260,7 +260,7 @@ class WorkerProcess:
         self._started = started
         self._started_at_exit: int | None = None  # read from ``started`` before it is unmapped
         self._frames = wire.FrameBuffer(companion)
-        self._pending: deque[wire.Frame] = deque()
+        self.frames: deque[wire.Frame] = deque()  # read, not yet settled: several often come in one read
         self._unsent: deque[bytes | memoryview] = deque()  # frames the channel has not taken yet
         self._known_functions: OrderedDict[int, None] = OrderedDict()
         self._exitcode: int | None = None
@@ -455,7 +455,7 @@ class WorkerProcess:
             frames = None
         if frames is None:
             return False
-        self._pending.extend(frames)
+        self.frames.extend(frames)
         return True
 
     def stop_reading(self) -> None:
@@ -465,22 +465,15 @@ class WorkerProcess:
         self._io = None
         self._writing = False
 
-    def has_buffered(self) -> bool:
-        return bool(self._pending)
-
     async def receive(self) -> wire.Frame | None:
         """The next frame from the worker, waiting for it (before `attach`, while the worker
         starts); None once the channel is at end of file."""
-        while not self._pending:
+        while not self.frames:
             if not self.read():
                 return None
-            if not self._pending:
+            if not self.frames:
                 await anyio.wait_readable(self._channel)
-        return self._pending.popleft()
-
-    def receive_buffered(self) -> wire.Frame | None:
-        """The next frame already read, if any: several often come in one read."""
-        return self._pending.popleft() if self._pending else None
+        return self.frames.popleft()
 
     # -- the process ---------------------------------------------------------------------------
 
@@ -636,9 +629,9 @@ class WorkerProcess:
 
     def _deliver_last_reports(self) -> None:
         """Deliver the reports a stopped worker sent (see `stop`); its other frames answer nobody."""
-        while self.read() and self._pending:
-            while self._pending:
-                frame = self._pending.popleft()
+        while self.read() and self.frames:
+            while self.frames:
+                frame = self.frames.popleft()
                 if frame.kind in wire.REPORTS:
                     _reports.deliver(self.pid, frame, None)
 

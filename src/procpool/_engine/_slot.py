@@ -191,19 +191,20 @@ class WorkerSlot:
         allowance = self._io.frames_this_turn()
         if not allowance:
             return True  # the pool's share of this loop turn is spent
-        if not worker.has_buffered() and not worker.read():
+        frames = worker.frames
+        if not frames and not worker.read():
             self._channel_ended(worker)
             return False
         had_work = bool(self._inflight)
         settle = self._settle
         settled = 0
-        while settled < allowance and (frame := worker.receive_buffered()) is not None:
-            settle(worker, frame)
+        while settled < allowance and frames:
+            settle(worker, frames.popleft())
             settled += 1
         self._io.settled(settled)
         if had_work:
             self._after_frames(worker)
-        return worker.has_buffered()
+        return bool(frames)
 
     def _after_frames(self, worker: WorkerProcess) -> None:
         """Results came: recycle the worker if it is due, else give it more work, or report it idle."""
@@ -445,12 +446,12 @@ class WorkerSlot:
     def _drain(self, worker: WorkerProcess) -> None:
         """Settle every frame the worker has sent so far."""
         while True:
-            while (frame := worker.receive_buffered()) is not None:
-                self._settle(worker, frame)
+            while worker.frames:
+                self._settle(worker, worker.frames.popleft())
             if not worker.read():
                 self._channel_ended(worker)
                 return
-            if not worker.has_buffered():
+            if not worker.frames:
                 return
 
     async def _worker_died(self) -> None:
