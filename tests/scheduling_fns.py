@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Any
 
 
 def nap(seconds: float) -> tuple[int, float, float]:
@@ -33,3 +34,7 @@ def log_many(logger_name: str, count: int) -> int:
     for i in range(count):
         logger.info("record %d", i)
     return count
+
+
+def identity(value: Any) -> Any:
+    return value

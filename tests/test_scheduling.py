@@ -226,6 +226,22 @@ async def test_consecutive_calls_on_an_idle_pool_reuse_one_worker(before: str) -
         assert len(set(pids)) == 1, pids
 
 
+@pytest.mark.timeout(30)
+async def test_a_worker_that_polled_for_quick_calls_sleeps_once_they_stop() -> None:
+    """Calls awaited one after another make the worker poll for the next (`_Inbox.wait`); once
+    they stop, it polls 200 µs at most and sleeps: an idle pool burns no CPU."""
+    import psutil
+
+    async with procpool.Pool(1) as pool:
+        worker = psutil.Process(await pool.run(os.getpid))
+        for i in range(200):  # quick calls: the worker polls between them, where it may
+            assert await pool.run(fns.identity, i) == i
+        cpu_before = sum(worker.cpu_times()[:2])
+        await anyio.sleep(1.0)
+        idle_cpu = sum(worker.cpu_times()[:2]) - cpu_before
+    assert idle_cpu < 0.1, f"the idle worker used {idle_cpu:.3f} s of CPU in a second"
+
+
 # The issue's flood was a million records; 200,000 already fill the channel and the parent's
 # buffers many times over, so the bound on the loop's hold shows the same, at a fifth of the time.
 RECORDS = 200_000

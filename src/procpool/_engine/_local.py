@@ -99,9 +99,11 @@ class LocalBackend:
     ) -> None:
         self.workers = workers
         # A memory file for each worker's call waits to be reused, at most.
-        self.memory_files = (
-            None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers, cpus=available_cpus())
-        )
+        cpus = available_cpus()
+        self.memory_files = None if buffer_threshold is None else MemoryFiles(buffer_threshold, keep=workers, cpus=cpus)
+        # Idle workers may poll for their next call (see `procpool._child`'s `_Inbox.wait`) only
+        # where none takes a CPU that the parent or another worker needs.
+        self._workers_may_poll = workers <= cpus
         self.start_method = start_method
         self.kill_grace = kill_grace
         self.observer = observer
@@ -220,6 +222,7 @@ class LocalBackend:
                 self._forward_output,
                 self.kill_grace,
                 None if self.memory_files is None else self.memory_files.threshold,
+                self._workers_may_poll,
             ),
             "the initializer or its arguments",
         )
