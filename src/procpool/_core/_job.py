@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError
 from .._transport import loads
-from ._task import Task, describe_call
+from ._task import Task, _State, describe_call
 
 if TYPE_CHECKING:
     from .._transport import Body, Received, Spilled
@@ -69,10 +69,10 @@ class Job:
         self.fn_bytes = fn_bytes
         self.args_bytes = args_bytes
         self.buffers = buffers
-        self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused
-        self.fn_id = 0  # set by a backend that caches functions by id
         self.kill_on_cancel = kill_on_cancel
         self.stream = stream
+        self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused
+        self.fn_id = 0  # set by a backend that caches functions by id
         self.stage = Stage.QUEUED
         self.retries = 0  # times it may still run again after its worker died under it
         self.crashes = 0  # workers that died while it ran or was being received
@@ -121,8 +121,10 @@ class Job:
             self.cancel()
             return False
         self.stage = Stage.RUNNING
-        assert self.task is not None
-        self.task._set_running()
+        task = self.task
+        assert task is not None
+        if task._state is _State.PENDING:  # a run again after a crash is running already
+            task._state = _State.RUNNING
         return True
 
     def requeue(self) -> None:
@@ -152,12 +154,12 @@ class Job:
             return
         task = self._settle()
         if task is not None:
-            task._set_result(result)
+            task._finish(_State.FINISHED, result)
 
     def fail(self, exception: BaseException) -> None:
         task = self._settle()
         if task is not None:
-            task._set_exception(exception)
+            task._finish(_State.FINISHED, exception=exception)
 
     def cancel_now(self) -> None:
         """Settle it as cancelled, or with `TimeoutError` if its deadline passed."""
@@ -166,9 +168,10 @@ class Job:
             return
         timeout = self.expired_after
         if timeout is None:
-            task._set_cancelled()
+            task._finish(_State.CANCELLED)
         else:
-            task._set_exception(TimeoutError(f"{self.description} did not finish within its {timeout:g} s timeout"))
+            error = TimeoutError(f"{self.description} did not finish within its {timeout:g} s timeout")
+            task._finish(_State.FINISHED, exception=error)
 
     def cancel(self) -> bool:
         """Its handle was cancelled (or its deadline passed); False if it had already settled.

@@ -228,10 +228,6 @@ class Task(Generic[T]):
 
     # -- moved on by its job only -------------------------------------------------------------
 
-    def _set_running(self) -> None:
-        if self._state is _State.PENDING:
-            self._state = _State.RUNNING
-
     def _set_progress(self, done: float, total: float | None) -> None:
         if self.done():
             return
@@ -242,18 +238,10 @@ class Task(Generic[T]):
             except Exception:  # the task goes on: a broken display is no reason to fail it
                 _log.exception("a progress callback of %r raised", self)
 
-    def _set_result(self, result: T) -> None:
+    def _finish(self, state: _State, result: T | None = None, exception: BaseException | None = None) -> None:
+        """Done: FINISHED with ``result`` or ``exception``, or CANCELLED."""
         self._result = result
-        self._finish(_State.FINISHED)
-
-    def _set_exception(self, exception: BaseException) -> None:
         self._exception = exception
-        self._finish(_State.FINISHED)
-
-    def _set_cancelled(self) -> None:
-        self._finish(_State.CANCELLED)
-
-    def _finish(self, state: _State) -> None:
         job, self._job = self._job, None
         if job is not None:
             self._kill_on_cancel = job.kill_on_cancel
