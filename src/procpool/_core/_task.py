@@ -57,12 +57,12 @@ class Task(Generic[T]):
         # What awaits it: made only when something does. On asyncio a plain future, woken
         # without an extra task switch; elsewhere an `anyio.Event`.
         self._waiters: list[asyncio.Future[None] | anyio.Event] = []
-        self._callbacks: list[Callable[[Task[T]], object]] = []
+        self._callbacks: list[Callable[[Task[T]], object]] | None = None  # made by the first one
         # The backend's own bookkeeping (see `Outstanding`), called before the user's callbacks;
         # apart from them, as every task has one and it never raises.
         self._on_done: Callable[[Task[T]], None] | None = None
         self._progress: tuple[float, float | None] | None = None
-        self._progress_callbacks: list[Callable[[float, float | None], object]] = []
+        self._progress_callbacks: list[Callable[[float, float | None], object]] | None = None
         # When it was submitted, sent, started, finished, received: kept once done, when the job
         # is let go (a plain tuple: `timing` makes the `TaskTiming` only when asked).
         self._times: tuple[float, float | None, float | None, float | None, float | None] | None = None
@@ -127,6 +127,8 @@ class Task(Generic[T]):
         progress with `procpool.report_progress`. Reports come at most every 50 ms, and the last."""
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if self._progress_callbacks is None:
+            self._progress_callbacks = []
         self._progress_callbacks.append(callback)
 
     def add_done_callback(self, callback: Callable[[Task[T]], object]) -> None:
@@ -136,6 +138,8 @@ class Task(Generic[T]):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         if self.done():
             self._call(callback)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
@@ -232,7 +236,7 @@ class Task(Generic[T]):
         if self.done():
             return
         self._progress = (done, total)
-        for callback in self._progress_callbacks:
+        for callback in self._progress_callbacks or ():
             try:
                 callback(done, total)
             except Exception:  # the task goes on: a broken display is no reason to fail it
@@ -259,7 +263,7 @@ class Task(Generic[T]):
             self._on_done = None
             on_done(self)
         if self._callbacks:
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks, None
             for callback in callbacks:
                 self._call(callback)
 
