@@ -176,7 +176,8 @@ class PoolObserver:
             self.failed += 1
         else:
             self.completed += 1
-        submitted, _, started, finished, _ = task._times or task._current_times()  # set when its job let it go
+        job = task._job  # its times, without a call
+        submitted, started, finished = job.submitted_at, job.started_at, job.finished_at
         if started is not None and finished is not None:
             wait, run = started - submitted, finished - started
             self._timed += 1

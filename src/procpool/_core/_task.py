@@ -49,8 +49,8 @@ class Task(Generic[T]):
     def __init__(self, job: Job) -> None:
         self.id = job.id
         self._name = job.name
-        self._job: Job | None = job
-        self._kill_on_cancel = job.kill_on_cancel
+        # Kept once done too (settled, it holds nothing of the call's): its times are the task's.
+        self._job = job
         self._state = _State.PENDING
         self._result: T | None = None
         self._exception: BaseException | None = None
@@ -63,9 +63,6 @@ class Task(Generic[T]):
         self._on_done: Callable[[Task[T]], None] | None = None
         self._progress: tuple[float, float | None] | None = None
         self._progress_callbacks: list[Callable[[float, float | None], object]] | None = None
-        # When it was submitted, sent, started, finished, received: kept once done, when the job
-        # is let go (a plain tuple: `timing` makes the `TaskTiming` only when asked).
-        self._times: tuple[float, float | None, float | None, float | None, float | None] | None = None
 
     def __repr__(self) -> str:
         return f"<procpool.Task {self.id} {self.description} {self._state.value}>"
@@ -78,7 +75,7 @@ class Task(Generic[T]):
     @property
     def kill_on_cancel(self) -> bool:
         """Whether cancelling the task while it runs kills its worker (else its result is dropped)."""
-        return self._kill_on_cancel if self._job is None else self._job.kill_on_cancel
+        return self._job.kill_on_cancel
 
     def done(self) -> bool:
         """True once the task has a result, an exception, or was cancelled."""
@@ -102,8 +99,7 @@ class Task(Generic[T]):
         worker is gone; otherwise it is cancelled at once, runs to its end, and its result is
         dropped.
         """
-        job = self._job
-        return job is not None and job.cancel()
+        return self._job.cancel()
 
     @property
     def timing(self) -> TaskTiming:
@@ -111,10 +107,7 @@ class Task(Generic[T]):
         return TaskTiming(*self._current_times())
 
     def _current_times(self) -> tuple[float, float | None, float | None, float | None, float | None]:
-        if self._times is not None:
-            return self._times
         job = self._job
-        assert job is not None
         return (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
 
     @property
@@ -246,10 +239,6 @@ class Task(Generic[T]):
         """Done: FINISHED with ``result`` or ``exception``, or CANCELLED."""
         self._result = result
         self._exception = exception
-        job, self._job = self._job, None
-        if job is not None:
-            self._kill_on_cancel = job.kill_on_cancel
-            self._times = (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
         self._state = state
         if self._waiters:
             waiters, self._waiters = self._waiters, []

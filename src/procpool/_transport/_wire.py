@@ -17,6 +17,7 @@ from ._buffers import Received, receive_descriptor, received, table_size
 HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
+_CALL_HEAD = struct.Struct(HEADER.format + CALL_PREFIX.format[1:])  # a small call's header and prefix, packed at once
 TIMING = struct.Struct("<dd")  # leads a RESULT or ERROR body: when the task started and finished (monotonic)
 PROGRESS_BODY = struct.Struct("<dd")  # done, total (NaN: unknown)
 STARTED = struct.Struct("<Q")  # in memory shared with the parent: the task the worker began last
@@ -73,12 +74,15 @@ def encode_call(
 ) -> list[bytes]:
     """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``;
     ``table``, if any, describes the arguments' out-of-band buffers."""
+    if not table:
+        size = CALL_PREFIX.size + len(fn_bytes) + len(args_bytes)
+        if size <= _SMALL_FRAME:  # `encode`'s own way, inline, with the prefix in the header's pack
+            return [
+                b"".join((_CALL_HEAD.pack(size, kind, task_id, fn_id, forget_id, len(fn_bytes)), fn_bytes, args_bytes))
+            ]
     prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
     if table:
         return encode(kind | BUFFERS, task_id, table, prefix, fn_bytes, args_bytes)
-    size = CALL_PREFIX.size + len(fn_bytes) + len(args_bytes)
-    if size <= _SMALL_FRAME:  # `encode`'s own way, inline: once per tiny task
-        return [b"".join((HEADER.pack(size, kind, task_id), prefix, fn_bytes, args_bytes))]
     return encode(kind, task_id, prefix, fn_bytes, args_bytes)
 
 
