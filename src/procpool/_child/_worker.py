@@ -413,9 +413,9 @@ class _Worker:
             if frame.buffers is not None and frame.buffers.unmapped():
                 self.unsent += wire.encode(wire.UNMAPPED, task_id)  # the parent may reuse the memory file
             if result_buffers is not None:
-                self.send_with_buffers(wire.RESULT, task_id, result_buffers, timing, outcome[1])
+                self.send_with_buffers(wire.RESULT, task_id, result_buffers, outcome[1], timing)
                 continue
-            self.unsent += wire.encode(outcome[0], task_id, timing, outcome[1])
+            self.unsent += wire.encode(outcome[0], task_id, outcome[1], timing)
             # Results of tiny tasks go back together while more tasks are already here: the
             # next one delays them by about as long as these took. Anything else goes at once.
             if not inbox.frames or self.task_time > _BATCH_TASK_TIME or len(self.unsent) >= _BATCH_SIZE:

@@ -240,13 +240,14 @@ class Task(Generic[T]):
         self._result = result
         self._exception = exception
         self._state = state
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
+        waiters = self._waiters
+        if waiters:  # none is added once done, and waking one runs none of its code now: cleared after
             for waiter in waiters:
                 if isinstance(waiter, anyio.Event):
                     waiter.set()
                 elif not waiter.done():
                     waiter.set_result(None)
+            waiters.clear()
         on_done = self._on_done
         if on_done is not None:
             self._on_done = None

@@ -259,15 +259,15 @@ class WorkerSlot:
             now = time.monotonic()
             sample, self._head_since = now - self._head_since, now
             self._task_time = self._policy.average(self._task_time, sample)
-            job.started_at, job.finished_at = wire.TIMING.unpack_from(body)
+            job.started_at, job.finished_at = wire.TIMING.unpack_from(body, len(body) - wire.TIMING.size)
             job.received_at = now
             if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
-            outcome = memoryview(body)[wire.TIMING.size :]
+            # The timing ends the body, after the pickle, which unpickling ignores: no view to cut.
             if kind == wire.RESULT:
-                job.succeed(outcome, buffers)
+                job.succeed(body, buffers)
             else:
-                job.fail(unpack_exception(outcome))
+                job.fail(unpack_exception(body))
         if self._inflight:
             head = next(iter(self._inflight.values()))
             if head.stage is Stage.SENT and head.id not in self._taking_back:

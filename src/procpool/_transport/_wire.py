@@ -18,7 +18,7 @@ HEADER = struct.Struct("<QBQ")  # body length, kind, task id
 CALL_PREFIX = struct.Struct("<QQQ")  # function id, function id the worker may forget, len(function)
 CREDIT_BODY = struct.Struct("<I")  # how many more stream items the worker may send
 _CALL_HEAD = struct.Struct(HEADER.format + CALL_PREFIX.format[1:])  # a small call's header and prefix, packed at once
-TIMING = struct.Struct("<dd")  # leads a RESULT or ERROR body: when the task started and finished (monotonic)
+TIMING = struct.Struct("<dd")  # ends a RESULT or ERROR body: when the task started and finished (monotonic)
 PROGRESS_BODY = struct.Struct("<dd")  # done, total (NaN: unknown)
 STARTED = struct.Struct("<Q")  # in memory shared with the parent: the task the worker began last
 
