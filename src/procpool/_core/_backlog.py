@@ -70,9 +70,10 @@ class Backlog:
             tasks.popleft()  # cancelled while waiting
         return tasks[0] if tasks else None
 
-    def take_ahead(self, most: int, fits: Callable[[Job], bool]) -> list[Job]:
+    def take_ahead(self, most: int, fits: Callable[[Job], bool], small: int) -> list[Job]:
         """Up to ``most`` waiting jobs from the front, in turn, stopping at the first one that
-        ``fits`` refuses (it stays first). One call for a batch: tiny tasks go in batches."""
+        ``fits`` refuses (it stays first). ``fits`` is asked only of streams and of calls over
+        ``small`` bytes (`Job.size`): one call for a batch of tiny tasks, not one per task."""
         tasks = self._tasks
         taken: list[Job] = []
         while len(taken) < most and tasks:
@@ -80,7 +81,7 @@ class Backlog:
             if job.stage is Stage.SETTLED:
                 tasks.popleft()  # cancelled while waiting
                 continue
-            if not fits(job):
+            if (job.size > small or job.stream is not None) and not fits(job):
                 break
             tasks.popleft()
             job.on_cancel = None  # its taker sets its own; until then a cancel only settles it

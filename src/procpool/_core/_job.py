@@ -69,6 +69,8 @@ class Job:
         self.fn_bytes = fn_bytes
         self.args_bytes = args_bytes
         self.buffers = buffers
+        # The bytes it carries to a worker that does not cache its function yet: the most it may.
+        self.size = len(fn_bytes) + len(args_bytes) + (0 if buffers is None else buffers.size)
         self.kill_on_cancel = kill_on_cancel
         self.stream = stream
         self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused

@@ -138,8 +138,12 @@ class WorkerSlot:
             room = min(room, self._max_tasks - worker.dispatched - in_flight)
         if room <= 0:
             return []
-        fits_ahead = self._policy.fits_ahead
-        return self._backlog.take_ahead(room, lambda job: fits_ahead(_call_size(worker, job), job.stream is not None))
+        policy = self._policy
+        return self._backlog.take_ahead(
+            room,
+            lambda job: policy.fits_ahead(_call_size(worker, job), job.stream is not None),
+            small=policy.large_call,  # what fits whatever the worker caches (`fits_ahead`)
+        )
 
     def in_flight_if_room_for(self, job: Job) -> int | None:
         worker = self.worker
