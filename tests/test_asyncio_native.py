@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+import lifecycle_fns
 import procpool
 import workfns
 
@@ -31,6 +33,30 @@ async def test_cancelling_an_asyncio_task_cancels_the_call() -> None:
         with pytest.raises(asyncio.CancelledError):
             await waiter
         assert await pool.run(workfns.getpid) != pid  # the worker was killed and replaced
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_call_made_after_its_task_cancelled_itself_never_begins(tmp_path: Path) -> None:
+    """``task.cancel()`` on the running task raises only at its next wait; the call must not
+    have gone to a worker by then (it did in some tries: anyio's scopes never record it)."""
+    events: list[object] = []
+    async with procpool.Pool(2, on_event=events.append) as pool:
+        assert await pool.run(workfns.square, 2) == 4
+
+        async def call_after_cancelling_itself(marker: Path) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            await pool.run(lifecycle_fns.touch, str(marker))
+
+        for i in range(40):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.ensure_future(call_after_cancelling_itself(tmp_path / f"ran-{i}"))
+        assert await pool.run(workfns.square, 3) == 9
+    # A call that had begun would have been killed with its worker (kill_on_cancel).
+    assert [e for e in events if isinstance(e, procpool.WorkerExited) and e.reason != "closed"] == []
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.asyncio

@@ -6,12 +6,15 @@ answers that, but on asyncio it costs a coroutine and some ten Python calls (pro
 dictionary's lookup) per call, about 1.7 µs of a tiny task's 20-25 µs here. On asyncio, the same
 walk up the task's cancel scopes is made here on anyio's own records; only when it finds a
 cancelled scope, or cannot read those records (a future anyio), does the call go through anyio's
-checkpoint, which raises.
+checkpoint, which raises. asyncio's own pending cancellation of a task that cancelled itself
+counts too. One it cannot see: ``asyncio.timeout(0)`` cancels the task only on the next loop
+turn, so a call made inside it at once may begin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
@@ -34,8 +37,18 @@ def cancel_check() -> CancelCheck:
     except (ImportError, AttributeError):  # pragma: no cover - a future anyio
         return CancelCheck(_maybe, anyio.lowlevel.checkpoint_if_cancelled)
     if backend.__name__ == "AsyncIOBackend":
-        return CancelCheck(_asyncio_check(), checkpoint)
+        return CancelCheck(_asyncio_check(), functools.partial(_asyncio_checkpoint, checkpoint))
     return CancelCheck(_maybe, checkpoint)  # trio's own checkpoint is cheap: always ask it
+
+
+async def _asyncio_checkpoint(checkpoint: Callable[[], Awaitable[None]]) -> None:
+    """anyio's checkpoint, then asyncio's own pending cancellation (a task that cancelled itself:
+    ``task.cancel()`` marks a running task, and only its next wait raises), which no anyio scope
+    records."""
+    await checkpoint()
+    task = asyncio.current_task()
+    if task is not None and getattr(task, "_must_cancel", False):
+        await asyncio.sleep(0)
 
 
 def _maybe() -> bool:
@@ -60,6 +73,8 @@ def _asyncio_check() -> Callable[[], bool]:
     def may_be_cancelled() -> bool:
         try:
             task = current_task() if current_tasks is None else current_tasks.get(running_loop())  # type: ignore[arg-type]
+            if task._must_cancel:  # type: ignore[union-attr]  # asyncio's own, pending (see `_asyncio_checkpoint`)
+                return True
             state = states.get(ref(task))
             if state is None:
                 return False  # anyio holds no cancel scope for this task
