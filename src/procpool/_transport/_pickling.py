@@ -77,9 +77,10 @@ def dumps_with_buffers(
     costs a call per object. So the pickle is first made without it, into a file that stops it at
     the first large write (a payload of 64 KiB or more goes to the file alone): only a pickle
     that holds one is made again with ``persistent_id``. Plain data with no large buffer (tiny
-    calls and results) skips both.
+    results) skips both; the plain call of a tiny task is its caller's to spot first
+    (`dumps_with_buffers_for_transport`), so that it costs one check, not two.
     """
-    if _is_plain_call(obj, threshold) or _is_plain(obj, _PLAIN_DEPTH, threshold):
+    if _is_plain(obj, _PLAIN_DEPTH, threshold):
         return pickle.dumps(obj, protocol=_PROTOCOL), None
     plain = _is_plain(obj, _PLAIN_DEPTH)
     pickler = pickle.Pickler if plain else _Pickler if main_by_reference else _PicklerMainByValue

@@ -74,16 +74,13 @@ def encode_call(
 ) -> list[bytes]:
     """A CALL or STREAM frame. ``fn_bytes`` is empty when the worker already caches ``fn_id``;
     ``table``, if any, describes the arguments' out-of-band buffers."""
-    if not table:
-        size = CALL_PREFIX.size + len(fn_bytes) + len(args_bytes)
-        if size <= _SMALL_FRAME:  # `encode`'s own way, inline, with the prefix in the header's pack
-            return [
-                b"".join((_CALL_HEAD.pack(size, kind, task_id, fn_id, forget_id, len(fn_bytes)), fn_bytes, args_bytes))
-            ]
-    prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
     if table:
+        prefix = CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes))
         return encode(kind | BUFFERS, task_id, table, prefix, fn_bytes, args_bytes)
-    return encode(kind, task_id, prefix, fn_bytes, args_bytes)
+    size = CALL_PREFIX.size + len(fn_bytes) + len(args_bytes)
+    if size <= _SMALL_FRAME:  # `encode`'s own way, inline, with the prefix in the header's pack
+        return [b"".join((_CALL_HEAD.pack(size, kind, task_id, fn_id, forget_id, len(fn_bytes)), fn_bytes, args_bytes))]
+    return encode(kind, task_id, CALL_PREFIX.pack(fn_id, forget_id, len(fn_bytes)), fn_bytes, args_bytes)
 
 
 def encode_credit(task_id: int, count: int) -> list[bytes]:
