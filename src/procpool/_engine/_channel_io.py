@@ -27,7 +27,12 @@ from anyio.abc import TaskGroup
 
 Step = Callable[[], bool]  # True: call again on the next loop turn
 
-_TURN_CPU = 0.00035  # seconds: turns of this much work keep a 1 ms timer within its millisecond (measured)
+# Seconds of the loop thread's CPU a turn may take: turns this long keep a 1 ms timer within its
+# millisecond (measured). A task asleep in asyncio's own loops wakes two turns after its timer is
+# due (the timer's callback runs in one turn, the task in the next), in uvloop's one turn (libuv
+# runs due timers and then the ready callbacks in one turn): there the same lag allows longer turns.
+_TURN_CPU = 0.00035
+_UVLOOP_TURN_CPU = 0.0006
 _FEWEST_FRAMES = 4
 
 
@@ -60,7 +65,9 @@ def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most, all
     channels together (the budget shrinks below it when turns run long)."""
     if sniffio.current_async_library() == "asyncio":
-        return _LoopCallbacks(asyncio.get_running_loop(), frames_per_turn)
+        loop = asyncio.get_running_loop()
+        uvloop = type(loop).__module__.startswith("uvloop")
+        return _LoopCallbacks(loop, frames_per_turn, _UVLOOP_TURN_CPU if uvloop else _TURN_CPU)
     return _WaitingTasks(task_group, frames_per_turn)
 
 
@@ -68,11 +75,12 @@ class _TurnBudget:
     """The frames all of a pool's channels may settle in one loop turn, renewed on the next turn
     (``renew_next_turn`` arranges that) while frames come. Each result wakes a coroutine that runs
     on the next turn, at a cost that only the turn's length shows, so the budget follows it: it
-    shrinks when a turn took more than `_TURN_CPU` of the loop thread's CPU time, and grows back
-    when turns are short."""
+    shrinks when a turn took more than ``turn_cpu`` seconds of the loop thread's CPU time, and
+    grows back when turns are short."""
 
-    def __init__(self, most: int, renew_next_turn: Callable[[], object]) -> None:
+    def __init__(self, most: int, renew_next_turn: Callable[[], object], turn_cpu: float = _TURN_CPU) -> None:
         self._most = self.per_turn = self.left = most
+        self._turn_cpu = turn_cpu
         self._renew_next_turn = renew_next_turn
         self.renewal_due = False
         self._turn_began = time.thread_time()
@@ -87,9 +95,9 @@ class _TurnBudget:
         # Runs once per turn while frames come: the CPU time since the last renewal is a turn's.
         now = time.thread_time()
         turn, self._turn_began = now - self._turn_began, now
-        if turn > _TURN_CPU:
+        if turn > self._turn_cpu:
             self.per_turn = max(_FEWEST_FRAMES, self.per_turn * 3 // 4)
-        elif turn < _TURN_CPU / 2 and self.per_turn < self._most:
+        elif turn < self._turn_cpu / 2 and self.per_turn < self._most:
             self.per_turn += 1
         self.renewal_due = False
         self.left = self.per_turn
@@ -98,11 +106,14 @@ class _TurnBudget:
 class _LoopCallbacks:
     """asyncio's (and uvloop's) readiness callbacks."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int, turn_cpu: float) -> None:
         self._loop = loop
         # Renewed before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
-        self._budget = _TurnBudget(frames_per_turn, lambda: loop.call_soon(self._budget.renew))
+        self._budget = _TurnBudget(frames_per_turn, lambda: loop.call_soon(self._renew), turn_cpu)
         self._again: dict[int, asyncio.Handle] = {}  # the step due again on the next turn, by descriptor
+        # Steps that stopped because the turn's budget was spent, in that order: the renewal calls
+        # them while the new budget lasts, and the first left out goes first next time.
+        self._after_renewal: dict[int, Step] = {}
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
         self._draining: set[int] = set()  # channels of dead workers: called each turn until unwatched
         self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
@@ -133,6 +144,7 @@ class _LoopCallbacks:
 
     def unwatch(self, fd: int) -> None:
         self._readers.pop(fd, None)
+        self._after_renewal.pop(fd, None)
         self._draining.discard(fd)
         again = self._again.pop(fd, None)
         if again is not None:
@@ -158,7 +170,10 @@ class _LoopCallbacks:
         again = self._again.pop(fd, None)
         if again is not None:
             again.cancel()
-        self._read(fd, on_readable)
+        if self._budget.left > 0 or fd in self._draining:
+            self._read(fd, on_readable)
+        else:
+            self._after_renewal[fd] = on_readable  # readable while the turn's budget is spent
 
     def _step_again(self, fd: int, on_readable: Step) -> None:
         del self._again[fd]  # this call's own entry: cancelled, it would not run
@@ -166,7 +181,21 @@ class _LoopCallbacks:
 
     def _read(self, fd: int, on_readable: Step) -> None:
         if on_readable() or fd in self._draining:
-            self._call_again(fd, on_readable)
+            if self._budget.left > 0 or fd in self._draining:
+                self._call_again(fd, on_readable)
+            else:
+                self._after_renewal[fd] = on_readable
+
+    def _renew(self) -> None:
+        """The next turn's budget, and the steps that waited for it. A step is not called with
+        none left: a call of its own per turn to find the budget spent was most of the calls when
+        several channels were busy."""
+        budget = self._budget
+        budget.renew()
+        waiting = self._after_renewal
+        while waiting and budget.left > 0:
+            fd = next(iter(waiting))
+            self._read(fd, waiting.pop(fd))
 
     def _call_again(self, fd: int, on_readable: Step) -> None:
         """Call ``on_readable`` on the next loop turn, readable or not (once, however often asked)."""
