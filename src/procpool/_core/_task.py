@@ -46,6 +46,21 @@ class Task(Generic[T]):
     process is gone.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_exception",
+        "_job",
+        "_name",
+        "_on_done",
+        "_progress",
+        "_progress_callbacks",
+        "_result",
+        "_state",
+        "_waiters",
+        "id",
+    )
+
     def __init__(self, job: Job) -> None:
         self.id = job.id
         self._name = job.name
