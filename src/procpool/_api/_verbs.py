@@ -38,9 +38,9 @@ class Verbs:
     _timeout: float | None = None  # seconds from the call, queue time included (`Pool.options`)
     _retries = 0  # re-runs of a task whose worker died under it (`Pool.options`)
     _cancel_check: CancelCheck | None = None  # `run`'s, found at its first call
-    # The function called last, pickled, and its name, when it travels by name: calls in a row
-    # to one function skip its name and its pickle's lookup.
-    _last_function: tuple[Callable[..., Any], bytes, str] | None = None
+    # The function called last, prepared, when it travels by name: calls in a row to one
+    # function skip its name and its pickle's lookup.
+    _last_function: tuple[Callable[..., Any], _Prepared] | None = None
 
     @overload
     def submit(self, fn: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> Task[T]: ...
@@ -68,13 +68,11 @@ class Verbs:
         stream: StreamLink | None = None,
         start_gate: Callable[[], bool] | None = None,
     ) -> Task[Any]:
-        fn_bytes, name = self._prepare(fn)
-        return self._submit_pickled(fn_bytes, name, args, kwargs, stream=stream, start_gate=start_gate)
+        return self._submit_pickled(self._prepare(fn), args, kwargs, stream=stream, start_gate=start_gate)
 
     def _submit_pickled(
         self,
-        fn_bytes: bytes,
-        name: str,
+        prepared: _Prepared,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         called_at: float | None = None,
@@ -86,6 +84,7 @@ class Verbs:
         counts from ``called_at`` (``anyio.current_time()``; default: now). Returns its handle,
         taken before the backend has the job: a backend may settle it at once."""
         job_type, dumps_for_transport, dumps_with_buffers_for_transport = _call_packing()
+        fn_bytes, name, what_arguments = prepared
         backend = self._backend
         room = backend.admission
         if room is not None:
@@ -94,12 +93,12 @@ class Verbs:
         buffers = None
         if files is None:
             args_bytes = dumps_for_transport(
-                (args, kwargs), lambda: f"an argument of {name}", main_by_reference=backend.workers_import_main
+                (args, kwargs), what_arguments, main_by_reference=backend.workers_import_main
             )
         else:
             args_bytes, buffers = dumps_with_buffers_for_transport(
                 (args, kwargs),
-                lambda: f"an argument of {name}",
+                what_arguments,
                 files.threshold,
                 files,
                 main_by_reference=backend.workers_import_main,
@@ -126,21 +125,22 @@ class Verbs:
         backend.submit(job)
         return task
 
-    def _prepare(self, fn: Callable[..., Any]) -> tuple[bytes, str]:
-        """Check a call can be submitted; the pickled function and its name."""
+    def _prepare(self, fn: Callable[..., Any]) -> _Prepared:
+        """Check a call can be submitted; the pickled function and how messages name it."""
         self._backend.check_open()
         last = self._last_function
         if last is not None and last[0] is fn:
-            return last[1], last[2]
+            return last[1]
         check_callable(fn)
         from .._transport import dumps_for_transport, dumps_function, pickled_by_reference
 
         name = describe(fn)
         main_by_reference = self._backend.workers_import_main
         fn_bytes = dumps_for_transport(fn, f"the function {name}", dumps_function, main_by_reference=main_by_reference)
+        prepared = _Prepared(fn_bytes, name)
         if pickled_by_reference(fn, fn_bytes):  # by value, it is pickled again at each call
-            self._last_function = (fn, fn_bytes, name)
-        return fn_bytes, name
+            self._last_function = (fn, prepared)
+        return prepared
 
     async def _wait_for_room(self) -> None:
         """Wait until a pool with ``max_queued`` has room (for at most the call's ``timeout``)."""
@@ -171,7 +171,7 @@ class Verbs:
         On a pool with ``max_queued``, waits for room first, in turn with other callers. With
         ``pool.options(timeout=...)``, that wait counts towards the timeout.
         """
-        fn_bytes, name = self._prepare(fn)
+        prepared = self._prepare(fn)
         # A call made in a cancelled scope must never begin: submitting wakes an idle worker,
         # which could send the task before this call's first wait sees the cancellation.
         check = self._cancel_check
@@ -189,7 +189,7 @@ class Verbs:
             called_at = anyio.current_time()
         if self._backend.admission is not None:
             await self._wait_for_room()
-        return await self._submit_pickled(fn_bytes, name, args, kwargs, called_at)
+        return await self._submit_pickled(prepared, args, kwargs, called_at)
 
     @overload
     def stream(self, fn: Callable[P, AsyncIterable[T]], /, *args: P.args, **kwargs: P.kwargs) -> StreamIterator[T]: ...
@@ -360,12 +360,15 @@ class Verbs:
         backend.check_open()
         name = describe(fn)
         spread = star or len(iterables) > 1
-        runner_bytes = dumps_for_transport(
-            ChunkRunner(fn, spread=spread), f"the function {name}", main_by_reference=backend.workers_import_main
+        runner = _Prepared(
+            dumps_for_transport(
+                ChunkRunner(fn, spread=spread), f"the function {name}", main_by_reference=backend.workers_import_main
+            ),
+            name,
         )
 
         def submit_chunk(chunk: Sequence[Any]) -> Task[list[Any]]:
-            task: Task[list[Any]] = self._submit_pickled(runner_bytes, name, (chunk,), {})
+            task: Task[list[Any]] = self._submit_pickled(runner, (chunk,), {})
             return task
 
         sized = all(isinstance(iterable, Sized) for iterable in iterables)
@@ -466,6 +469,16 @@ class PoolFacade(Verbs):
     def queued(self) -> int:
         """How many submitted tasks wait to start."""
         return self._backend.queued
+
+
+class _Prepared(tuple[bytes, str, str]):
+    """A function ready to be called in workers: its pickle, its name, and how an error names its
+    arguments (made once per function, not per call). A plain tuple: unpacked on each call."""
+
+    __slots__ = ()
+
+    def __new__(cls, fn_bytes: bytes, name: str) -> _Prepared:
+        return super().__new__(cls, (fn_bytes, name, f"an argument of {name}"))
 
 
 @functools.cache
