@@ -101,12 +101,13 @@ class Outstanding:
     def __init__(self, observer: PoolObserver) -> None:
         self._jobs: dict[int, Job] = {}  # by id: a job's handle has it
         self._observer = observer
+        self._task_done = self._done  # every handle gets it: bound once, not per job
 
     def add(self, job: Job) -> None:
         task = job.task
         assert task is not None
         self._jobs[job.id] = job
-        task._on_done = self._done
+        task._on_done = self._task_done
 
     def jobs(self) -> list[Job]:
         return list(self._jobs.values())

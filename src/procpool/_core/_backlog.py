@@ -33,6 +33,7 @@ class Backlog:
         self._waiters: deque[anyio.Event] = deque()
         self._woken = 0  # waiters woken for a task that have not taken it yet
         self._closed = False
+        self._cancel_waiting = self.discard  # every job put gets it: bound once, not per job
 
     def __len__(self) -> int:
         return self.waiting
@@ -44,7 +45,7 @@ class Backlog:
         # sweep them out once they outnumber the waiting ones (amortised O(1) per cancel).
         if len(tasks) > 2 * self.waiting + _COMPACT_MIN:
             self._tasks = tasks = deque(waiting for waiting in tasks if not waiting.settled)
-        job.on_cancel = self.discard
+        job.on_cancel = self._cancel_waiting
         tasks.append(job)
         self.waiting += 1
         if self._waiters:
@@ -53,7 +54,7 @@ class Backlog:
     def put_front(self, jobs: Iterable[Job]) -> None:
         jobs = [job for job in jobs if not job.settled]  # one settled meanwhile is not waiting
         for job in jobs:
-            job.on_cancel = self.discard
+            job.on_cancel = self._cancel_waiting
         self._tasks.extendleft(reversed(jobs))
         self.waiting += len(jobs)
         for _ in range(self.waiting):

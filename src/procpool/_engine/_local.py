@@ -61,8 +61,14 @@ class _FunctionIds:
     def __init__(self) -> None:
         self._ids: OrderedDict[bytes, int] = OrderedDict()
         self._counter = itertools.count(1)
+        # The pickle asked about last, which is most recently used already: calls of one function
+        # in a row (tiny tasks) pass the very same bytes, and need no lookup.
+        self._last: tuple[bytes, int] = (b"", 0)
 
     def id_for(self, fn_bytes: bytes) -> int:
+        last_bytes, last_id = self._last
+        if fn_bytes is last_bytes:
+            return last_id
         fn_id = self._ids.get(fn_bytes)
         if fn_id is None:
             fn_id = self._ids[fn_bytes] = next(self._counter)
@@ -70,6 +76,7 @@ class _FunctionIds:
                 self._ids.popitem(last=False)
         else:
             self._ids.move_to_end(fn_bytes)
+        self._last = (fn_bytes, fn_id)
         return fn_id
 
 

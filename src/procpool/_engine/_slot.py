@@ -69,6 +69,7 @@ class WorkerSlot:
         self._cancelling: set[int] = set()  # told to skip; a result that comes anyway is dropped
         self._dropped: set[int] = set()  # cancelled while sent: no longer waiting to start
         self._taking_back: set[int] = set()  # told to skip, to run elsewhere once it says it did
+        self._cancel_sent = self._request_cancel  # every job sent gets it: bound once, not per job
         self._kill_head = False  # the running task was cancelled and its worker must go
         self._died = False  # the channel is at its end
         self._attention = anyio.Event()  # wakes the control task
@@ -110,7 +111,7 @@ class WorkerSlot:
                 continue  # cancelled meanwhile
             if not self._inflight:
                 self._head_since = time.monotonic()
-            job.on_cancel = self._request_cancel
+            job.on_cancel = self._cancel_sent
             self._inflight[job.id] = job
             worker.dispatched += 1
             kind = wire.CALL if job.stream is None else wire.STREAM
@@ -248,9 +249,11 @@ class WorkerSlot:
             if job.stream is not None:
                 job.stream.deliver(body, buffers)
             return
-        self._dropped.discard(task_id)  # `_take_out`, inline: once per result
+        # `_take_out`, inline: once per result. The sets are empty but for cancels and take-backs.
+        if self._dropped:
+            self._dropped.discard(task_id)
         del self._inflight[task_id]
-        if task_id in self._cancelling:
+        if self._cancelling and task_id in self._cancelling:
             self._cancelling.discard(task_id)
             job.cancel_now()
         elif kind == wire.CANCELLED:  # taken back: it never began there
@@ -258,7 +261,8 @@ class WorkerSlot:
             job.requeue()
             self._scheduler.put_front([job])
         else:
-            self._taking_back.discard(task_id)
+            if self._taking_back:
+                self._taking_back.discard(task_id)
             worker.tasks_run += 1
             now = time.monotonic()
             sample, self._head_since = now - self._head_since, now
@@ -274,7 +278,7 @@ class WorkerSlot:
                 job.fail(unpack_exception(body))
         if self._inflight:
             head = next(iter(self._inflight.values()))
-            if head.stage is Stage.SENT and head.id not in self._taking_back:
+            if head.stage is Stage.SENT and not (self._taking_back and head.id in self._taking_back):
                 self._began(head)
 
     def _channel_ended(self, worker: WorkerProcess) -> None:
