@@ -18,6 +18,7 @@ import anyio
 
 from ._job import Job, Stage
 
+_SETTLED = Stage.SETTLED  # a global: on Python 3.11 an enum member's lookup is slow (see `_job`)
 _COMPACT_MIN = 1024  # cancelled tasks left in the queue before `put` sweeps them out
 
 
@@ -79,7 +80,7 @@ class Backlog:
         taken: list[Job] = []
         while len(taken) < most and tasks:
             job = tasks[0]
-            if job.stage is Stage.SETTLED:
+            if job.stage is _SETTLED:
                 tasks.popleft()  # cancelled while waiting
                 continue
             if (job.size > small or job.stream is not None) and not fits(job):

@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import SerializationError
 from .._transport import loads
-from ._task import Task, _State, describe_call
+from ._task import _CANCELLED as _TASK_CANCELLED
+from ._task import _FINISHED as _TASK_FINISHED
+from ._task import _PENDING as _TASK_PENDING
+from ._task import _RUNNING as _TASK_RUNNING
+from ._task import Task, describe_call
 
 if TYPE_CHECKING:
     from .._transport import Body, Received, Spilled
@@ -39,6 +43,11 @@ class Stage(enum.Enum):
     SENT = "sent"  # on its way to a worker, or waiting there behind the task it runs
     RUNNING = "running"  # its worker runs it
     SETTLED = "settled"  # it has an outcome (result, exception, cancelled); its handle is done
+
+
+# Module globals for the hot path's comparisons, as in `_task` (an enum member's lookup on its
+# class is slow on Python 3.11).
+_QUEUED, _SENT, _RUNNING, _SETTLED = Stage.QUEUED, Stage.SENT, Stage.RUNNING, Stage.SETTLED
 
 
 class Job:
@@ -102,7 +111,7 @@ class Job:
         self.stream = stream
         self.buffers_unmapped = False  # its worker said it maps them no more: the file may be reused
         self.fn_id = 0  # set by a backend that caches functions by id
-        self.stage = Stage.QUEUED
+        self.stage = _QUEUED
         self.retries = 0  # times it may still run again after its worker died under it
         self.crashes = 0  # workers that died while it ran or was being received
         self.expired_after: float | None = None  # its timeout, once its deadline has passed
@@ -128,39 +137,39 @@ class Job:
 
     @property
     def settled(self) -> bool:
-        return self.stage is Stage.SETTLED
+        return self.stage is _SETTLED
 
     # -- moving on ---------------------------------------------------------------------------
 
     def take(self) -> bool:
         """The holder is about to send it; False if it must not go (it has settled)."""
-        if self.stage is Stage.SETTLED:
+        if self.stage is _SETTLED:
             return False
-        self.stage = Stage.SENT
+        self.stage = _SENT
         self.sent_at = time.monotonic()
         return True
 
     def began(self) -> bool:
         """Its worker runs it now: the handle becomes running, unless its start gate vetoes it,
         which cancels it instead. True if it became running here."""
-        if self.stage is not Stage.SENT:
+        if self.stage is not _SENT:
             return False
         gate, self.start_gate = self.start_gate, None
         if gate is not None and not _ask(gate, self):
             self.cancel()
             return False
-        self.stage = Stage.RUNNING
+        self.stage = _RUNNING
         task = self.task
         assert task is not None
-        if task._state is _State.PENDING:  # a run again after a crash is running already
-            task._state = _State.RUNNING
+        if task._state is _TASK_PENDING:  # a run again after a crash is running already
+            task._state = _TASK_RUNNING
         return True
 
     def requeue(self) -> None:
         """Back to the queue (its worker died or was killed before it ended); the handle keeps
         its state: a running handle stays running while its call is run again."""
-        if self.stage is not Stage.SETTLED:
-            self.stage = Stage.QUEUED
+        if self.stage is not _SETTLED:
+            self.stage = _QUEUED
             self.buffers_unmapped = False
 
     def report_progress(self, done: float, total: float | None) -> None:
@@ -172,7 +181,7 @@ class Job:
     def succeed(self, body: Body, buffers: Received | None = None) -> None:
         """It returned: unpickle its result, with its out-of-band ``buffers`` (here, after routing,
         so a bad result fails only this job)."""
-        if self.stage is Stage.SETTLED:
+        if self.stage is _SETTLED:
             return
         try:
             result = pickle.loads(body) if buffers is None else loads(body, buffers)  # the first: a call less
@@ -183,12 +192,12 @@ class Job:
             return
         task = self._settle()
         if task is not None:
-            task._finish(_State.FINISHED, result)
+            task._finish(_TASK_FINISHED, result)
 
     def fail(self, exception: BaseException) -> None:
         task = self._settle()
         if task is not None:
-            task._finish(_State.FINISHED, exception=exception)
+            task._finish(_TASK_FINISHED, exception=exception)
 
     def cancel_now(self) -> None:
         """Settle it as cancelled, or with `TimeoutError` if its deadline passed."""
@@ -197,10 +206,10 @@ class Job:
             return
         timeout = self.expired_after
         if timeout is None:
-            task._finish(_State.CANCELLED)
+            task._finish(_TASK_CANCELLED)
         else:
             error = TimeoutError(f"{self.description} did not finish within its {timeout:g} s timeout")
-            task._finish(_State.FINISHED, exception=error)
+            task._finish(_TASK_FINISHED, exception=error)
 
     def cancel(self) -> bool:
         """Its handle was cancelled (or its deadline passed); False if it had already settled.
@@ -209,18 +218,18 @@ class Job:
         sent ahead is skipped by its worker). A running one is settled at once too when its result
         is only to be dropped; one to be killed is settled by its holder once its worker is gone.
         """
-        if self.stage is Stage.SETTLED:
+        if self.stage is _SETTLED:
             return False
         stop = self.on_cancel
         if stop is not None:
             stop(self)  # first: a job taken back no longer counts as waiting once it settles
-        if not (self.stage is Stage.RUNNING and self.kill_on_cancel and stop is not None):
+        if not (self.stage is _RUNNING and self.kill_on_cancel and stop is not None):
             self.cancel_now()
         return True
 
     def expire(self, timeout: float) -> None:
         """Its deadline passed: stop it as a cancel would, but it ends with `TimeoutError`."""
-        if self.stage is not Stage.SETTLED:
+        if self.stage is not _SETTLED:
             self.expired_after = timeout
             self.cancel()
 
@@ -230,7 +239,7 @@ class Job:
         task = self.task
         if task is None:
             return None
-        self.stage = Stage.SETTLED
+        self.stage = _SETTLED
         self.task = None
         self.fn_bytes = self.args_bytes = b""
         if self.buffers is not None:

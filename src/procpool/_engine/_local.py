@@ -49,6 +49,7 @@ _FUNCTION_IDS = 1024
 # Frames (results, logs, printed text) the pool settles per event loop turn: each result wakes
 # a coroutine, which runs on the next turn, so this bounds how long a timer waits behind them.
 _FRAMES_PER_TURN = 32
+_OPEN = PoolState.OPEN  # a global, for the check each call makes: an enum member's lookup is slow (see `_core._job`)
 
 
 class _FunctionIds:
@@ -155,7 +156,7 @@ class LocalBackend:
         return next(self._job_ids)
 
     def check_open(self) -> None:
-        if self.state is not PoolState.OPEN:
+        if self.state is not _OPEN:
             if self.state is PoolState.NEW:
                 raise PoolClosedError(
                     "the pool is not started: use it as `async with procpool.Pool() as pool:`, "

@@ -40,6 +40,8 @@ from ._healing import Healing
 from ._process import WorkerProcess
 from ._scheduler import Scheduler
 
+_SENT, _RUNNING = Stage.SENT, Stage.RUNNING  # globals: on Python 3.11 an enum member's lookup is slow (see `_job`)
+
 
 class WorkerSlot:
     def __init__(
@@ -269,7 +271,7 @@ class WorkerSlot:
             self._task_time = self._policy.average(self._task_time, sample)
             job.started_at, job.finished_at = wire.TIMING.unpack_from(body, len(body) - wire.TIMING.size)
             job.received_at = now
-            if job.stage is Stage.SENT:  # not marked yet: its result came in one read with the one before
+            if job.stage is _SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
             # The timing ends the body, after the pickle, which unpickling ignores: no view to cut.
             if kind == wire.RESULT:
@@ -278,7 +280,7 @@ class WorkerSlot:
                 job.fail(unpack_exception(body))
         if self._inflight:
             head = next(iter(self._inflight.values()))
-            if head.stage is Stage.SENT and not (self._taking_back and head.id in self._taking_back):
+            if head.stage is _SENT and not (self._taking_back and head.id in self._taking_back):
                 self._began(head)
 
     def _channel_ended(self, worker: WorkerProcess) -> None:
@@ -296,7 +298,7 @@ class WorkerSlot:
         self._cancelling.add(job.id)
         self._taking_back.discard(job.id)
         head_id, head = next(iter(self._inflight.items()))
-        if job is head and job.stage is Stage.RUNNING:
+        if job is head and job.stage is _RUNNING:
             if job.kill_on_cancel:
                 self._kill_head = True
                 self._scheduler.slot_unavailable(self)
