@@ -266,8 +266,11 @@ class Task(Generic[T]):
             for waiter in waiters:
                 if isinstance(waiter, anyio.Event):
                     waiter.set()
-                elif not waiter.done():
-                    waiter.set_result(None)
+                else:
+                    try:  # noqa: SIM105 - contextlib.suppress would cost two Python calls per task
+                        waiter.set_result(None)
+                    except asyncio.InvalidStateError:  # cancelled: its wait ends by itself
+                        pass
             waiters.clear()
         on_done = self._on_done
         if on_done is not None:

@@ -188,7 +188,7 @@ def _is_plain_call(obj: object, threshold: int | None = None) -> bool:
     if type(obj) is not tuple or len(obj) != 2:
         return False
     args, kwargs = obj
-    if type(args) is not tuple or kwargs != {} or type(kwargs) is not dict:
+    if type(args) is not tuple or type(kwargs) is not dict or kwargs:  # no keywords: no dict made to compare
         return False
     if threshold is None:
         return _PLAIN_TYPES.issuperset(map(type, args))
