@@ -291,6 +291,49 @@ async def test_task_cancel_kills_running_worker() -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+async def test_a_task_awaited_by_several_coroutines_wakes_each_and_a_cancelled_wait_cancels_it() -> None:
+    """Every coroutine awaiting one task gets its result; when one of them is cancelled, so is the
+    task (as awaiting it promises), and the others see it cancelled, none left waiting."""
+    async with procpool.Pool(1) as pool:
+        task = pool.submit(workfns.sleep_and_return, 0.3, "done")
+        results: list[object] = []
+
+        async def await_it() -> None:
+            results.append(await task)
+
+        async def wait_it() -> None:
+            results.append(await task.wait())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                for waiter in (await_it, wait_it, await_it):
+                    task_group.start_soon(waiter)
+        assert results == ["done"] * 3
+
+        task = pool.submit(workfns.sleep_and_return, 30)
+        outcomes: list[str] = []
+
+        async def await_until_cancelled(scope: anyio.CancelScope) -> None:
+            with scope:
+                await task
+            outcomes.append("cancelled wait")
+
+        async def await_to_the_end() -> None:
+            with pytest.raises(procpool.TaskCancelledError):
+                await task
+            outcomes.append("task cancelled")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as task_group:
+                scope = anyio.CancelScope()
+                task_group.start_soon(await_until_cancelled, scope)
+                task_group.start_soon(await_to_the_end)
+                await anyio.sleep(0.2)
+                scope.cancel()
+        assert task.cancelled()
+        assert sorted(outcomes) == ["cancelled wait", "task cancelled"]
+
+
 async def test_a_running_task_cancelled_after_its_result_came_leaves_its_worker_in_service(tmp_path: Path) -> None:
     """The result is waiting, unread, when the cancel asks for the worker to be killed: there is
     nothing left to kill, and the worker goes on taking tasks."""

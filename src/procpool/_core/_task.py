@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import sys
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,6 +20,8 @@ from .._errors import InvalidStateError, TaskCancelledError
 from ._observe import TaskTiming
 
 if TYPE_CHECKING:
+    import trio
+
     from ._job import Job
 
 T = TypeVar("T")
@@ -76,8 +79,8 @@ class Task(Generic[T]):
         self._result: T | None = None
         self._exception: BaseException | None = None
         # What awaits it: made only when something does. On asyncio a plain future, woken
-        # without an extra task switch; elsewhere an `anyio.Event`.
-        self._waiters: list[asyncio.Future[None] | anyio.Event] = []
+        # without an extra task switch; on trio the waiting trio task itself, rescheduled.
+        self._waiters: list[asyncio.Future[None] | trio.lowlevel.Task] = []
         self._callbacks: list[Callable[[Task[T]], object]] | None = None  # made by the first one
         # The backend's own bookkeeping (see `Outstanding`), called before the user's callbacks;
         # apart from them, as every task has one and it never raises.
@@ -228,9 +231,7 @@ class Task(Generic[T]):
             return
         loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
         if loop is None:
-            event = anyio.Event()
-            self._waiters.append(event)
-            await event.wait()
+            await self._trio_wait()
             return
         future = loop.create_future()
         self._waiters.append(future)
@@ -238,6 +239,20 @@ class Task(Generic[T]):
             await future
         finally:
             self._forget_waiter(future)
+
+    async def _trio_wait(self) -> None:
+        """trio's own wait, with no event made for it (an ``anyio.Event`` cost some thirty Python
+        calls per task): the waiting task parks until `_finish` reschedules it; a cancellation
+        takes it off the waiters first, so it is never rescheduled twice."""
+        lowlevel = sys.modules["trio"].lowlevel  # trio runs this: it is imported
+        waiter = lowlevel.current_task()
+        self._waiters.append(waiter)
+
+        def abort(raise_cancel: object) -> trio.lowlevel.Abort:
+            self._waiters.remove(waiter)
+            return lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+
+        await lowlevel.wait_task_rescheduled(abort)
 
     def _forget_waiter(self, future: asyncio.Future[None]) -> None:
         if not future.done() or future.cancelled():  # its wait was cancelled
@@ -264,13 +279,13 @@ class Task(Generic[T]):
         waiters = self._waiters
         if waiters:  # none is added once done, and waking one runs none of its code now: cleared after
             for waiter in waiters:
-                if isinstance(waiter, anyio.Event):
-                    waiter.set()
-                else:
+                if isinstance(waiter, asyncio.Future):
                     try:  # noqa: SIM105 - contextlib.suppress would cost two Python calls per task
                         waiter.set_result(None)
                     except asyncio.InvalidStateError:  # cancelled: its wait ends by itself
                         pass
+                else:
+                    sys.modules["trio"].lowlevel.reschedule(waiter)
             waiters.clear()
         on_done = self._on_done
         if on_done is not None:
