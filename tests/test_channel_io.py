@@ -5,6 +5,7 @@ turns they last, and never to find the turn's budget spent; busy channels take t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 
@@ -62,3 +63,48 @@ async def test_a_channel_left_readable_is_called_once_a_turn_and_only_with_budge
     assert all(count >= TURNS // 2 - 1 for count in calls.values()), calls  # every other turn each
     assert max(calls_by_turn.values()) == 1, calls_by_turn
     assert calls_without_budget == 0
+
+
+async def test_a_channel_whose_step_raises_leaves_the_others_waiting_for_the_budget_served() -> None:
+    """Channels whose frames were all read wait for the budget's renewal, and only that calls
+    them: when one of them raises there, the others are still called on the next turns, with no
+    new readiness to wake them."""
+    loop = asyncio.get_running_loop()
+    raised: list[BaseException | None] = []
+    loop.set_exception_handler(lambda _loop, context: raised.append(context.get("exception")))
+    ends = [socket.socketpair() for _ in range(2)]
+    failing, served = (reader.fileno() for reader, _ in ends)
+    calls = {failing: 0, served: 0}
+
+    def on_readable(reader: socket.socket) -> bool:
+        fd = reader.fileno()
+        calls[fd] += 1
+        with contextlib.suppress(BlockingIOError):
+            reader.recv(16, socket.MSG_DONTWAIT)  # what came is read at once: frames left in memory
+        if fd == failing and calls[fd] == 3:
+            raise RuntimeError("a broken log handler")  # before it settles anything this turn
+        if io.frames_this_turn():
+            io.settled(1)
+        return True  # frames are always left
+
+    try:
+        async with anyio.create_task_group() as task_group:
+            io = channel_io(task_group, 1)
+            for reader, writer in ends:
+                writer.send(b"x")
+                io.watch(reader.fileno(), functools.partial(on_readable, reader))
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+            served_before = calls[served]
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+            for reader, _ in ends:
+                io.unwatch(reader.fileno())
+    finally:
+        loop.set_exception_handler(None)
+        for reader, writer in ends:
+            reader.close()
+            writer.close()
+    assert len(raised) == 1
+    assert isinstance(raised[0], RuntimeError)
+    assert calls[served] >= served_before + TURNS // 2, calls

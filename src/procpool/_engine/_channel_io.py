@@ -96,7 +96,7 @@ class _TurnBudget:
         now = time.thread_time()
         turn, self._turn_began = now - self._turn_began, now
         if turn > self._turn_cpu:
-            self.per_turn = max(_FEWEST_FRAMES, self.per_turn * 3 // 4)
+            self.per_turn = max(min(_FEWEST_FRAMES, self._most), self.per_turn * 3 // 4)  # never above the most
         elif turn < self._turn_cpu / 2 and self.per_turn < self._most:
             self.per_turn += 1
         self.renewal_due = False
@@ -190,12 +190,20 @@ class _LoopCallbacks:
         """The next turn's budget, and the steps that waited for it. A step is not called with
         none left: a call of its own per turn to find the budget spent was most of the calls when
         several channels were busy."""
+        self._budget.renew()
+        self._call_waiting()
+
+    def _call_waiting(self) -> None:
+        """Call the steps that waited for the budget, in turn, while it lasts."""
         budget = self._budget
-        budget.renew()
         waiting = self._after_renewal
-        while waiting and budget.left > 0:
-            fd = next(iter(waiting))
-            self._read(fd, waiting.pop(fd))
+        try:
+            while waiting and budget.left > 0:
+                fd = next(iter(waiting))
+                self._read(fd, waiting.pop(fd))
+        finally:
+            if waiting and budget.left > 0:  # a step raised: the others must not wait for frames to come
+                self._loop.call_soon(self._call_waiting)
 
     def _call_again(self, fd: int, on_readable: Step) -> None:
         """Call ``on_readable`` on the next loop turn, readable or not (once, however often asked)."""
