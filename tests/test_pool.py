@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -332,6 +333,17 @@ async def test_a_task_awaited_by_several_coroutines_wakes_each_and_a_cancelled_w
                 scope.cancel()
         assert task.cancelled()
         assert sorted(outcomes) == ["cancelled wait", "task cancelled"]
+
+
+async def test_a_task_takes_attributes_of_the_callers_own() -> None:
+    """As asyncio's futures and `concurrent.futures.Future` do: a task tagged with what it was
+    for (``task.index = i``) comes back with it from `procpool.as_completed` or a done callback."""
+    async with procpool.Pool(1) as pool:
+        task = pool.submit(workfns.square, 3)
+        task.index = 7  # type: ignore[attr-defined]
+        assert await task == 9
+        assert task.index == 7  # type: ignore[attr-defined]
+        assert weakref.ref(task)() is task
 
 
 async def test_a_running_task_cancelled_after_its_result_came_leaves_its_worker_in_service(tmp_path: Path) -> None:

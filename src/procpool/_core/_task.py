@@ -55,7 +55,10 @@ class Task(Generic[T]):
     process is gone.
     """
 
+    # Slots for its own attributes; a `__dict__` still takes the caller's (``task.index = i``), as
+    # asyncio's futures and `concurrent.futures.Future` do.
     __slots__ = (
+        "__dict__",
         "__weakref__",
         "_callbacks",
         "_exception",
@@ -279,13 +282,13 @@ class Task(Generic[T]):
         waiters = self._waiters
         if waiters:  # none is added once done, and waking one runs none of its code now: cleared after
             for waiter in waiters:
-                if isinstance(waiter, asyncio.Future):
-                    try:  # noqa: SIM105 - contextlib.suppress would cost two Python calls per task
-                        waiter.set_result(None)
-                    except asyncio.InvalidStateError:  # cancelled: its wait ends by itself
-                        pass
-                else:
+                if not isinstance(waiter, asyncio.Future) and _is_trio_task(waiter):
                     sys.modules["trio"].lowlevel.reschedule(waiter)
+                    continue
+                try:  # noqa: SIM105 - contextlib.suppress would cost two Python calls per task
+                    waiter.set_result(None)  # type: ignore[union-attr]  # the loop's future: asyncio's, or its own kind
+                except asyncio.InvalidStateError:  # cancelled: its wait ends by itself
+                    pass
             waiters.clear()
         on_done = self._on_done
         if on_done is not None:
@@ -301,6 +304,11 @@ class Task(Generic[T]):
             callback(self)
         except BaseException:  # SystemExit too: one callback's failure must not stop the pool
             _log.exception("a done callback of %r raised", self)
+
+
+def _is_trio_task(waiter: object) -> bool:
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(waiter, trio.lowlevel.Task)
 
 
 def describe_call(name: str, task_id: int) -> str:
