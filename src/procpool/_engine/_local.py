@@ -167,16 +167,14 @@ class LocalBackend:
             )
         if self._healing is not None and self._healing.broken is not None:
             raise self._healing.broken_error()
+        if threading.get_ident() != self.thread:
+            raise used_from_another_thread("a Pool", has_executor=True)
         assert self._loop_probe is not None  # set when the pool opened
         try:
             same_loop = self._loop_probe() is self._loop
         except RuntimeError:  # no event loop runs here at all
             same_loop = False
         if not same_loop:
-            # Asked only now: the pool's loop runs in its thread alone, so another thread finds
-            # another loop, or none.
-            if threading.get_ident() != self.thread:
-                raise used_from_another_thread("a Pool", has_executor=True)
             raise RuntimeError(
                 "this Pool belongs to another event loop (the one it was opened in); a pool cannot be shared "
                 "between event loops: open one pool per loop (with pytest-asyncio, give the pool the loop's scope)"
