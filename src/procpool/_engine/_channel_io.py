@@ -170,21 +170,24 @@ class _LoopCallbacks:
         again = self._again.pop(fd, None)
         if again is not None:
             again.cancel()
-        if self._budget.left > 0 or fd in self._draining:
+        if not self._waits_for_budget(fd, on_readable):  # readable while the turn's budget is spent
             self._read(fd, on_readable)
-        else:
-            self._after_renewal[fd] = on_readable  # readable while the turn's budget is spent
 
     def _step_again(self, fd: int, on_readable: Step) -> None:
         del self._again[fd]  # this call's own entry: cancelled, it would not run
         self._read(fd, on_readable)
 
     def _read(self, fd: int, on_readable: Step) -> None:
-        if on_readable() or fd in self._draining:
-            if self._budget.left > 0 or fd in self._draining:
-                self._call_again(fd, on_readable)
-            else:
-                self._after_renewal[fd] = on_readable
+        if (on_readable() or fd in self._draining) and not self._waits_for_budget(fd, on_readable):
+            self._call_again(fd, on_readable)
+
+    def _waits_for_budget(self, fd: int, on_readable: Step) -> bool:
+        """With the turn's budget spent, leave ``on_readable`` to the renewal (True); a dead
+        worker's channel is called on each turn whatever the budget (`drain`)."""
+        if self._budget.left > 0 or fd in self._draining:
+            return False
+        self._after_renewal[fd] = on_readable
+        return True
 
     def _renew(self) -> None:
         """The next turn's budget, and the steps that waited for it. A step is not called with
