@@ -131,11 +131,8 @@ class Task(Generic[T]):
     @property
     def timing(self) -> TaskTiming:
         """When the task was submitted, sent, started, finished and received (see `TaskTiming`)."""
-        return TaskTiming(*self._current_times())
-
-    def _current_times(self) -> tuple[float, float | None, float | None, float | None, float | None]:
         job = self._job
-        return (job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
+        return TaskTiming(job.submitted_at, job.sent_at, job.started_at, job.finished_at, job.received_at)
 
     @property
     def progress(self) -> tuple[float, float | None] | None:
