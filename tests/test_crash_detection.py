@@ -36,8 +36,13 @@ def _kill_descendant(pid_file: Path) -> None:
 
 
 def _sockets(pid: int) -> list[str]:
-    """The sockets among the open descriptors of process ``pid``."""
-    links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    """The sockets among the open descriptors of process ``pid``. A descriptor closed between the
+    listing and its reading is not held: a freshly started program's loader opens and closes its
+    libraries' files (``sleep``'s fd 3 once vanished so, failing this check at random)."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
     return [link for link in links if link.startswith("socket:")]
 
 
