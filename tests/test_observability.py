@@ -232,6 +232,31 @@ async def test_stats_count_a_scripted_workload_exactly() -> None:
     assert "6 completed, 3 failed, 1 cancelled" in str(stats)
 
 
+async def test_a_task_cancelled_while_sent_ahead_is_not_counted_as_running() -> None:
+    """A task cancelled while it waits behind a running one settles at once, before its worker
+    says it skipped it: from then on the stats count it neither running nor queued, and its
+    worker is idle once the task ahead has ended (a chunked map's aclose relies on this). Read
+    from the hook as the task ahead ends, before the worker's answer can have been read."""
+    at_head_end: list[procpool.PoolStats] = []
+
+    def on_event(event: object) -> None:
+        if isinstance(event, procpool.TaskEnded) and event.task is head:
+            at_head_end.append(pool.stats())
+
+    async with procpool.Pool(1, on_event=on_event) as pool:
+        await pool.run(workfns.square, 1)  # a short task time: the next calls are sent ahead
+        head = pool.submit(workfns.sleep_and_return, 0.3)
+        ahead = pool.submit(workfns.square, 2)
+        await anyio.sleep(0.1)
+        assert pool.stats().queued == 1
+        ahead.cancel()
+        assert (pool.stats().running, pool.stats().queued) == (1, 0)
+        await head
+        assert await pool.run(workfns.square, 3) == 9
+    [stats] = at_head_end
+    assert (stats.running, stats.busy, stats.idle, stats.queued) == (0, 0, 1, 0)
+
+
 async def test_stats_count_recycled_workers() -> None:
     async with procpool.Pool(1, max_tasks_per_worker=2) as pool:
         pids = [await pool.run(workfns.getpid) for _ in range(5)]

@@ -93,7 +93,13 @@ class WorkerSlot:
 
     @property
     def busy(self) -> bool:
-        return bool(self._inflight)
+        """The worker runs a task, or is about to: not if all it holds were cancelled while they
+        waited (settled already: it only has to say it skipped them), unless it began the first
+        before the cancel reached it."""
+        if len(self._inflight) > len(self._dropped):
+            return True
+        worker = self.worker
+        return bool(self._inflight) and worker is not None and worker.last_began() == next(iter(self._inflight))
 
     @property
     def alive(self) -> bool:
