@@ -33,6 +33,7 @@ class FakeBackend:
     kill_grace = 0.0
     workers_import_main = True
     memory_files = None
+    loop = None
 
     def __init__(self, workers: int, *, automatic: bool) -> None:
         self.workers = workers

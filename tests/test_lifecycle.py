@@ -31,6 +31,7 @@ import uvloop
 import lifecycle_fns
 import procpool
 import workfns
+from forking import in_forked_process
 from script_env import TESTS, script_env
 
 pytestmark = pytest.mark.anyio
@@ -599,6 +600,28 @@ def test_pool_used_from_another_event_loop_raises_at_once(
     assert home.run(pool.run(workfns.square, 2)) == 4
     with asyncio.Runner(loop_factory=held_open.loop_factory) as other, pytest.raises(RuntimeError, match="event loop"):
         other.run(asyncio.wait_for(call(pool), 10))
+    assert home.run(pool.run(workfns.square, 4)) == 16  # still fine in its own loop
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("held_open", LOOP_FACTORIES, indirect=True)
+def test_pool_used_in_a_process_forked_from_its_running_loop_raises_at_once(held_open: _HeldOpen) -> None:
+    """In a process forked while the pool's loop runs (a pre-forking server's worker, say), that
+    loop's copy still says it is running, in the same thread: the pool must refuse all the same."""
+    pool, home = held_open.pool, held_open.runner
+
+    def in_child() -> object:
+        try:
+            return asyncio.run(asyncio.wait_for(pool.run(workfns.square, 2), 10))  # a new loop
+        except RuntimeError as exc:
+            return str(exc)
+
+    async def fork_from_the_loop() -> object:
+        return in_forked_process(in_child)
+
+    refused = home.run(fork_from_the_loop())
+    assert isinstance(refused, str)
+    assert "event loop" in refused
     assert home.run(pool.run(workfns.square, 4)) == 16  # still fine in its own loop
 
 

@@ -126,6 +126,7 @@ class _InlineBackend:
     kill_grace = 0.0
     workers_import_main = True  # the main script is this process's own
     memory_files = None  # nothing crosses to another process
+    loop = None  # `check_open` checks the thread only
 
     def __init__(self, initializer: Callable[..., object] | None, initargs: Iterable[Any]) -> None:
         self._initializer = initializer

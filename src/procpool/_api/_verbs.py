@@ -178,7 +178,7 @@ class Verbs:
         if check is None:  # an open pool stays in its event loop: the lookup holds for good
             from .._core import cancel_check
 
-            check = self._cancel_check = cancel_check()
+            check = self._cancel_check = cancel_check(self._backend.loop)
         if check.may_be_cancelled():
             await check.checkpoint()
         # The clock is read only when a timeout needs it: a tiny task's call is worth saving for.

@@ -7,7 +7,7 @@ from ._backend import Outstanding as Outstanding
 from ._backend import PoolState as PoolState
 from ._backend import in_trio as in_trio
 from ._backend import leave_task_group as leave_task_group
-from ._backend import loop_probe as loop_probe
+from ._backend import loop_check as loop_check
 from ._backend import used_from_another_thread as used_from_another_thread
 from ._backlog import Backlog as Backlog
 from ._backlog import BacklogClosed as BacklogClosed
@@ -58,7 +58,7 @@ __all__ = (
     "cancel_check",
     "in_trio",
     "leave_task_group",
-    "loop_probe",
+    "loop_check",
     "used_from_another_thread",
     "wait_done",
 )

@@ -27,8 +27,10 @@ class CancelCheck(NamedTuple):
     checkpoint: Callable[[], Awaitable[None]]  # raises the cancellation if it is
 
 
-def cancel_check() -> CancelCheck:
-    """The check for the event loop library running now, looked up once (per pool view)."""
+def cancel_check(loop: asyncio.AbstractEventLoop | None = None) -> CancelCheck:
+    """The check for the event loop library running now, looked up once (per pool view).
+    ``loop``: asyncio's loop that every later call is known to come from, if the backend checks
+    that; else the running loop is asked each time (a system call on Python 3.11)."""
     try:
         from anyio._core._eventloop import get_async_backend
 
@@ -37,7 +39,7 @@ def cancel_check() -> CancelCheck:
     except (ImportError, AttributeError):  # pragma: no cover - a future anyio
         return CancelCheck(_maybe, anyio.lowlevel.checkpoint_if_cancelled)
     if backend.__name__ == "AsyncIOBackend":
-        return CancelCheck(_asyncio_check(), functools.partial(_asyncio_checkpoint, checkpoint))
+        return CancelCheck(_asyncio_check(loop), functools.partial(_asyncio_checkpoint, checkpoint))
     return CancelCheck(_maybe, checkpoint)  # trio's own checkpoint is cheap: always ask it
 
 
@@ -55,7 +57,7 @@ def _maybe() -> bool:
     return True
 
 
-def _asyncio_check() -> Callable[[], bool]:
+def _asyncio_check(loop: asyncio.AbstractEventLoop | None) -> Callable[[], bool]:
     try:
         from anyio._backends._asyncio import _task_states
 
@@ -72,7 +74,7 @@ def _asyncio_check() -> Callable[[], bool]:
 
     def may_be_cancelled() -> bool:
         try:
-            task = current_task() if current_tasks is None else current_tasks.get(running_loop())  # type: ignore[arg-type]
+            task = current_task() if current_tasks is None else current_tasks.get(loop or running_loop())  # type: ignore[arg-type]
             if task._must_cancel:  # type: ignore[union-attr]  # asyncio's own, pending (see `_asyncio_checkpoint`)
                 return True
             state = states.get(ref(task))

@@ -63,6 +63,7 @@ class Task(Generic[T]):
         "_callbacks",
         "_exception",
         "_job",
+        "_loop",
         "_name",
         "_on_done",
         "_progress",
@@ -84,6 +85,9 @@ class Task(Generic[T]):
         # What awaits it: made only when something does. On asyncio a plain future, woken
         # without an extra task switch; on trio the waiting trio task itself, rescheduled.
         self._waiters: list[asyncio.Future[None] | trio.lowlevel.Task] = []
+        # asyncio's loop its waiters wait in, set by a backend that checks calls come from its own
+        # loop; None: the running loop's (trio's, or asyncio's as its getter says, at a cost).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._callbacks: list[Callable[[Task[T]], object]] | None = None  # made by the first one
         # The backend's own bookkeeping (see `Outstanding`), called before the user's callbacks;
         # apart from them, as every task has one and it never raises.
@@ -198,7 +202,7 @@ class Task(Generic[T]):
         # `wait` inlined for asyncio, where a coroutine less per call is felt by tiny tasks.
         state = self._state
         if state is not _FINISHED and state is not _CANCELLED:
-            loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
+            loop = self._loop or asyncio._get_running_loop()  # None under trio; the public getter raises
             if loop is None:
                 return (yield from self.wait().__await__())
             future = loop.create_future()
@@ -229,7 +233,7 @@ class Task(Generic[T]):
         """Wait until the task is done; cancelling this wait does not cancel the task."""
         if self.done():
             return
-        loop = asyncio._get_running_loop()  # None under trio; the public getter raises, at a cost
+        loop = self._loop or asyncio._get_running_loop()  # None under trio; the public getter raises
         if loop is None:
             await self._trio_wait()
             return

@@ -209,6 +209,7 @@ class _DaskBackend:
 
     workers_import_main = False  # a cluster's workers were started by something else
     memory_files = None  # Dask serializes arguments its own way
+    loop = None  # `check_open` checks the thread only
 
     def __init__(self, address: str | _ClusterLike | Client | None, workers: int) -> None:
         self.workers = workers

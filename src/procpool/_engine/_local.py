@@ -7,6 +7,7 @@ It starts the workers, owns the task group its slots and helpers run in, admits 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import threading
@@ -30,7 +31,7 @@ from .._core import (
     PoolState,
     PoolStats,
     leave_task_group,
-    loop_probe,
+    loop_check,
     used_from_another_thread,
 )
 from .._errors import PoolClosedError
@@ -130,8 +131,8 @@ class LocalBackend:
         self.thread: int | None = None
         self.token: anyio.lowlevel.EventLoopToken | None = None
         # Set in `open`, in the pool's loop: which loop library runs is known only there.
-        self._loop_probe: Callable[[], object] | None = None
-        self._loop: object = None  # what `_loop_probe` returned in the loop that opened the pool
+        self._in_own_loop: Callable[[], bool] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # asyncio's loop that opened the pool
         self._job_ids = itertools.count(1)
         self._function_ids = _FunctionIds()
         self._outstanding = Outstanding(observer)
@@ -169,15 +170,16 @@ class LocalBackend:
             raise self._healing.broken_error()
         if threading.get_ident() != self.thread:
             raise used_from_another_thread("a Pool", has_executor=True)
-        assert self._loop_probe is not None  # set when the pool opened
+        assert self._in_own_loop is not None  # set when the pool opened
         try:
-            same_loop = self._loop_probe() is self._loop
+            same_loop = self._in_own_loop()
         except RuntimeError:  # no event loop runs here at all
             same_loop = False
         if not same_loop:
             raise RuntimeError(
-                "this Pool belongs to another event loop (the one it was opened in); a pool cannot be shared "
-                "between event loops: open one pool per loop (with pytest-asyncio, give the pool the loop's scope)"
+                "this Pool belongs to another event loop (the one it was opened in, in the process that opened "
+                "it); a pool cannot be shared between event loops, nor with a forked process: open one pool per "
+                "loop (with pytest-asyncio, give the pool the loop's scope)"
             )
 
     def submit(self, job: Job) -> None:
@@ -185,6 +187,7 @@ class LocalBackend:
         task = job.task
         assert task is not None
         job.fn_id = self._function_ids.id_for(job.fn_bytes)
+        task._loop = self.loop  # where its waiters wait: `check_open` made sure this one runs
         self._outstanding.add(job)
         if self.admission is not None:
             task.add_done_callback(self.admission.notify)  # a task sent ahead leaves `queued` as it ends
@@ -214,12 +217,11 @@ class LocalBackend:
     async def open(self) -> None:
         if self.state is not PoolState.NEW:
             raise RuntimeError("a Pool opens only once (with `async with` or `await pool.open()`); create a new Pool")
-        probe = loop_probe()  # raises where no pool can run, before anything starts
+        in_own_loop, loop = loop_check()  # raises where no pool can run, before anything starts
         self.state = PoolState.CLOSING  # not open for tasks until the workers are ready
         self.thread = threading.get_ident()
         self.token = anyio.lowlevel.current_token()
-        self._loop_probe = probe
-        self._loop = probe()
+        self._in_own_loop, self.loop = in_own_loop, loop
         context = worker_context(self.start_method)
         log_levels = logging_levels() if self._forward_logs else None
         setup = dumps_for_transport(
