@@ -83,26 +83,15 @@ class Verbs:
         """Make the call's job and hand it to the backend, with this view's options; a timeout
         counts from ``called_at`` (``anyio.current_time()``; default: now). Returns its handle,
         taken before the backend has the job: a backend may settle it at once."""
-        job_type, dumps_for_transport, dumps_with_buffers_for_transport = _call_packing()
+        job_type, dumps_call_for_transport = _call_packing()
         fn_bytes, name, what_arguments = prepared
         backend = self._backend
         room = backend.admission
         if room is not None:
             room.enter()
-        files = backend.memory_files
-        buffers = None
-        if files is None:
-            args_bytes = dumps_for_transport(
-                (args, kwargs), what_arguments, main_by_reference=backend.workers_import_main
-            )
-        else:
-            args_bytes, buffers = dumps_with_buffers_for_transport(
-                (args, kwargs),
-                what_arguments,
-                files.threshold,
-                files,
-                main_by_reference=backend.workers_import_main,
-            )
+        args_bytes, buffers = dumps_call_for_transport(
+            args, kwargs, what_arguments, backend.memory_files, backend.workers_import_main
+        )
         job_id = backend.new_job_id()
         job = job_type(
             job_id,
@@ -482,10 +471,10 @@ class _Prepared(tuple[bytes, str, str]):
 
 
 @functools.cache
-def _call_packing() -> tuple[type[Job], Callable[..., bytes], Callable[..., tuple[bytes, Spilled | None]]]:
+def _call_packing() -> tuple[type[Job], Callable[..., tuple[bytes, Spilled | None]]]:
     """What packs a call into a job, imported on the first call (a lookup, where an import
     statement in `Verbs._submit_pickled` would cost each call about a microsecond)."""
     from .._core import Job
-    from .._transport import dumps_for_transport, dumps_with_buffers_for_transport
+    from .._transport import dumps_call_for_transport
 
-    return Job, dumps_for_transport, dumps_with_buffers_for_transport
+    return Job, dumps_call_for_transport

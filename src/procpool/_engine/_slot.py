@@ -41,6 +41,16 @@ from ._process import WorkerProcess
 from ._scheduler import Scheduler
 
 _SENT, _RUNNING = Stage.SENT, Stage.RUNNING  # globals: on Python 3.11 an enum member's lookup is slow (see `_job`)
+# The frame kinds and the timing `_settle` reads for every result: a global each, not a module's attribute.
+_REPORTS, _UNMAPPED, _ITEM, _CANCELLED, _RESULT, _TIMING = (
+    wire.REPORTS,
+    wire.UNMAPPED,
+    wire.ITEM,
+    wire.CANCELLED,
+    wire.RESULT,
+    wire.TIMING,
+)
+_TIMING_SIZE = _TIMING.size
 
 
 class WorkerSlot:
@@ -245,15 +255,15 @@ class WorkerSlot:
     def _settle(self, worker: WorkerProcess, frame: wire.Frame) -> None:
         kind, task_id, body, buffers = frame
         job = self._inflight.get(task_id)
-        if kind in wire.REPORTS:
+        if kind in _REPORTS:
             _reports.deliver(worker.pid, frame, job)
             return
         if job is None:
             return  # a late frame of a job already settled
-        if kind == wire.UNMAPPED:
+        if kind == _UNMAPPED:
             job.buffers_unmapped = True
             return
-        if kind == wire.ITEM:
+        if kind == _ITEM:
             if job.stream is not None:
                 job.stream.deliver(body, buffers)
             return
@@ -264,7 +274,7 @@ class WorkerSlot:
         if self._cancelling and task_id in self._cancelling:
             self._cancelling.discard(task_id)
             job.cancel_now()
-        elif kind == wire.CANCELLED:  # taken back: it never began there
+        elif kind == _CANCELLED:  # taken back: it never began there
             self._taking_back.discard(task_id)
             job.requeue()
             self._scheduler.put_front([job])
@@ -275,12 +285,12 @@ class WorkerSlot:
             now = time.monotonic()
             sample, self._head_since = now - self._head_since, now
             self._task_time = self._policy.average(self._task_time, sample)
-            job.started_at, job.finished_at = wire.TIMING.unpack_from(body, len(body) - wire.TIMING.size)
+            job.started_at, job.finished_at = _TIMING.unpack_from(body, len(body) - _TIMING_SIZE)
             job.received_at = now
             if job.stage is _SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
             # The timing ends the body, after the pickle, which unpickling ignores: no view to cut.
-            if kind == wire.RESULT:
+            if kind == _RESULT:
                 job.succeed(body, buffers)
             else:
                 job.fail(unpack_exception(body))

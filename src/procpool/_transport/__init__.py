@@ -10,6 +10,7 @@ from ._buffers import loads as loads
 from ._buffers import send_descriptor as send_descriptor
 from ._pickling import Description as Description
 from ._pickling import dumps as dumps
+from ._pickling import dumps_call_for_transport as dumps_call_for_transport
 from ._pickling import dumps_for_transport as dumps_for_transport
 from ._pickling import dumps_function as dumps_function
 from ._pickling import dumps_with_buffers_for_transport as dumps_with_buffers_for_transport
@@ -28,6 +29,7 @@ __all__ = (
     "Received",
     "Spilled",
     "dumps",
+    "dumps_call_for_transport",
     "dumps_for_transport",
     "dumps_function",
     "dumps_with_buffers_for_transport",

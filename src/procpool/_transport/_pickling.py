@@ -285,6 +285,24 @@ def dumps_with_buffers_for_transport(
         raise _cannot_pickle(what, exc) from exc
 
 
+def dumps_call_for_transport(
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    what: Description,
+    files: MemoryFiles | None,
+    main_by_reference: bool,
+) -> tuple[bytes, Spilled | None]:
+    """A call's ``(args, kwargs)`` pickled as `dumps_for_transport` does or, given memory ``files``,
+    as `dumps_with_buffers_for_transport` does with their threshold. A tiny task's call (scalar
+    arguments, no keywords) is checked and pickled here at once: each submit pays for this."""
+    call = (args, kwargs)
+    if not kwargs and _SCALARS.issuperset(map(type, args)):
+        return pickle.dumps(call, _PROTOCOL), None
+    if files is None:
+        return dumps_for_transport(call, what, main_by_reference=main_by_reference), None
+    return dumps_with_buffers_for_transport(call, what, files.threshold, files, main_by_reference=main_by_reference)
+
+
 def _cannot_pickle(what: Description, exc: Exception) -> SerializationError:
     if not isinstance(what, str):
         what = what()
