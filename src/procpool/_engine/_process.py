@@ -17,7 +17,7 @@ from collections import OrderedDict, deque
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -26,11 +26,15 @@ from .._child import TAKE_BACK_SIGNAL, InheritedFd, kill_at_end_of_file, worker_
 from .._descriptors import poll_one, shared_memory
 from .._errors import InitializerError, WorkerCrashedError
 from .._launch import MAIN_MODULE_STARTS_POOL, WORKER_NAME, mp_lock, start_forkserver
-from .._transport import Spilled, send_descriptor, unpack_exception, wire
+from .._transport import send_descriptor, unpack_exception, wire
 from . import _reports
 from ._channel_io import ChannelIO, Step
 
+if TYPE_CHECKING:
+    from .._core import Job
+
 _FUNCTIONS_PER_WORKER = 128
+_CALL, _STREAM, _encode_call = wire.CALL, wire.STREAM, wire.encode_call  # globals: read for every call sent
 _EXIT_POLL_INTERVAL = 0.002
 _MAX_BUFFERS_PER_WRITE = 512  # well under the system's limit on buffers per sendmsg (IOV_MAX, 1024 on Linux)
 _START_EXIT_GRACE = 1.0  # seconds a worker that closed its channel during its start gets to exit
@@ -411,27 +415,32 @@ class WorkerProcess:
                 sent -= len(buffer)
                 unsent.popleft()
 
-    def encode_call(
-        self, kind: int, task_id: int, fn_id: int, fn_bytes: bytes, args_bytes: bytes, buffers: Spilled | None
-    ) -> list[bytes]:
-        """A call frame for this worker, with the pickled function only if it does not cache it yet.
-        The descriptor of the arguments' out-of-band ``buffers`` goes at once, ahead of the frame."""
+    def encode_calls(self, jobs: list[Job]) -> list[bytes]:
+        """Call frames for ``jobs``, for this worker: a job's pickled function goes only if the
+        worker does not cache it yet. The descriptor of a job's out-of-band buffers goes at once,
+        ahead of its frame. One call for a batch: tiny tasks go to a busy worker dozens at a time."""
         known = self._known_functions
-        forget_id = 0
-        if fn_id in known:
-            known.move_to_end(fn_id)
-            fn_bytes = b""
-        else:
-            known[fn_id] = None
-            if len(known) > _FUNCTIONS_PER_WORKER:
-                forget_id, _ = known.popitem(last=False)
-        if buffers is None:
-            return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes)
-        # Blocks only while the socket is full, which it is not: a large call goes to an idle worker
-        # only (see `WorkerSlot`), so a worker has one or two such descriptors to read at most.
-        with contextlib.suppress(OSError):  # the worker is gone: its end of file says so
-            send_descriptor(self._companion, buffers.fd)
-        return wire.encode_call(kind, task_id, fn_id, forget_id, fn_bytes, args_bytes, buffers.table)
+        frames: list[bytes] = []
+        for job in jobs:
+            fn_id, fn_bytes, forget_id = job.fn_id, job.fn_bytes, 0
+            if fn_id in known:
+                known.move_to_end(fn_id)
+                fn_bytes = b""
+            else:
+                known[fn_id] = None
+                if len(known) > _FUNCTIONS_PER_WORKER:
+                    forget_id, _ = known.popitem(last=False)
+            kind = _CALL if job.stream is None else _STREAM
+            buffers = job.buffers
+            if buffers is None:
+                frames += _encode_call(kind, job.id, fn_id, forget_id, fn_bytes, job.args_bytes)
+                continue
+            # Blocks only while the socket is full, which it is not: a large call goes to an idle worker
+            # only (see `WorkerSlot`), so a worker has one or two such descriptors to read at most.
+            with contextlib.suppress(OSError):  # the worker is gone: its end of file says so
+                send_descriptor(self._companion, buffers.fd)
+            frames += _encode_call(kind, job.id, fn_id, forget_id, fn_bytes, job.args_bytes, buffers.table)
+        return frames
 
     def call_size(self, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> int:
         """The bytes a call frame for this worker carries (the function only if not cached)."""

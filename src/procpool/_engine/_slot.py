@@ -121,8 +121,8 @@ class WorkerSlot:
         """Send ``jobs`` to the worker; the first runs at once if the worker is idle."""
         worker = self.worker
         assert worker is not None
-        frames: list[bytes] = []
         was_idle = not self._inflight
+        sent: list[Job] = []
         streams: list[Job] = []
         for job in jobs:
             if not job.take():
@@ -131,14 +131,13 @@ class WorkerSlot:
                 self._head_since = time.monotonic()
             job.on_cancel = self._cancel_sent
             self._inflight[job.id] = job
-            worker.dispatched += 1
-            kind = wire.CALL if job.stream is None else wire.STREAM
-            frames += worker.encode_call(kind, job.id, job.fn_id, job.fn_bytes, job.args_bytes, job.buffers)
+            sent.append(job)
             if job.stream is not None:
                 streams.append(job)
-        if frames:
+        if sent:
+            worker.dispatched += len(sent)
             # Never waits. Tasks only sent ahead go at the end of the loop turn, together.
-            worker.send(frames, soon=not was_idle)
+            worker.send(worker.encode_calls(sent), soon=not was_idle)
         if was_idle and self._inflight:
             self._began(next(iter(self._inflight.values())))
         for job in streams:

@@ -144,24 +144,26 @@ class FrameBuffer:
     def _split(self, data: memoryview) -> tuple[list[Frame], int]:
         """The whole frames at the start of ``data``, and how many of its bytes they (and the
         start of a large frame's body, which goes to the buffer it is read into) took."""
-        frames = []
+        frames: list[Frame] = []
+        append, unpack, header_size = frames.append, HEADER.unpack_from, HEADER.size  # once per read, not per frame
         start, available = 0, len(data)
-        while available - start >= HEADER.size:
-            size, kind, task_id = HEADER.unpack_from(data, start)
-            end = start + HEADER.size + size
+        while available - start >= header_size:
+            size, kind, task_id = unpack(data, start)
+            body_start = start + header_size
+            end = body_start + size
             if end > available:
                 if size > _READ_SIZE:  # large: read the rest of its body straight into place
-                    body_start = data[start + HEADER.size :]
+                    received = data[body_start:]
                     self._large = bytearray(size)
-                    self._large[: len(body_start)] = body_start
-                    self._large_filled = len(body_start)
+                    self._large[: len(received)] = received
+                    self._large_filled = len(received)
                     self._large_header = (kind, task_id)
                     start = available
                 break
-            body = bytes(data[start + HEADER.size : end])
+            body = bytes(data[body_start:end])
             start = end
             # `tuple.__new__` spares a Python call of the named tuple's own (one per frame).
-            frames.append(
+            append(
                 self._with_buffers(kind, task_id, body)
                 if kind & BUFFERS
                 else _new_frame(Frame, (kind, task_id, body, None))
