@@ -161,13 +161,14 @@ os.register_at_fork(after_in_child=_count_fork)
 
 
 def loop_check() -> tuple[Callable[[], bool], asyncio.AbstractEventLoop | None]:
-    """A cheap test, for each submit, that the event loop running now in the calling thread is
-    the one running now (where the backend opens), and that loop if it is asyncio's (None: trio).
+    """Called in the event loop a backend opens in: a cheap test, for each submit, that a call
+    comes from this loop, and the loop itself if it is asyncio's (None: trio's).
 
-    The calling thread is checked before. In it, asyncio's loop is running only if it is the
-    loop running there (asyncio refuses to run a second loop in a thread while one runs), or in
-    a process forked from this one, which the fork count tells. ``asyncio.get_running_loop()``
-    asks the kernel for the process id each time on Python 3.11: a system call, some 0.2 µs.
+    The test counts on the calling thread being checked first: in that thread, asyncio's loop
+    is running only if it is the loop running there (asyncio refuses to run a second loop in a
+    thread while one runs), unless this is a process forked from this one, which the fork count
+    tells. ``asyncio.get_running_loop()`` would ask the kernel for the process id each time on
+    Python 3.11: a system call, some 0.2 µs.
 
     Raises:
         RuntimeError: trio runs inside a running asyncio loop, where a pool cannot work.
