@@ -84,8 +84,10 @@ async def _long_then_sent_ahead(
 ) -> tuple[procpool.Task[Any], procpool.Task[Any]]:
     """A long task (``long_call``) on the only worker and, submitted right behind it, ``fn(*args)``
     sent ahead to that worker (the pool knows tasks are short)."""
-    long = pool.submit(*long_call)
+    opener = pool.submit(workfns.square, 0)
+    long = pool.submit(*long_call)  # queued, with the next, while the worker runs the opener...
     ahead = pool.submit(fn, *args)
+    await opener  # ...and taken as it ends: the long one to run, the other sent ahead behind it
     await _until(long.running, "the long task runs")
     await _until(lambda: ahead.timing.sent is not None, "the task behind it is sent ahead (the case under test)")
     return long, ahead
@@ -275,11 +277,14 @@ async def test_executor_future_sent_ahead_is_pending_and_can_be_cancelled(tmp_pa
         def new_events(kind: type[Any]) -> list[Any]:
             return [e for e in events if isinstance(e, kind)]
 
-        # From the loop's own thread both reach the pool in one go: the second is sent ahead to the
-        # worker busy with the first.
+        # From the loop's own thread both reach the pool in one go, queued while the worker runs the
+        # opener, which it takes as the opener ends: the second sent ahead behind the first.
+        opener = pool.submit(workfns.square, 0)
         long = executor.submit(*_hold(tmp_path))
         ahead = executor.submit(lifecycle_fns.touch, str(marker))
-        await _until(lambda: bool(new_events(procpool.TaskStarted)), "the long task starts")
+        await opener
+        del events[:]  # the opener's; the long task's start is seen by its running() below
+        await _until(long.running, "the long task starts")
         assert not ahead.running()
         assert not ahead.done()
         assert ahead.cancel()

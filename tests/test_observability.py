@@ -244,9 +244,11 @@ async def test_a_task_cancelled_while_sent_ahead_is_not_counted_as_running() -> 
             at_head_end.append(pool.stats())
 
     async with procpool.Pool(1, on_event=on_event) as pool:
-        await pool.run(workfns.square, 1)  # a short task time: the next calls are sent ahead
+        await pool.run(workfns.square, 1)  # a short task time: tasks are sent ahead
+        first = pool.submit(workfns.square, 1)
         head = pool.submit(workfns.sleep_and_return, 0.3)
         ahead = pool.submit(workfns.square, 2)
+        await first  # its worker took the next queued task and one more, sent ahead behind it
         await anyio.sleep(0.1)
         assert pool.stats().queued == 1
         ahead.cancel()

@@ -17,11 +17,9 @@ def _job(job_id: int, args: bytes = b"x") -> Job:
 class FakeSlot:
     """A slot as the scheduler sees it: what it was given, and made-up take-back times."""
 
-    def __init__(self, name: str, *, room: int = 0, due: float | None = None) -> None:
+    def __init__(self, name: str, *, due: float | None = None) -> None:
         self.name = name
         self.sent: list[list[int]] = []
-        self.room = room  # tasks it may take ahead of its running one
-        self.in_flight = 1 if room else 0
         self.due = due
         self.taken_back = 0
         self.woken = 0
@@ -31,13 +29,9 @@ class FakeSlot:
 
     def dispatch(self, jobs: list[Job]) -> None:
         self.sent.append([job.id for job in jobs])
-        self.in_flight += len(jobs)
 
     def jobs_ahead(self, head: Job, in_flight: int) -> list[Job]:
         return []
-
-    def in_flight_if_room_for(self, job: Job) -> int | None:
-        return self.in_flight if self.room > 0 else None
 
     def take_back_due(self) -> float | None:
         return self.due
@@ -117,19 +111,21 @@ def test_large_calls_and_streams_never_wait_behind_another_task() -> None:
     assert not policy.fits_ahead(10, stream=True)
 
 
-def test_a_task_goes_to_an_idle_worker_before_waiting_behind_a_busy_one() -> None:
-    scheduler = Scheduler(Backlog(), SchedulingPolicy())
-    busy, idle = FakeSlot("busy", room=5), FakeSlot("idle")
+def test_a_task_goes_to_an_idle_worker_else_waits_for_a_busy_one_to_take_it() -> None:
+    backlog = Backlog()
+    scheduler = Scheduler(backlog, SchedulingPolicy())
+    busy, idle = FakeSlot("busy"), FakeSlot("idle")
     scheduler.add(busy)
     scheduler.add(idle)
     scheduler.slot_idle(idle)
     scheduler.submit(_job(1))
-    scheduler.submit(_job(2))  # none idle now: ahead of the running task with the fewest waiting
+    scheduler.submit(_job(2))  # none idle now: queued, for a busy worker to take with its results
     assert idle.sent == [[1]]
-    assert busy.sent == [[2]]
+    assert busy.sent == []
+    assert len(backlog) == 1
 
 
-def test_with_no_room_anywhere_a_task_waits_in_the_backlog_for_the_next_idle_worker() -> None:
+def test_with_no_worker_idle_a_task_waits_in_the_backlog_for_the_next_idle_worker() -> None:
     backlog = Backlog()
     scheduler = Scheduler(backlog, SchedulingPolicy())
     slot = FakeSlot("a")

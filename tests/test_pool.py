@@ -559,9 +559,11 @@ async def _warm_up_tiny_tasks(pool: procpool.Pool) -> None:
 async def test_cancelled_task_sent_ahead_never_runs(tmp_path: Path) -> None:
     async with procpool.Pool(1) as pool:
         await _warm_up_tiny_tasks(pool)
+        opener = pool.submit(workfns.square, 0)  # what follows is queued while the worker runs this...
         blocker = pool.submit(workfns.sleep_and_return, 0.5, "blocker")
         markers = [tmp_path / f"ran-{i}" for i in range(4)]
         followers = [pool.submit(workfns.touch_after, str(marker), 0) for marker in markers]
+        await opener  # ...and taken as it ends: the blocker to run, the followers sent ahead
         await anyio.sleep(0.1)  # the blocker runs; the followers wait behind it, in the worker
         assert followers[0].timing.sent is not None  # sent ahead...
         assert not followers[0].running()  # ...but pending, as a concurrent.futures.Future would be
@@ -578,8 +580,10 @@ async def test_cancelled_task_sent_ahead_never_runs(tmp_path: Path) -> None:
 async def test_crash_sends_waiting_tasks_to_another_worker() -> None:
     async with procpool.Pool(1) as pool:
         await _warm_up_tiny_tasks(pool)
+        opener = pool.submit(workfns.square, 0)  # what follows is queued while the worker runs this...
         crashing = pool.submit(workfns.sleep_then_kill_self, 0.3)
         followers = [pool.submit(workfns.square, i) for i in range(20)]
+        await opener  # ...and taken as it ends: the crashing task to run, the followers sent ahead
         await anyio.sleep(0.1)
         assert followers[0].timing.sent is not None  # sent to the worker, behind the task that will crash it
         with pytest.raises(procpool.WorkerCrashedError):
@@ -591,8 +595,10 @@ async def test_killing_a_cancelled_task_keeps_the_waiting_ones() -> None:
     async with procpool.Pool(1) as pool:
         await _warm_up_tiny_tasks(pool)
         pid = await pool.run(workfns.getpid)
+        opener = pool.submit(workfns.square, 0)  # what follows is queued while the worker runs this...
         running = pool.submit(workfns.sleep_and_return, 30)
         followers = [pool.submit(workfns.square, i) for i in range(10)]
+        await opener  # ...and taken as it ends: the long task to run, the followers sent ahead
         await anyio.sleep(0.2)
         assert running.running()
         assert followers[0].timing.sent is not None  # sent ahead, behind the task to be killed
@@ -606,8 +612,10 @@ async def test_killing_a_cancelled_task_keeps_the_waiting_ones() -> None:
 async def test_queued_counts_tasks_sent_ahead() -> None:
     async with procpool.Pool(1) as pool:
         await _warm_up_tiny_tasks(pool)
+        opener = pool.submit(workfns.square, 0)  # what follows is queued while the worker runs this...
         running = pool.submit(workfns.sleep_and_return, 0.5)
         waiting = [pool.submit(workfns.square, i) for i in range(3)]
+        await opener  # ...and taken as it ends: the long task to run, the others sent ahead
         await anyio.sleep(0.2)
         assert waiting[0].timing.sent is not None  # sent ahead to the busy worker...
         assert not waiting[0].running()  # ...still pending...

@@ -163,23 +163,6 @@ class WorkerSlot:
             small=policy.large_call,  # what fits whatever the worker caches (`fits_ahead`)
         )
 
-    def in_flight_if_room_for(self, job: Job) -> int | None:
-        worker = self.worker
-        in_flight = len(self._inflight)
-        if (
-            worker is None
-            or not in_flight
-            or self._retiring
-            or self._died
-            or self._kill_head
-            or next(iter(self._inflight.values())).stream is not None
-            or self._policy.room_ahead(self._task_time, in_flight) <= 0
-            or (self._max_tasks is not None and worker.dispatched + in_flight >= self._max_tasks)
-            or not self._policy.fits_ahead(_call_size(worker, job), job.stream is not None)
-        ):
-            return None
-        return in_flight
-
     def _top_up(self) -> None:
         """Send more tasks ahead of the running one, up to what the recent task time calls for."""
         batch = self.jobs_ahead(next(iter(self._inflight.values())), len(self._inflight))
