@@ -97,9 +97,11 @@ class WorkerSlot:
         if not self._inflight:
             return 0
         dropped = len(self._dropped)
-        if dropped and next(iter(self._inflight)) in self._dropped:
-            dropped -= 1
-        return len(self._inflight) - 1 - dropped
+        if dropped:
+            queue = list(self._inflight)  # in one step: `stats` reads this from any thread
+            if queue and queue[0] in self._dropped:
+                dropped -= 1
+        return max(0, len(self._inflight) - 1 - dropped)
 
     @property
     def busy(self) -> bool:
@@ -108,8 +110,13 @@ class WorkerSlot:
         before the cancel reached it."""
         if len(self._inflight) > len(self._dropped):
             return True
-        worker = self.worker
-        return bool(self._inflight) and worker is not None and worker.last_began() == next(iter(self._inflight))
+        queue, worker = list(self._inflight), self.worker  # in one step: `stats` reads this from any thread
+        if not queue or worker is None:
+            return False
+        try:
+            return worker.last_began() == queue[0]
+        except ValueError:  # its shared memory closed as it exited
+            return False
 
     @property
     def alive(self) -> bool:
