@@ -430,16 +430,15 @@ class WorkerProcess:
                 known[fn_id] = None
                 if len(known) > _FUNCTIONS_PER_WORKER:
                     forget_id, _ = known.popitem(last=False)
+            buffers, table = job.buffers, b""
+            if buffers is not None:
+                # Blocks only while the socket is full, which it is not: a large call goes to an idle worker
+                # only (see `WorkerSlot`), so a worker has one or two such descriptors to read at most.
+                with contextlib.suppress(OSError):  # the worker is gone: its end of file says so
+                    send_descriptor(self._companion, buffers.fd)
+                table = buffers.table
             kind = _CALL if job.stream is None else _STREAM
-            buffers = job.buffers
-            if buffers is None:
-                frames += _encode_call(kind, job.id, fn_id, forget_id, fn_bytes, job.args_bytes)
-                continue
-            # Blocks only while the socket is full, which it is not: a large call goes to an idle worker
-            # only (see `WorkerSlot`), so a worker has one or two such descriptors to read at most.
-            with contextlib.suppress(OSError):  # the worker is gone: its end of file says so
-                send_descriptor(self._companion, buffers.fd)
-            frames += _encode_call(kind, job.id, fn_id, forget_id, fn_bytes, job.args_bytes, buffers.table)
+            frames += _encode_call(kind, job.id, fn_id, forget_id, fn_bytes, job.args_bytes, table)
         return frames
 
     def call_size(self, fn_id: int, fn_bytes: bytes, args_bytes: bytes) -> int:
