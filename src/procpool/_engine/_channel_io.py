@@ -3,7 +3,8 @@
 On asyncio and uvloop a channel is watched with ``loop.add_reader`` for as long as its worker
 lives (one registration, not one per wait), and the callback settles results right there, as a
 raw pipe would: the awaiting coroutine is the only task that wakes. trio has no readiness
-callbacks, so there a small task per channel waits and calls the same callback.
+callbacks: there one task per pool waits on an epoll set of all the pool's channels and calls
+the same callbacks.
 
 A callback returns True when it stopped for the loop's sake with work left (see
 `WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not. How much
@@ -16,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import selectors
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
-import anyio
-import anyio.lowlevel
 import sniffio
 from anyio.abc import TaskGroup
 
@@ -68,7 +68,7 @@ def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
         loop = asyncio.get_running_loop()
         uvloop = type(loop).__module__.startswith("uvloop")
         return _LoopCallbacks(loop, frames_per_turn, _UVLOOP_TURN_CPU if uvloop else _TURN_CPU)
-    return _WaitingTasks(task_group, frames_per_turn)
+    return _OneWatcher(task_group, frames_per_turn)
 
 
 class _TurnBudget:
@@ -218,15 +218,31 @@ class _LoopCallbacks:
             self._loop.remove_writer(fd)
 
 
-class _WaitingTasks:
-    """trio: a task per channel waits for readiness and calls back. The budget is renewed by a
-    task that runs once per turn (trio's batch of runnable tasks) while frames come."""
+class _OneWatcher:
+    """trio, which has no readiness callbacks: one task watches every channel of the pool, through
+    an epoll set of its own (a selector) whose descriptor trio waits on. It wakes once per loop
+    turn (trio's batch of runnable tasks) however many channels are ready, renews the budget, and
+    calls the ready channels' steps in turn while the budget lasts, then the writes due. A task per
+    channel cost a wake-up, and trio's re-arming of the descriptor, per ready channel, and a wake-up
+    per turn of each channel that had only to find the budget spent: the parent's cost per task
+    grew with the number of workers."""
 
     def __init__(self, task_group: TaskGroup, frames_per_turn: int) -> None:
+        import trio  # only ever with trio running
+
         self._task_group = task_group
-        self._budget = _TurnBudget(frames_per_turn, self._renew_soon)
-        self._renewing = False  # the task that renews the budget runs
-        self._scopes: dict[int, list[anyio.CancelScope]] = {}
+        self._checkpoint = trio.lowlevel.checkpoint
+        self._wait_readable = trio.lowlevel.wait_readable
+        self._new_scope = trio.CancelScope
+        self._budget = _TurnBudget(frames_per_turn, _no_renewal)  # the watcher renews it each turn
+        self._selector: selectors.BaseSelector | None = None  # while the watcher runs
+        self._sleep: trio.CancelScope | None = None  # the watcher's wait for readiness, while it waits
+        self._readers: dict[int, Step] = {}
+        self._writers: dict[int, Step] = {}  # what each descriptor watched for writing calls
+        # Reads due on this turn, readable or not, in order: a step left out of a turn's budget,
+        # or with frames left after it, goes again on the next turn, before newly ready ones.
+        self._due: dict[int, Step] = {}
+        self._flushing: dict[int, Step] = {}  # writes due at the end of this turn
 
     def frames_this_turn(self) -> int:
         return self._budget.left
@@ -234,64 +250,103 @@ class _WaitingTasks:
     def settled(self, count: int) -> None:
         self._budget.settled(count)
 
-    def _renew_soon(self) -> None:
-        if not self._renewing:
-            self._renewing = True
-            self._task_group.start_soon(self._renew_each_turn)
-
-    async def _renew_each_turn(self) -> None:
-        # Ends after a turn that settled nothing, so that it never holds the pool's task group open.
-        try:
-            while True:
-                await anyio.lowlevel.checkpoint()
-                settled_since = self._budget.renewal_due
-                self._budget.renew()
-                if not settled_since:
-                    return
-        finally:
-            self._renewing = False
-
     def watch(self, fd: int, on_readable: Step) -> None:
-        self._task_group.start_soon(self._read_loop, fd, on_readable, self._scope(fd))
+        self._readers[fd] = on_readable
+        self._interest(fd)
 
     def want_write(self, fd: int, on_writable: Step) -> None:
-        self._task_group.start_soon(self._write_loop, fd, on_writable, self._scope(fd))
+        self._writers[fd] = on_writable
+        self._interest(fd)
 
     def flush_soon(self, fd: int, on_writable: Step) -> None:
-        self.want_write(fd, on_writable)  # the channel is writable: its task writes on the next turn
+        self._flushing[fd] = on_writable
+        self._selector_running()
+        self._wake()
 
     def drain(self, fd: int) -> None:
-        pass  # its task waits for readiness anew each time, and the end of file is readiness
+        pass  # its selector reports the end of file (or the error) as readiness, each turn
 
     def unwatch(self, fd: int) -> None:
-        scopes = self._scopes.pop(fd, [])
-        for scope in scopes:
-            scope.cancel()
-        if scopes:
-            anyio.notify_closing(fd)  # trio keeps a descriptor in its epoll set until told
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        self._due.pop(fd, None)
+        self._flushing.pop(fd, None)
+        if self._selector is not None:
+            with contextlib.suppress(KeyError):
+                self._selector.unregister(fd)  # before it is closed: its number may be reused
+        if not (self._readers or self._writers or self._flushing):
+            self._wake()  # to end: nothing is left to watch
 
-    def _scope(self, fd: int) -> anyio.CancelScope:
-        scope = anyio.CancelScope()
-        self._scopes.setdefault(fd, []).append(scope)
-        return scope
+    def _interest(self, fd: int) -> None:
+        """Tell the selector what ``fd`` is watched for now."""
+        events = (selectors.EVENT_READ if fd in self._readers else 0) | (
+            selectors.EVENT_WRITE if fd in self._writers else 0
+        )
+        selector = self._selector_running()
+        if fd not in selector.get_map():
+            if events:
+                selector.register(fd, events)
+        elif events:
+            selector.modify(fd, events)
+        else:
+            selector.unregister(fd)
 
-    def _done(self, fd: int, scope: anyio.CancelScope) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self._scopes[fd].remove(scope)
+    def _selector_running(self) -> selectors.BaseSelector:
+        """The selector, and the task that waits on it: started again after it ended."""
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._task_group.start_soon(self._watch, self._selector)
+        return self._selector
 
-    async def _read_loop(self, fd: int, on_readable: Step, scope: anyio.CancelScope) -> None:
-        with scope, contextlib.suppress(anyio.ClosedResourceError):
-            # Unwatched before it ran, its descriptor may be closed (or another's): never wait on it.
-            while not scope.cancel_called:
-                await anyio.wait_readable(fd)
-                while on_readable():
-                    await anyio.lowlevel.checkpoint()  # let timers and other tasks run between batches
-        self._done(fd, scope)
+    def _wake(self) -> None:
+        if self._sleep is not None:
+            self._sleep.cancel()
 
-    async def _write_loop(self, fd: int, on_writable: Step, scope: anyio.CancelScope) -> None:
-        with scope, contextlib.suppress(anyio.ClosedResourceError):
-            while not scope.cancel_called:
-                await anyio.wait_writable(fd)
-                if not on_writable():
-                    break
-        self._done(fd, scope)
+    async def _watch(self, selector: selectors.BaseSelector) -> None:
+        # Ends once nothing is watched, so that it never holds the pool's task group open.
+        try:
+            while self._readers or self._writers or self._flushing:
+                if self._due or self._flushing:
+                    await self._checkpoint()  # work due: only let the others run first
+                else:
+                    with self._new_scope() as self._sleep:
+                        # epoll's (kqueue's) selector: readable while a descriptor in it is ready
+                        await self._wait_readable(cast("selectors.EpollSelector", selector).fileno())
+                    self._sleep = None
+                self._turn(selector)
+        finally:
+            self._sleep = self._selector = None
+            selector.close()
+
+    def _turn(self, selector: selectors.BaseSelector) -> None:
+        budget = self._budget
+        if budget.renewal_due:
+            budget.renew()
+        due, flushing = self._due, self._flushing
+        for key, events in selector.select(0):
+            fd = key.fd
+            if events & selectors.EVENT_READ and fd in self._readers:
+                due.setdefault(fd, self._readers[fd])
+            if events & selectors.EVENT_WRITE and fd in self._writers:
+                flushing.setdefault(fd, self._writers[fd])
+        for fd in list(due):  # each at most once a turn
+            if budget.left <= 0:
+                break
+            step = due.pop(fd, None)
+            if step is None:
+                continue  # unwatched by a step before it
+            if step():
+                due[fd] = step  # frames left: on the next turn, after those that waited
+        while flushing:  # with those that the reads just asked for
+            fd = next(iter(flushing))
+            on_writable = flushing.pop(fd)
+            if on_writable() != (fd in self._writers):
+                if fd in self._writers:
+                    del self._writers[fd]
+                else:
+                    self._writers[fd] = on_writable  # the channel is full: on with it when writable
+                self._interest(fd)
+
+
+def _no_renewal() -> None:
+    """`_TurnBudget`'s renewal on the next turn, where the turn's own task renews it."""
