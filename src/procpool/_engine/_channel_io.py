@@ -1,29 +1,38 @@
 """How a worker's channel is watched: readiness callbacks, so results settle without a task switch.
 
-On asyncio and uvloop a channel is watched with ``loop.add_reader`` for as long as its worker
-lives (one registration, not one per wait), and the callback settles results right there, as a
-raw pipe would: the awaiting coroutine is the only task that wakes. trio has no readiness
-callbacks: there one task per pool waits on an epoll set of all the pool's channels and calls
-the same callbacks.
+Every channel of a pool is in an epoll set of the pool's own, and the event loop
+watches that set's one descriptor: once per loop turn, however many channels are ready, the pool
+polls the set and calls the ready channels' callbacks in turn, which settle results right there,
+as a raw pipe would: the awaiting coroutine is the only task that wakes. On asyncio and uvloop the
+loop calls back when the set is readable (``loop.add_reader``); trio has no readiness callbacks,
+so there one task per pool waits for it.
 
 A callback returns True when it stopped for the loop's sake with work left (see
 `WorkerSlot._on_readable`): it is called again on the next loop turn, readable or not. How much
 it may do per turn is `frames_this_turn`: a budget shared by every channel of the pool and
 renewed each loop turn (`_TurnBudget`), so a timer never waits behind more than one budget of
 results, logs and printed text, however many workers send them.
+
+The set is level-triggered: a channel at end of file, or in error (a worker that died with frames
+unread in its end leaves ECONNRESET on ours), is reported on every poll until it is unwatched, on
+every loop alike. (uvloop, when it watched each channel itself, stopped watching a descriptor for
+good after one error.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import select
 import selectors
 import time
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import sniffio
 from anyio.abc import TaskGroup
+
+if TYPE_CHECKING:
+    import trio
 
 Step = Callable[[], bool]  # True: call again on the next loop turn
 
@@ -44,7 +53,7 @@ class ChannelIO(Protocol):
         """A callback settled ``count`` frames of its allowance."""
 
     def watch(self, fd: int, on_readable: Step) -> None:
-        """Call ``on_readable`` whenever ``fd`` is readable, until `unwatch`."""
+        """Call ``on_readable`` whenever ``fd`` is readable (or at end of file, or in error), until `unwatch`."""
 
     def want_write(self, fd: int, on_writable: Step) -> None:
         """Call ``on_writable`` whenever ``fd`` is writable, until it returns False."""
@@ -52,23 +61,23 @@ class ChannelIO(Protocol):
     def flush_soon(self, fd: int, on_writable: Step) -> None:
         """Call ``on_writable`` at the end of this loop turn, then as `want_write` if it returns True."""
 
-    def drain(self, fd: int) -> None:
-        """Call ``fd``'s callback each loop turn, readable or not, until `unwatch`: its worker has
-        died, and the loop may have stopped watching its channel before the end of file was read."""
-
     def unwatch(self, fd: int) -> None:
         """Stop calling back for ``fd``; call before closing it."""
 
+    def close(self) -> None:
+        """Stop watching for good (the pool has stopped)."""
+
 
 def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
-    """The way to watch channels in the running event loop; trio's tasks run in ``task_group``.
+    """The way to watch channels in the running event loop, until `ChannelIO.close`; trio's task
+    runs in ``task_group`` (entered by the time a channel is watched).
     ``frames_per_turn``: how many frames the pool's callbacks settle per loop turn at most, all
     channels together (the budget shrinks below it when turns run long)."""
     if sniffio.current_async_library() == "asyncio":
         loop = asyncio.get_running_loop()
         uvloop = type(loop).__module__.startswith("uvloop")
-        return _LoopCallbacks(loop, frames_per_turn, _UVLOOP_TURN_CPU if uvloop else _TURN_CPU)
-    return _OneWatcher(task_group, frames_per_turn)
+        return _LoopCallback(loop, frames_per_turn, _UVLOOP_TURN_CPU if uvloop else _TURN_CPU)
+    return _WaitingTask(task_group, frames_per_turn)
 
 
 class _TurnBudget:
@@ -103,144 +112,79 @@ class _TurnBudget:
         self.left = self.per_turn
 
 
-class _LoopCallbacks:
-    """asyncio's (and uvloop's) readiness callbacks."""
+# poll's flags, which epoll's share (an error or a hang-up wakes a reader and a writer alike)
+_READ_FLAGS = select.POLLIN | select.POLLERR | select.POLLHUP
+_WRITE_FLAGS = select.POLLOUT | select.POLLERR | select.POLLHUP
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int, turn_cpu: float) -> None:
-        self._loop = loop
-        # Renewed before the next turn's readiness callbacks (asyncio), or after this turn's (uvloop).
-        self._budget = _TurnBudget(frames_per_turn, lambda: loop.call_soon(self._renew), turn_cpu)
-        self._again: dict[int, asyncio.Handle] = {}  # the step due again on the next turn, by descriptor
-        # Steps that stopped because the turn's budget was spent, in that order: the renewal calls
-        # them while the new budget lasts, and the first left out goes first next time.
-        self._after_renewal: dict[int, Step] = {}
+
+class _ReadySet(Protocol):
+    """What is used here of `select.epoll`: a set of descriptors, itself a descriptor that is
+    readable while one of them is ready."""
+
+    def fileno(self) -> int: ...
+    def register(self, fd: int, eventmask: int, /) -> None: ...
+    def modify(self, fd: int, eventmask: int, /) -> None: ...
+    def unregister(self, fd: int, /) -> None: ...
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]: ...
+    def close(self) -> None: ...
+
+
+class _SelectorSet:
+    """`_ReadySet` over the platform's selector (kqueue), where there is no epoll."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    def fileno(self) -> int:
+        return cast("selectors.EpollSelector", self._selector).fileno()  # kqueue's has one too
+
+    def register(self, fd: int, eventmask: int, /) -> None:
+        self._selector.register(fd, _selector_events(eventmask))
+
+    def modify(self, fd: int, eventmask: int, /) -> None:
+        self._selector.modify(fd, _selector_events(eventmask))
+
+    def unregister(self, fd: int, /) -> None:
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        return [
+            (
+                key.fd,
+                (select.POLLIN if events & selectors.EVENT_READ else 0)
+                | (select.POLLOUT if events & selectors.EVENT_WRITE else 0),
+            )
+            for key, events in self._selector.select(timeout)
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _selector_events(eventmask: int) -> int:
+    return (selectors.EVENT_READ if eventmask & select.POLLIN else 0) | (
+        selectors.EVENT_WRITE if eventmask & select.POLLOUT else 0
+    )
+
+
+def _new_ready_set() -> _ReadySet:
+    # Raw epoll where there is one: the selectors module's costs a Python call per ready channel.
+    return select.epoll() if hasattr(select, "epoll") else _SelectorSet()
+
+
+class _ChannelSet:
+    """The pool's channels in an epoll set of its own, and the calls made for them (see the
+    module's docstring). The loop's side, how the set's descriptor is watched and what runs on
+    the next turn, is a subclass's."""
+
+    def __init__(self, budget: _TurnBudget) -> None:
+        self._budget = budget
+        self._ready_set = _new_ready_set()  # at the pool's start, where no descriptor to spare is a clear error
+        self._registered: dict[int, int] = {}  # the flags each descriptor in the set is watched for
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
-        self._draining: set[int] = set()  # channels of dead workers: called each turn until unwatched
-        self._flushing: dict[int, Step] = {}  # the write due at the end of this turn, by descriptor
-
-    def frames_this_turn(self) -> int:
-        return self._budget.left
-
-    def settled(self, count: int) -> None:
-        self._budget.settled(count)
-
-    def watch(self, fd: int, on_readable: Step) -> None:
-        self._readers[fd] = on_readable
-        self._loop.add_reader(fd, self._step, fd, on_readable)
-
-    def want_write(self, fd: int, on_writable: Step) -> None:
-        self._loop.add_writer(fd, self._write, fd, on_writable)
-
-    def flush_soon(self, fd: int, on_writable: Step) -> None:
-        self._flushing[fd] = on_writable
-        self._loop.call_soon(self._flush, fd, on_writable)
-
-    def _flush(self, fd: int, on_writable: Step) -> None:
-        if self._flushing.get(fd) is not on_writable:
-            return  # unwatched meanwhile: its number may be another channel's by now
-        del self._flushing[fd]
-        if on_writable():
-            self.want_write(fd, on_writable)
-
-    def unwatch(self, fd: int) -> None:
-        self._readers.pop(fd, None)
-        self._after_renewal.pop(fd, None)
-        self._draining.discard(fd)
-        again = self._again.pop(fd, None)
-        if again is not None:
-            again.cancel()  # its number may be another channel's by the next turn
-        self._flushing.pop(fd, None)
-        self._loop.remove_reader(fd)
-        self._loop.remove_writer(fd)
-
-    def drain(self, fd: int) -> None:
-        # uvloop (libuv) stops watching a descriptor for good once epoll reports an error on it,
-        # after one last callback, where asyncio's selector loops keep calling: a worker that dies
-        # with frames unread in its end of the channel leaves ours in error (ECONNRESET), and
-        # that last callback may have read frames but not yet the end of file.
-        on_readable = self._readers.get(fd)
-        if on_readable is not None:
-            self._draining.add(fd)
-            self._call_again(fd, on_readable)
-
-    def _step(self, fd: int, on_readable: Step) -> None:
-        """The reader's callback: a call due again on the next turn is due no more. Left queued,
-        it would find its descriptor due again (this step asks again) and run too, each such
-        pair adding one more call per turn for as long as frames keep coming."""
-        again = self._again.pop(fd, None)
-        if again is not None:
-            again.cancel()
-        if not self._waits_for_budget(fd, on_readable):  # readable while the turn's budget is spent
-            self._read(fd, on_readable)
-
-    def _step_again(self, fd: int, on_readable: Step) -> None:
-        del self._again[fd]  # this call's own entry: cancelled, it would not run
-        self._read(fd, on_readable)
-
-    def _read(self, fd: int, on_readable: Step) -> None:
-        if (on_readable() or fd in self._draining) and not self._waits_for_budget(fd, on_readable):
-            self._call_again(fd, on_readable)
-
-    def _waits_for_budget(self, fd: int, on_readable: Step) -> bool:
-        """With the turn's budget spent, leave ``on_readable`` to the renewal (True); a dead
-        worker's channel is called on each turn whatever the budget (`drain`)."""
-        if self._budget.left > 0 or fd in self._draining:
-            return False
-        self._after_renewal[fd] = on_readable
-        return True
-
-    def _renew(self) -> None:
-        """The next turn's budget, and the steps that waited for it. A step is not called with
-        none left: a call of its own per turn to find the budget spent was most of the calls when
-        several channels were busy."""
-        self._budget.renew()
-        self._call_waiting()
-
-    def _call_waiting(self) -> None:
-        """Call the steps that waited for the budget, in turn, while it lasts."""
-        budget = self._budget
-        waiting = self._after_renewal
-        try:
-            while waiting and budget.left > 0:
-                fd = next(iter(waiting))
-                self._read(fd, waiting.pop(fd))
-        finally:
-            if waiting and budget.left > 0:  # a step raised: the others must not wait for frames to come
-                self._loop.call_soon(self._call_waiting)
-
-    def _call_again(self, fd: int, on_readable: Step) -> None:
-        """Call ``on_readable`` on the next loop turn, readable or not (once, however often asked)."""
-        if fd not in self._again:
-            self._again[fd] = self._loop.call_soon(self._step_again, fd, on_readable)
-
-    def _write(self, fd: int, on_writable: Step) -> None:
-        if not on_writable():
-            self._loop.remove_writer(fd)
-
-
-class _OneWatcher:
-    """trio, which has no readiness callbacks: one task watches every channel of the pool, through
-    an epoll set of its own (a selector) whose descriptor trio waits on. It wakes once per loop
-    turn (trio's batch of runnable tasks) however many channels are ready, renews the budget, and
-    calls the ready channels' steps in turn while the budget lasts, then the writes due. A task per
-    channel cost a wake-up, and trio's re-arming of the descriptor, per ready channel, and a wake-up
-    per turn of each channel that had only to find the budget spent: the parent's cost per task
-    grew with the number of workers."""
-
-    def __init__(self, task_group: TaskGroup, frames_per_turn: int) -> None:
-        import trio  # only ever with trio running
-
-        self._task_group = task_group
-        self._checkpoint = trio.lowlevel.checkpoint
-        self._wait_readable = trio.lowlevel.wait_readable
-        self._new_scope = trio.CancelScope
-        self._budget = _TurnBudget(frames_per_turn, _no_renewal)  # the watcher renews it each turn
-        self._selector: selectors.BaseSelector | None = None  # while the watcher runs
-        self._sleep: trio.CancelScope | None = None  # the watcher's wait for readiness, while it waits
-        self._readers: dict[int, Step] = {}
         self._writers: dict[int, Step] = {}  # what each descriptor watched for writing calls
-        # Reads due on this turn, readable or not, in order: a step left out of a turn's budget,
-        # or with frames left after it, goes again on the next turn, before newly ready ones.
+        # Reads due, readable or not, in order: a step left out of a turn's budget, or with
+        # frames left after it, goes on a later turn, before channels that became ready since.
         self._due: dict[int, Step] = {}
         self._flushing: dict[int, Step] = {}  # writes due at the end of this turn
 
@@ -251,101 +195,207 @@ class _OneWatcher:
         self._budget.settled(count)
 
     def watch(self, fd: int, on_readable: Step) -> None:
+        self._arm(fd, self._registered.get(fd, 0) | select.POLLIN)
         self._readers[fd] = on_readable
-        self._interest(fd)
+        self._watching()
 
     def want_write(self, fd: int, on_writable: Step) -> None:
+        self._arm(fd, self._registered.get(fd, 0) | select.POLLOUT)
         self._writers[fd] = on_writable
-        self._interest(fd)
+        self._watching()
 
     def flush_soon(self, fd: int, on_writable: Step) -> None:
         self._flushing[fd] = on_writable
-        self._selector_running()
-        self._wake()
-
-    def drain(self, fd: int) -> None:
-        pass  # its selector reports the end of file (or the error) as readiness, each turn
+        self._watching()
+        self._flush_soon()
 
     def unwatch(self, fd: int) -> None:
         self._readers.pop(fd, None)
         self._writers.pop(fd, None)
         self._due.pop(fd, None)
         self._flushing.pop(fd, None)
-        if self._selector is not None:
-            with contextlib.suppress(KeyError):
-                self._selector.unregister(fd)  # before it is closed: its number may be reused
+        self._arm(fd, 0)  # before it is closed: its number may be reused
         if not (self._readers or self._writers or self._flushing):
-            self._wake()  # to end: nothing is left to watch
+            self._idle()
 
-    def _interest(self, fd: int) -> None:
-        """Tell the selector what ``fd`` is watched for now."""
-        events = (selectors.EVENT_READ if fd in self._readers else 0) | (
-            selectors.EVENT_WRITE if fd in self._writers else 0
-        )
-        selector = self._selector_running()
-        if fd not in selector.get_map():
-            if events:
-                selector.register(fd, events)
-        elif events:
-            selector.modify(fd, events)
+    def close(self) -> None:
+        """The pool has stopped: let the set go."""
+        for watched in (self._readers, self._writers, self._due, self._flushing, self._registered):
+            watched.clear()
+        self._idle()
+        self._ready_set.close()
+
+    def _arm(self, fd: int, flags: int) -> None:
+        """Watch ``fd`` for ``flags`` (none: not at all) from now on."""
+        registered = self._registered
+        if fd not in registered:
+            if flags:
+                self._ready_set.register(fd, flags)
+                registered[fd] = flags
+        elif not flags:
+            del registered[fd]
+            self._ready_set.unregister(fd)
+        elif flags != registered[fd]:
+            self._ready_set.modify(fd, flags)
+            registered[fd] = flags
+
+    def _turn(self) -> None:
+        """Call the steps of the channels due and ready, in turn, while the turn's budget lasts;
+        then the writes due."""
+        due, flushing, readers, writers = self._due, self._flushing, self._readers, self._writers
+        for fd, flags in self._ready_set.poll(0):
+            if flags & _READ_FLAGS and fd in readers and fd not in due:
+                due[fd] = readers[fd]
+            if flags & _WRITE_FLAGS and fd in writers and fd not in flushing:
+                flushing[fd] = writers[fd]
+        budget = self._budget
+        try:
+            for fd in list(due):  # each at most once a turn
+                if budget.left <= 0:
+                    break
+                step = due.pop(fd, None)
+                if step is not None and step():  # None: a step before it unwatched it
+                    due[fd] = step  # frames left: on a later turn, after those that waited
+        finally:
+            if due and not budget.renewal_due:
+                self._turn_soon()  # no renewal to call them (none settled: one raised, say)
+            self._flush()
+
+    def _flush(self) -> None:
+        """Call the writes due (those the reads just asked for too)."""
+        flushing, writers = self._flushing, self._writers
+        while flushing:
+            fd = next(iter(flushing))
+            on_writable = flushing.pop(fd)
+            more = on_writable()
+            if more and fd not in writers:
+                self.want_write(fd, on_writable)  # the channel is full: on with it when writable
+            elif not more and fd in writers:
+                del writers[fd]
+                self._arm(fd, self._registered.get(fd, 0) & ~select.POLLOUT)
+
+    # The loop's side.
+
+    def _watching(self) -> None:
+        """Something is watched: see that `_turn` is called when the set is readable."""
+
+    def _idle(self) -> None:
+        """Nothing is watched any more."""
+
+    def _turn_soon(self) -> None:
+        """Call `_turn` on the next loop turn."""
+        raise NotImplementedError
+
+    def _flush_soon(self) -> None:
+        """Call `_flush` at the end of this loop turn."""
+        raise NotImplementedError
+
+
+class _LoopCallback(_ChannelSet):
+    """asyncio's (and uvloop's): the loop calls back when the set is readable. The budget is
+    renewed by a call on the next turn once a turn has settled frames: before the next turn's
+    readiness callback (asyncio), or after this turn's (uvloop). A readiness callback that finds
+    the budget spent leaves the channels to the renewal, which calls `_turn`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int, turn_cpu: float) -> None:
+        super().__init__(_TurnBudget(frames_per_turn, lambda: loop.call_soon(self._renew), turn_cpu))
+        self._loop = loop
+        self._left_to_renewal = False  # a readiness callback found the budget spent
+        self._turn_handle: asyncio.Handle | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        loop.add_reader(self._ready_set.fileno(), self._on_readable)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._ready_set.fileno())
+        for handle in (self._turn_handle, self._flush_handle):
+            if handle is not None:
+                handle.cancel()
+        super().close()
+
+    def _on_readable(self) -> None:
+        if self._budget.left > 0:
+            self._turn()
         else:
-            selector.unregister(fd)
+            self._left_to_renewal = True
 
-    def _selector_running(self) -> selectors.BaseSelector:
-        """The selector, and the task that waits on it: started again after it ended."""
-        if self._selector is None:
-            self._selector = selectors.DefaultSelector()
-            self._task_group.start_soon(self._watch, self._selector)
-        return self._selector
+    def _renew(self) -> None:
+        self._budget.renew()
+        if self._due or self._left_to_renewal:
+            self._left_to_renewal = False
+            self._turn()
+
+    def _turn_soon(self) -> None:
+        if self._turn_handle is None:
+            self._turn_handle = self._loop.call_soon(self._turn_again)
+
+    def _turn_again(self) -> None:
+        self._turn_handle = None
+        self._turn()
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush_again)
+
+    def _flush_again(self) -> None:
+        self._flush_handle = None
+        self._flush()
+
+
+class _WaitingTask(_ChannelSet):
+    """trio's: one task waits for the set to be readable and runs a turn, once per loop turn
+    (trio's batch of runnable tasks), renewing the budget first when frames were settled since.
+    It runs while anything is watched, so that it never holds the pool's task group open. A task
+    per channel cost a wake-up, and trio's re-arming of the descriptor, per ready channel, and
+    one per turn for each channel that had only to find the budget spent: the parent's CPU per
+    task grew with workers."""
+
+    def __init__(self, task_group: TaskGroup, frames_per_turn: int) -> None:
+        import trio  # only ever with trio running
+
+        super().__init__(_TurnBudget(frames_per_turn, _no_renewal))  # the task renews it each turn
+        self._task_group = task_group
+        self._checkpoint = trio.lowlevel.checkpoint
+        self._wait_readable = trio.lowlevel.wait_readable
+        self._new_scope = trio.CancelScope
+        self._running = False
+        self._sleep: trio.CancelScope | None = None  # the task's wait for readiness, while it waits
+
+    def _watching(self) -> None:
+        if not self._running:
+            self._task_group.start_soon(self._watch)
+            self._running = True
+
+    def _idle(self) -> None:
+        self._wake()  # to end
+
+    def _turn_soon(self) -> None:
+        pass  # the task runs each turn while reads are due
+
+    def _flush_soon(self) -> None:
+        self._wake()
 
     def _wake(self) -> None:
         if self._sleep is not None:
             self._sleep.cancel()
 
-    async def _watch(self, selector: selectors.BaseSelector) -> None:
-        # Ends once nothing is watched, so that it never holds the pool's task group open.
+    async def _watch(self) -> None:
+        budget, fd = self._budget, self._ready_set.fileno()
         try:
             while self._readers or self._writers or self._flushing:
+                if budget.renewal_due:
+                    budget.renew()
+                self._turn()
                 if self._due or self._flushing:
                     await self._checkpoint()  # work due: only let the others run first
                 else:
+                    # Woken when a flush is due, when nothing is left to watch, and at `close`:
+                    # trio stops waiting on the set's descriptor as the scope is cancelled.
                     with self._new_scope() as self._sleep:
-                        # epoll's (kqueue's) selector: readable while a descriptor in it is ready
-                        await self._wait_readable(cast("selectors.EpollSelector", selector).fileno())
+                        await self._wait_readable(fd)
                     self._sleep = None
-                self._turn(selector)
         finally:
-            self._sleep = self._selector = None
-            selector.close()
-
-    def _turn(self, selector: selectors.BaseSelector) -> None:
-        budget = self._budget
-        if budget.renewal_due:
-            budget.renew()
-        due, flushing = self._due, self._flushing
-        for key, events in selector.select(0):
-            fd = key.fd
-            if events & selectors.EVENT_READ and fd in self._readers:
-                due.setdefault(fd, self._readers[fd])
-            if events & selectors.EVENT_WRITE and fd in self._writers:
-                flushing.setdefault(fd, self._writers[fd])
-        for fd in list(due):  # each at most once a turn
-            if budget.left <= 0:
-                break
-            step = due.pop(fd, None)
-            if step is None:
-                continue  # unwatched by a step before it
-            if step():
-                due[fd] = step  # frames left: on the next turn, after those that waited
-        while flushing:  # with those that the reads just asked for
-            fd = next(iter(flushing))
-            on_writable = flushing.pop(fd)
-            if on_writable() != (fd in self._writers):
-                if fd in self._writers:
-                    del self._writers[fd]
-                else:
-                    self._writers[fd] = on_writable  # the channel is full: on with it when writable
-                self._interest(fd)
+            self._sleep = None
+            self._running = False
 
 
 def _no_renewal() -> None:

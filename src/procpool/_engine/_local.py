@@ -38,7 +38,7 @@ from .._errors import PoolClosedError
 from .._launch import worker_context
 from .._sizing import available_cpus
 from .._transport import MemoryFiles, dumps_for_transport
-from ._channel_io import channel_io
+from ._channel_io import ChannelIO, channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
 from ._process import WorkerProcess
@@ -145,6 +145,7 @@ class LocalBackend:
         self._stopped: anyio.Event | None = None
         self._deadlines: Deadlines | None = None
         self._healing: Healing | None = None
+        self._io: ChannelIO | None = None  # how the workers' channels are watched, while open
 
     # -- what the verbs use ---------------------------------------------------------------------
 
@@ -237,13 +238,19 @@ class LocalBackend:
             "the initializer or its arguments",
         )
         spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)
+        task_group = anyio.create_task_group()
+        io: ChannelIO | None = None
         try:
+            io = channel_io(task_group, _FRAMES_PER_TURN)  # first: it may find no descriptor to spare
             workers = await self._spawn_all(spawn)
         except BaseException:
+            if io is not None:
+                io.close()
             self.state = PoolState.CLOSED
             raise
+        self._io = io
         self._stopped = anyio.Event()
-        self._task_group = task_group = anyio.create_task_group()
+        self._task_group = task_group
         await task_group.__aenter__()
         if self._max_queued is not None:
             self.admission = Admission(self._max_queued, lambda: self.queued)
@@ -259,7 +266,6 @@ class LocalBackend:
             min_workers=self._min_workers,
             on_broken=self._on_broken,
         )
-        io = channel_io(task_group, _FRAMES_PER_TURN)
         for worker in workers:
             slot = WorkerSlot(
                 healing.spawn,
@@ -318,6 +324,8 @@ class LocalBackend:
                 await self._healing.close(self.kill_grace)
         if self.memory_files is not None:
             self.memory_files.close()  # every job has settled
+        if self._io is not None:
+            self._io.close()  # no channel is left to watch
         if self._stopped is not None:
             self._stopped.set()
 

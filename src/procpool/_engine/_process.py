@@ -530,8 +530,6 @@ class WorkerProcess:
                 os.close(fd)
         with contextlib.suppress(OSError):  # closed already: the worker was stopped
             self._channel.shutdown(socket.SHUT_RDWR)
-        if self._io is not None:  # still read: its reader reads on until the end of file
-            self._io.drain(self._channel.fileno())
 
     def _signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the worker and every process its tasks started: the worker leads its
