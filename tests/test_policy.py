@@ -4,7 +4,6 @@ no processes, no event loop. What a pool does with them end to end is in test_sc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from procpool._core import Backlog, Job
 from procpool._engine._policy import IdleWorkers, SchedulingPolicy
@@ -124,44 +123,6 @@ def test_a_task_goes_to_an_idle_worker_else_waits_for_a_busy_one_to_take_it() ->
     assert idle.sent == [[1]]
     assert busy.sent == []
     assert len(backlog) == 1
-
-
-class BatchingSlot(FakeSlot):
-    """A fake slot that takes every queued job ahead of the first, as tiny tasks allow."""
-
-    def __init__(self, name: str, backlog: Backlog) -> None:
-        super().__init__(name)
-        self._backlog = backlog
-
-    def jobs_ahead(self, head: Job, in_flight: int) -> list[Job]:
-        return self._backlog.take_ahead(100, lambda job: True, small=1 << 20)
-
-
-def test_under_load_the_tasks_of_one_loop_turn_go_to_an_idle_worker_together_at_its_end() -> None:
-    """With a worker busy, tasks submitted (and workers freed) in one loop turn meet at its end:
-    one write for many tasks, where each went alone; on an idle pool a task goes at once."""
-    backlog = Backlog()
-    turn_end: list[Callable[[], None]] = []
-    scheduler = Scheduler(backlog, SchedulingPolicy(), end_of_turn=turn_end.append)
-    a, b, c = (BatchingSlot(name, backlog) for name in "abc")
-    for slot in (a, b, c):
-        scheduler.add(slot)
-        scheduler.slot_idle(slot)
-    scheduler.submit(_job(1))  # an idle pool: at once, to the most recently idle
-    assert c.sent == [[1]]
-    for job_id in range(2, 6):  # c is busy: these wait for the end of the turn
-        scheduler.submit(_job(job_id))
-    assert (a.sent, b.sent, len(turn_end)) == ([], [], 1)
-    turn_end.pop()()
-    assert b.sent == [[2, 3, 4, 5]]  # the most recently idle, as many as the policy allows
-    assert a.sent == []  # nothing left for it: it stays idle
-    scheduler.submit(_job(6))
-    scheduler.slot_idle(c)  # c's result came in the same turn: it takes what waits, at its end
-    assert (a.sent, c.sent) == ([], [[1]])
-    turn_end.pop()()
-    assert c.sent == [[1], [6]]
-    assert a.sent == []
-    assert len(backlog) == 0
 
 
 def test_with_no_worker_idle_a_task_waits_in_the_backlog_for_the_next_idle_worker() -> None:

@@ -64,9 +64,6 @@ class ChannelIO(Protocol):
     def unwatch(self, fd: int) -> None:
         """Stop calling back for ``fd``; call before closing it."""
 
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        """Call ``callback`` at the end of this loop turn (before the writes due then)."""
-
     def close(self) -> None:
         """Stop watching for good (the pool has stopped)."""
 
@@ -327,9 +324,6 @@ class _LoopCallback(_ChannelSet):
             self._left_to_renewal = False
             self._turn()
 
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self._loop.call_soon(callback)
-
     def _turn_soon(self) -> None:
         if self._turn_handle is None:
             self._turn_handle = self._loop.call_soon(self._turn_again)
@@ -365,16 +359,6 @@ class _WaitingTask(_ChannelSet):
         self._new_scope = trio.CancelScope
         self._running = False
         self._sleep: trio.CancelScope | None = None  # the task's wait for readiness, while it waits
-        self._soon: list[Callable[[], object]] = []  # calls due at the end of this turn
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self._soon.append(callback)
-        self._watching()
-        self._wake()
-
-    def close(self) -> None:
-        self._soon.clear()
-        super().close()
 
     def _watching(self) -> None:
         if not self._running:
@@ -397,14 +381,11 @@ class _WaitingTask(_ChannelSet):
     async def _watch(self) -> None:
         budget, fd = self._budget, self._ready_set.fileno()
         try:
-            while self._readers or self._writers or self._flushing or self._soon:
-                soon, self._soon = self._soon, []
-                for callback in soon:
-                    callback()
+            while self._readers or self._writers or self._flushing:
                 if budget.renewal_due:
                     budget.renew()
                 self._turn()
-                if self._due or self._flushing or self._soon:
+                if self._due or self._flushing:
                     await self._checkpoint()  # work due: only let the others run first
                 else:
                     # Woken when a flush is due, when nothing is left to watch, and at `close`:

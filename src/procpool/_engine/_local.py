@@ -255,7 +255,7 @@ class LocalBackend:
         if self._max_queued is not None:
             self.admission = Admission(self._max_queued, lambda: self.queued)
         self._backlog = Backlog(on_take=None if self.admission is None else self.admission.notify)
-        self._scheduler = scheduler = Scheduler(self._backlog, SchedulingPolicy(), end_of_turn=io.call_soon)
+        self._scheduler = scheduler = Scheduler(self._backlog, SchedulingPolicy())
         self._deadlines = Deadlines(task_group.start_soon)
         self._healing = healing = Healing(
             spawn,

@@ -43,20 +43,10 @@ class Slot(Protocol):
 
 
 class Scheduler:
-    def __init__(
-        self,
-        backlog: Backlog,
-        policy: SchedulingPolicy,
-        clock: Callable[[], float] = time.monotonic,
-        end_of_turn: Callable[[Callable[[], None]], object] | None = None,
-    ) -> None:
-        """``end_of_turn`` calls a function at the end of the event loop's turn; without it
-        (tests), tasks go to idle slots at once, whatever the load."""
+    def __init__(self, backlog: Backlog, policy: SchedulingPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.backlog = backlog
         self.policy = policy
         self._clock = clock
-        self._end_of_turn = end_of_turn
-        self._handing_out = False  # idle slots take the backlog at the end of this turn
         self._idle: IdleWorkers[Slot] = IdleWorkers()
         self._slots: list[Slot] = []
         self._dormant: list[Slot] = []  # slots without a worker, started when tasks wait
@@ -69,16 +59,9 @@ class Scheduler:
     # -- tasks in ---------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
-        if self._handing_out:
-            self.backlog.put(job)  # an idle slot takes it with the others at the end of the turn
-            return
-        if len(self._idle) and self._under_load(busy=1):
-            self.backlog.put(job)
-            self._hand_out_soon()
-            return
         slot = self._idle.pop()
         if slot is not None:
-            slot.dispatch([job])  # at once: the pool was idle, so the caller waits for this one
+            slot.dispatch([job])
             return
         # Busy workers take it from here, ahead of their running task, as their results come:
         # in batches, where sending each task ahead as it came made one write per task to one of
@@ -90,48 +73,14 @@ class Scheduler:
     def put_front(self, jobs: Iterable[Job]) -> None:
         """Jobs that must keep their turn (their worker died or gave them back)."""
         self.backlog.put_front(jobs)
-        self._to_idle_slots()
-        self._wake_dormant()
-
-    def _under_load(self, busy: int) -> bool:
-        """Whether at least ``busy`` slots have workers running tasks (or stopping), so that
-        tasks may wait for the end of the loop turn to go to idle workers together: under load,
-        the tasks submitted in one turn (the callers its results woke) and the slots freed by
-        those results met one by one, a write, and soon a read, for every task or two (with 15
-        workers, measured). Idle, a task goes at once: its caller waits for it alone."""
-        return (
-            self._end_of_turn is not None
-            and not self._closed
-            and len(self._idle) + len(self._dormant) + busy <= len(self._slots)
-        )
-
-    def _hand_out_soon(self) -> None:
-        if not self._handing_out and self._end_of_turn is not None:
-            self._handing_out = True
-            self._end_of_turn(self._hand_out)
-
-    def _hand_out(self) -> None:
-        self._handing_out = False
-        self._to_idle_slots()
-        if len(self.backlog) and self._dormant:
-            self._wake_dormant()
-
-    def _to_idle_slots(self) -> None:
-        """Give idle slots what the backlog holds, each as much as the policy allows."""
         while len(self.backlog) and (slot := self._idle.pop()) is not None:
-            self._take_or_wait(slot)
+            self.slot_idle(slot)
+        self._wake_dormant()
 
     # -- what slots say ---------------------------------------------------------------------------
 
     def slot_idle(self, slot: Slot) -> None:
-        """``slot``'s worker has nothing to run: give it the next jobs, or list it as idle."""
-        if len(self.backlog) and self._under_load(busy=2):  # another slot's worker, and this one
-            self._idle.push(slot)
-            self._hand_out_soon()
-            return
-        self._take_or_wait(slot)
-
-    def _take_or_wait(self, slot: Slot) -> None:
+        """``slot``'s worker has nothing to run: give it the next job, or list it as idle."""
         job = self.backlog.get_nowait()
         if job is not None:
             slot.dispatch([job, *slot.jobs_ahead(job, 1)])
