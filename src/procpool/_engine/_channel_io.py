@@ -301,15 +301,14 @@ class _LoopCallback(_ChannelSet):
         super().__init__(_TurnBudget(frames_per_turn, lambda: loop.call_soon(self._renew), turn_cpu))
         self._loop = loop
         self._left_to_renewal = False  # a readiness callback found the budget spent
-        self._turn_handle: asyncio.Handle | None = None
-        self._flush_handle: asyncio.Handle | None = None
+        self._pending: dict[Callable[[], None], asyncio.Handle] = {}  # calls due on the next turn
         loop.add_reader(self._ready_set.fileno(), self._on_readable)
 
     def close(self) -> None:
         self._loop.remove_reader(self._ready_set.fileno())
-        for handle in (self._turn_handle, self._flush_handle):
-            if handle is not None:
-                handle.cancel()
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
         super().close()
 
     def _on_readable(self) -> None:
@@ -325,20 +324,19 @@ class _LoopCallback(_ChannelSet):
             self._turn()
 
     def _turn_soon(self) -> None:
-        if self._turn_handle is None:
-            self._turn_handle = self._loop.call_soon(self._turn_again)
-
-    def _turn_again(self) -> None:
-        self._turn_handle = None
-        self._turn()
+        self._once_soon(self._turn)
 
     def _flush_soon(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush_again)
+        self._once_soon(self._flush)
 
-    def _flush_again(self) -> None:
-        self._flush_handle = None
-        self._flush()
+    def _once_soon(self, method: Callable[[], None]) -> None:
+        """Call ``method`` on the next loop turn, once however often asked meanwhile."""
+        if method not in self._pending:
+            self._pending[method] = self._loop.call_soon(self._call_pending, method)
+
+    def _call_pending(self, method: Callable[[], None]) -> None:
+        del self._pending[method]
+        method()
 
 
 class _WaitingTask(_ChannelSet):
