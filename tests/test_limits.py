@@ -54,6 +54,11 @@ def test_descriptor_exhaustion_leaks_nothing_and_the_pool_recovers(backend: str)
             assert seen[name] in ("made", f"OSError: {EMFILE}"), context
         assert seen["share"] in ("shared", f"OSError: {EMFILE}"), context
         assert seen["recovered"] == 4, context
+        # A pool opened with too few descriptors says which limit it met, whatever step met it
+        # (the pool's epoll set, a worker's sockets, its memory file...).
+        if seen["open"] != 5:
+            assert str(seen["open"]).startswith(f"WorkerCrashedError: could not start a worker: {EMFILE}. "), context
+            assert "limit on open files (RLIMIT_NOFILE" in str(seen["open"]), context
     assert cycles[-1]["fds"] == cycles[0]["fds"], [seen["fds"] for seen in cycles]
 
 

@@ -7,7 +7,7 @@ MODE ``closed``: the event loop is closed (never shut down) before the pool is d
 
 Prints ``pids`` and the two workers' pids once the long task has started, drops the pool, then
 prints ``dropped`` with the number of the pool's descriptors still open (``closed`` mode only;
-sockets, pidfds and shared memory: the loop's own are closed with it), and waits for its
+sockets, pidfds, epoll sets and shared memory: the loop's own are closed with it), and waits for its
 standard input to close before it exits, so the test sees what the drop did, not what the exit does.
 """
 
@@ -30,7 +30,7 @@ def pool_descriptors() -> int:
             target = os.readlink(f"/proc/self/fd/{name}")
         except OSError:
             continue
-        count += target.startswith(("socket:", "anon_inode:[pidfd]", "/memfd:procpool"))
+        count += target.startswith(("socket:", "anon_inode:[pidfd]", "anon_inode:[eventpoll]", "/memfd:procpool"))
     return count
 
 

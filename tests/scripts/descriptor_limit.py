@@ -6,7 +6,8 @@ The limit (RLIMIT_NOFILE) is lowered to 64. Each cycle opens a pool and takes ev
 left. Its worker exits, and its replacement cannot start; nor can the worker that the next task
 asks for. Then it takes every descriptor but a few (see `LEAVE`), asks for another task, which
 needs a worker, makes one of each IPC object, and shares a Pipe end (as pickling it for a running
-process does). Then it gives the descriptors back, runs a task and closes the pool. Prints one
+process does). Then it gives the descriptors back, runs a task and closes the pool, and opens
+another pool with as few descriptors left, which fails unless there are enough. Prints one
 JSON line per cycle: the outcomes, and how many descriptors this process has open once the pool
 is closed.
 """
@@ -105,6 +106,14 @@ async def cycle(leave: int) -> dict[str, Any]:
         seen["recovered"] = await pool.run(abs, -4)
     end.close()
     other.close()
+    taken = take_descriptors(leave)
+    try:
+        async with procpool.Pool(1) as pool:
+            seen["open"] = await pool.run(abs, -5)
+    except Exception as exc:
+        seen["open"] = outcome(exc)
+    finally:
+        give_back(taken)
     for thread in threading.enumerate():
         if thread.name == "procpool-fd-share":
             thread.join()  # it closes its descriptors as it ends

@@ -67,6 +67,9 @@ class ChannelIO(Protocol):
     def close(self) -> None:
         """Stop watching for good (the pool has stopped)."""
 
+    def abandon(self) -> None:
+        """Let go of what watching holds, without the event loop (it has been closed)."""
+
 
 def channel_io(task_group: TaskGroup, frames_per_turn: int) -> ChannelIO:
     """The way to watch channels in the running event loop, until `ChannelIO.close`; trio's task
@@ -127,6 +130,8 @@ class _ReadySet(Protocol):
     def unregister(self, fd: int, /) -> None: ...
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]: ...
     def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
 
 
 class _SelectorSet:
@@ -160,6 +165,10 @@ class _SelectorSet:
     def close(self) -> None:
         self._selector.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._selector.get_map() is None  # the selectors module's own sign
+
 
 def _selector_events(eventmask: int) -> int:
     return (selectors.EVENT_READ if eventmask & select.POLLIN else 0) | (
@@ -180,6 +189,7 @@ class _ChannelSet:
     def __init__(self, budget: _TurnBudget) -> None:
         self._budget = budget
         self._ready_set = _new_ready_set()  # at the pool's start, where no descriptor to spare is a clear error
+        self._set_fd = self._ready_set.fileno()
         self._registered: dict[int, int] = {}  # the flags each descriptor in the set is watched for
         self._readers: dict[int, Step] = {}  # what each watched descriptor calls
         self._writers: dict[int, Step] = {}  # what each descriptor watched for writing calls
@@ -225,6 +235,9 @@ class _ChannelSet:
         self._idle()
         self._ready_set.close()
 
+    def abandon(self) -> None:
+        self._ready_set.close()  # the loop that watched it is closed: nothing of it runs again
+
     def _arm(self, fd: int, flags: int) -> None:
         """Watch ``fd`` for ``flags`` (none: not at all) from now on."""
         registered = self._registered
@@ -242,6 +255,8 @@ class _ChannelSet:
     def _turn(self) -> None:
         """Call the steps of the channels due and ready, in turn, while the turn's budget lasts;
         then the writes due."""
+        if self._ready_set.closed:
+            return  # a renewal due when the pool stopped
         due, flushing, readers, writers = self._due, self._flushing, self._readers, self._writers
         for fd, flags in self._ready_set.poll(0):
             if flags & _READ_FLAGS and fd in readers and fd not in due:
@@ -302,10 +317,10 @@ class _LoopCallback(_ChannelSet):
         self._loop = loop
         self._left_to_renewal = False  # a readiness callback found the budget spent
         self._pending: dict[Callable[[], None], asyncio.Handle] = {}  # calls due on the next turn
-        loop.add_reader(self._ready_set.fileno(), self._on_readable)
+        loop.add_reader(self._set_fd, self._on_readable)
 
     def close(self) -> None:
-        self._loop.remove_reader(self._ready_set.fileno())
+        self._loop.remove_reader(self._set_fd)
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
@@ -377,7 +392,7 @@ class _WaitingTask(_ChannelSet):
             self._sleep.cancel()
 
     async def _watch(self) -> None:
-        budget, fd = self._budget, self._ready_set.fileno()
+        budget, fd = self._budget, self._set_fd
         try:
             while self._readers or self._writers or self._flushing:
                 if budget.renewal_due:

@@ -41,7 +41,7 @@ from .._transport import MemoryFiles, dumps_for_transport
 from ._channel_io import ChannelIO, channel_io
 from ._healing import Healing
 from ._policy import SchedulingPolicy
-from ._process import WorkerProcess
+from ._process import WorkerProcess, start_failed
 from ._reports import logging_levels
 from ._scheduler import Scheduler
 from ._slot import WorkerSlot
@@ -241,7 +241,10 @@ class LocalBackend:
         task_group = anyio.create_task_group()
         io: ChannelIO | None = None
         try:
-            io = channel_io(task_group, _FRAMES_PER_TURN)  # first: it may find no descriptor to spare
+            try:
+                io = channel_io(task_group, _FRAMES_PER_TURN)  # a descriptor, as a worker takes
+            except OSError as exc:  # none to spare: the error a worker's start gives
+                raise start_failed(exc) from exc
             workers = await self._spawn_all(spawn)
         except BaseException:
             if io is not None:
@@ -385,6 +388,8 @@ class LocalBackend:
         except RuntimeError:  # the loop is closed (trio: its run finished)
             for worker in list(self._workers):
                 worker.abandon()
+            if self._io is not None:
+                self._io.abandon()
 
     def _abort(self) -> None:
         """In the event loop of a pool that nobody can close any more: cancel every job, and the

@@ -89,7 +89,6 @@ class WorkerSlot:
         self._watchers: TaskGroup | None = None  # each worker's `WorkerProcess.watch`, trio's IO
         self._task_time: float | None = None
         self._head_since = 0.0
-        self._last_finished = 0.0  # when the worker finished its last task, by its clock
         self._idle_since = time.monotonic()
 
     @property
@@ -273,13 +272,9 @@ class WorkerSlot:
                 self._taking_back.discard(task_id)
             worker.tasks_run += 1
             now = time.monotonic()
-            job.started_at, job.finished_at = _TIMING.unpack_from(body, len(body) - _TIMING_SIZE)
-            # A task's time as the worker saw it, from its last finish (its clock is ours), unless
-            # the worker waited meanwhile: with many workers, results wait for the parent, and
-            # the time between their readings made tiny tasks look long, so fewer went per write.
-            sample = min(now - self._head_since, job.finished_at - self._last_finished)
-            self._head_since, self._last_finished = now, job.finished_at
+            sample, self._head_since = now - self._head_since, now
             self._task_time = self._policy.average(self._task_time, sample)
+            job.started_at, job.finished_at = _TIMING.unpack_from(body, len(body) - _TIMING_SIZE)
             job.received_at = now
             if job.stage is _SENT:  # not marked yet: its result came in one read with the one before
                 self._began(job)
