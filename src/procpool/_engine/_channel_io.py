@@ -130,8 +130,6 @@ class _ReadySet(Protocol):
     def unregister(self, fd: int, /) -> None: ...
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]: ...
     def close(self) -> None: ...
-    @property
-    def closed(self) -> bool: ...
 
 
 class _SelectorSet:
@@ -164,10 +162,6 @@ class _SelectorSet:
 
     def close(self) -> None:
         self._selector.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._selector.get_map() is None  # the selectors module's own sign
 
 
 def _selector_events(eventmask: int) -> int:
@@ -255,8 +249,6 @@ class _ChannelSet:
     def _turn(self) -> None:
         """Call the steps of the channels due and ready, in turn, while the turn's budget lasts;
         then the writes due."""
-        if self._ready_set.closed:
-            return  # a renewal due when the pool stopped
         due, flushing, readers, writers = self._due, self._flushing, self._readers, self._writers
         for fd, flags in self._ready_set.poll(0):
             if flags & _READ_FLAGS and fd in readers and fd not in due:
@@ -310,10 +302,11 @@ class _LoopCallback(_ChannelSet):
     """asyncio's (and uvloop's): the loop calls back when the set is readable. The budget is
     renewed by a call on the next turn once a turn has settled frames: before the next turn's
     readiness callback (asyncio), or after this turn's (uvloop). A readiness callback that finds
-    the budget spent leaves the channels to the renewal, which calls `_turn`."""
+    the budget spent leaves the channels to the renewal, which calls `_turn`. Every call due on
+    the next turn is cancelled at `close`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, frames_per_turn: int, turn_cpu: float) -> None:
-        super().__init__(_TurnBudget(frames_per_turn, lambda: loop.call_soon(self._renew), turn_cpu))
+        super().__init__(_TurnBudget(frames_per_turn, lambda: self._once_soon(self._renew), turn_cpu))
         self._loop = loop
         self._left_to_renewal = False  # a readiness callback found the budget spent
         self._pending: dict[Callable[[], None], asyncio.Handle] = {}  # calls due on the next turn

@@ -239,16 +239,15 @@ class LocalBackend:
         )
         spawn = functools.partial(WorkerProcess.spawn, context, setup, self._workers)
         task_group = anyio.create_task_group()
-        io: ChannelIO | None = None
         try:
-            try:
-                io = channel_io(task_group, _FRAMES_PER_TURN)  # a descriptor, as a worker takes
-            except OSError as exc:  # none to spare: the error a worker's start gives
-                raise start_failed(exc) from exc
+            io = channel_io(task_group, _FRAMES_PER_TURN)  # a descriptor, as a worker takes
+        except OSError as exc:  # none to spare: the error a worker's start gives
+            self.state = PoolState.CLOSED
+            raise start_failed(exc) from exc
+        try:
             workers = await self._spawn_all(spawn)
         except BaseException:
-            if io is not None:
-                io.close()
+            io.close()
             self.state = PoolState.CLOSED
             raise
         self._io = io
